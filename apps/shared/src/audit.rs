@@ -1,0 +1,77 @@
+//! The append-only audit log (the database refuses updates and deletes of its rows).
+
+use crate::schema::audit_log;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+/// Who did something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorType {
+    /// A driver, through the app.
+    Driver,
+    /// A partner platform, through its API key.
+    Partner,
+    /// An ops, finance or admin user.
+    Staff,
+    /// ShiftCover itself (a job, a cron tick).
+    System,
+}
+
+impl ActorType {
+    fn as_str(self) -> &'static str {
+        match self {
+            ActorType::Driver => "driver",
+            ActorType::Partner => "partner",
+            ActorType::Staff => "staff",
+            ActorType::System => "system",
+        }
+    }
+}
+
+/// One audit entry to write.
+#[derive(Debug, Clone)]
+pub struct AuditEntry<'a> {
+    /// Who acted.
+    pub actor_type: ActorType,
+    /// Their id, as text (`drv_…`, `stf_…`), when there is one.
+    pub actor_id: Option<String>,
+    /// What they did, e.g. `driver.signed_in`.
+    pub action: &'a str,
+    /// The kind of thing acted on, e.g. `driver`.
+    pub subject_type: &'a str,
+    /// Its id, as text.
+    pub subject_id: String,
+    /// Why, when a person gave a reason.
+    pub reason: Option<&'a str>,
+    /// Anything else worth keeping.
+    pub details: serde_json::Value,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = audit_log)]
+struct NewAuditRow<'a> {
+    actor_type: &'a str,
+    actor_id: Option<&'a str>,
+    action: &'a str,
+    subject_type: &'a str,
+    subject_id: &'a str,
+    reason: Option<&'a str>,
+    details: &'a serde_json::Value,
+}
+
+/// Writes an audit entry with the caller's connection (so inside the caller's transaction).
+pub async fn record(conn: &mut AsyncPgConnection, entry: &AuditEntry<'_>) -> QueryResult<()> {
+    diesel::insert_into(audit_log::table)
+        .values(NewAuditRow {
+            actor_type: entry.actor_type.as_str(),
+            actor_id: entry.actor_id.as_deref(),
+            action: entry.action,
+            subject_type: entry.subject_type,
+            subject_id: &entry.subject_id,
+            reason: entry.reason,
+            details: &entry.details,
+        })
+        .execute(conn)
+        .await
+        .map(|_| ())
+}

@@ -1,0 +1,286 @@
+//! The transactional outbox: how a domain change and the job it causes commit together.
+//!
+//! 1. Domain code calls [`enqueue`] with the same connection (inside the same transaction) that
+//!    writes the change. If the transaction rolls back, the job never existed.
+//! 2. The relay in `shiftcover work` calls [`take_due`], which marks due rows `queued` with
+//!    `FOR UPDATE SKIP LOCKED` (safe with many relays) and pushes their ids to Redis.
+//! 3. A worker calls [`claim`]; only one claim of a queued row succeeds, so a job that Redis
+//!    delivers twice runs once. The handler then calls [`complete`] — for database effects,
+//!    inside the transaction that writes the effect, so effect and completion commit together.
+//! 4. A failure calls [`fail`]: the row goes back to `pending` with a backoff, or to `dead` after
+//!    its last attempt, where ops can see it and [`retry_dead`] it.
+//!
+//! Redis may lose a message; the relay re-sends rows left `queued` or `running` for too long,
+//! and the claim makes any duplicate harmless.
+
+use crate::ids::JobId;
+use crate::schema::outbox_jobs;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A kind of background job. Its payload carries ids, never copies of state: the handler re-reads.
+pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The job's name, e.g. `SendSms`. Stored on the row and used to find the handler.
+    const TYPE: &'static str;
+    /// The Redis queue its messages go to.
+    const QUEUE: &'static str;
+    /// Attempts before the job is dead-lettered.
+    const MAX_ATTEMPTS: i32 = 8;
+
+    /// What makes two enqueues "the same job": the same key enqueues once.
+    fn idempotency_key(&self) -> String;
+}
+
+/// Job states, as stored.
+pub mod status {
+    /// Waiting for its `run_after` time and the relay.
+    pub const PENDING: &str = "pending";
+    /// Sent to Redis, not yet claimed.
+    pub const QUEUED: &str = "queued";
+    /// Claimed by a worker.
+    pub const RUNNING: &str = "running";
+    /// Finished; its effect happened.
+    pub const DONE: &str = "done";
+    /// Failed its last attempt; waits for ops.
+    pub const DEAD: &str = "dead";
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = outbox_jobs)]
+struct NewOutboxJob<'a> {
+    id: JobId,
+    job_type: &'a str,
+    queue: &'a str,
+    payload: serde_json::Value,
+    idempotency_key: &'a str,
+    max_attempts: i32,
+    run_after: DateTime<Utc>,
+}
+
+/// Enqueues a job to run as soon as possible. Returns `None` when a job with the same type and
+/// idempotency key already exists (the cause was already recorded).
+pub async fn enqueue<J: Job>(
+    conn: &mut AsyncPgConnection,
+    job: &J,
+) -> anyhow::Result<Option<JobId>> {
+    enqueue_at(conn, job, Utc::now()).await
+}
+
+/// Enqueues a job to run at or after `run_after`.
+pub async fn enqueue_at<J: Job>(
+    conn: &mut AsyncPgConnection,
+    job: &J,
+    run_after: DateTime<Utc>,
+) -> anyhow::Result<Option<JobId>> {
+    let key = job.idempotency_key();
+    let row = NewOutboxJob {
+        id: JobId::new(),
+        job_type: J::TYPE,
+        queue: J::QUEUE,
+        payload: serde_json::to_value(job)?,
+        idempotency_key: &key,
+        max_attempts: J::MAX_ATTEMPTS,
+        run_after,
+    };
+    let id = diesel::insert_into(outbox_jobs::table)
+        .values(&row)
+        .on_conflict_do_nothing()
+        .returning(outbox_jobs::id)
+        .get_result::<JobId>(conn)
+        .await
+        .optional()?;
+    Ok(id)
+}
+
+/// A row the relay moved to `queued`, to be pushed to Redis.
+#[derive(Debug, Clone, Queryable, Selectable, PartialEq, Eq)]
+#[diesel(table_name = outbox_jobs)]
+pub struct DueJob {
+    /// The outbox row.
+    pub id: JobId,
+    /// The job's type name.
+    pub job_type: String,
+    /// The queue to push it to.
+    pub queue: String,
+}
+
+/// Marks up to `batch` due rows `queued` and returns them. A row is due when it is `pending`
+/// and its time has come, or `queued`/`running` for longer than the given timeouts (lost in
+/// Redis, or its worker died).
+pub async fn take_due(
+    conn: &mut AsyncPgConnection,
+    batch: i64,
+    requeue_after_secs: i64,
+    stalled_after_secs: i64,
+) -> QueryResult<Vec<DueJob>> {
+    diesel::sql_query(
+        "WITH due AS (
+             SELECT id FROM outbox_jobs
+              WHERE (status = 'pending' AND run_after <= now())
+                 OR (status = 'queued' AND queued_at < now() - make_interval(secs => $2))
+                 OR (status = 'running' AND started_at < now() - make_interval(secs => $3))
+              ORDER BY run_after
+              LIMIT $1
+              FOR UPDATE SKIP LOCKED)
+         UPDATE outbox_jobs o
+            SET status = 'queued', queued_at = now()
+           FROM due
+          WHERE o.id = due.id
+      RETURNING o.id, o.job_type, o.queue",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(batch)
+    .bind::<diesel::sql_types::Double, _>(requeue_after_secs as f64)
+    .bind::<diesel::sql_types::Double, _>(stalled_after_secs as f64)
+    .load::<DueJobRow>(conn)
+    .await
+    .map(|rows| rows.into_iter().map(DueJob::from).collect())
+}
+
+#[derive(QueryableByName)]
+struct DueJobRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: uuid::Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    job_type: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    queue: String,
+}
+
+impl From<DueJobRow> for DueJob {
+    fn from(r: DueJobRow) -> Self {
+        DueJob {
+            id: JobId(r.id),
+            job_type: r.job_type,
+            queue: r.queue,
+        }
+    }
+}
+
+/// A job a worker now owns.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = outbox_jobs)]
+pub struct ClaimedJob {
+    /// The outbox row.
+    pub id: JobId,
+    /// The job's type name.
+    pub job_type: String,
+    /// The payload as enqueued.
+    pub payload: serde_json::Value,
+    /// This attempt's number, from 1.
+    pub attempts: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+}
+
+/// Claims a queued job for `worker`. `None` means another worker has it or it is finished:
+/// the caller acknowledges the message and does nothing.
+pub async fn claim(
+    conn: &mut AsyncPgConnection,
+    id: JobId,
+    worker: &str,
+) -> QueryResult<Option<ClaimedJob>> {
+    diesel::update(outbox_jobs::table)
+        .filter(outbox_jobs::id.eq(id))
+        .filter(outbox_jobs::status.eq(status::QUEUED))
+        .set((
+            outbox_jobs::status.eq(status::RUNNING),
+            outbox_jobs::started_at.eq(diesel::dsl::now),
+            outbox_jobs::attempts.eq(outbox_jobs::attempts + 1),
+            outbox_jobs::locked_by.eq(worker),
+        ))
+        .returning(ClaimedJob::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Marks a claimed job done. Returns false when the claim was lost (the job was taken to have
+/// stalled and handed to another worker): a caller inside a transaction must then roll back.
+pub async fn complete(
+    conn: &mut AsyncPgConnection,
+    job: &ClaimedJob,
+    worker: &str,
+) -> QueryResult<bool> {
+    let n = diesel::update(outbox_jobs::table)
+        .filter(outbox_jobs::id.eq(job.id))
+        .filter(outbox_jobs::status.eq(status::RUNNING))
+        .filter(outbox_jobs::locked_by.eq(worker))
+        .filter(outbox_jobs::attempts.eq(job.attempts))
+        .set((
+            outbox_jobs::status.eq(status::DONE),
+            outbox_jobs::finished_at.eq(diesel::dsl::now),
+            outbox_jobs::last_error.eq(None::<String>),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}
+
+/// Records a failed attempt: back to `pending` at `retry_at`, or `dead` when there is none.
+pub async fn fail(
+    conn: &mut AsyncPgConnection,
+    job: &ClaimedJob,
+    worker: &str,
+    error: &str,
+    retry_at: Option<DateTime<Utc>>,
+) -> QueryResult<bool> {
+    let error: String = error.chars().take(4000).collect();
+    let base = outbox_jobs::table
+        .filter(outbox_jobs::id.eq(job.id))
+        .filter(outbox_jobs::status.eq(status::RUNNING))
+        .filter(outbox_jobs::locked_by.eq(worker))
+        .filter(outbox_jobs::attempts.eq(job.attempts));
+    let n = match retry_at {
+        Some(at) => {
+            diesel::update(base)
+                .set((
+                    outbox_jobs::status.eq(status::PENDING),
+                    outbox_jobs::run_after.eq(at),
+                    outbox_jobs::last_error.eq(&error),
+                    outbox_jobs::locked_by.eq(None::<String>),
+                ))
+                .execute(conn)
+                .await?
+        }
+        None => {
+            diesel::update(base)
+                .set((
+                    outbox_jobs::status.eq(status::DEAD),
+                    outbox_jobs::finished_at.eq(diesel::dsl::now),
+                    outbox_jobs::last_error.eq(&error),
+                ))
+                .execute(conn)
+                .await?
+        }
+    };
+    Ok(n == 1)
+}
+
+/// Sends a dead job back to the queue with a fresh set of attempts (an ops action).
+pub async fn retry_dead(conn: &mut AsyncPgConnection, id: JobId) -> QueryResult<bool> {
+    let n = diesel::update(outbox_jobs::table)
+        .filter(outbox_jobs::id.eq(id))
+        .filter(outbox_jobs::status.eq(status::DEAD))
+        .set((
+            outbox_jobs::status.eq(status::PENDING),
+            outbox_jobs::attempts.eq(0),
+            outbox_jobs::run_after.eq(diesel::dsl::now),
+            outbox_jobs::finished_at.eq(None::<DateTime<Utc>>),
+            outbox_jobs::locked_by.eq(None::<String>),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}
+
+/// Counts of outbox rows per status, for `/metrics` and the ops view.
+pub async fn counts_by_status(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(String, i64)>> {
+    outbox_jobs::table
+        .group_by(outbox_jobs::status)
+        .select((outbox_jobs::status, diesel::dsl::count_star()))
+        .load(conn)
+        .await
+}

@@ -1,0 +1,400 @@
+//! Settings: built-in defaults, then an optional TOML file, then `SHIFTCOVER__…` environment
+//! variables (`SHIFTCOVER__DATABASE__URL`, `SHIFTCOVER__HTTP__BIND`, …). Loaded once at start,
+//! validated, and passed explicitly: there is no global.
+//!
+//! Unknown keys are refused, so a typo stops the process with a message naming the key instead of
+//! being silently ignored. Secrets are [`Secret`]s and never appear in logs.
+
+use crate::secret::Secret;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Where the process runs; production turns off the IDE, introspection and demo conveniences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// A developer's machine.
+    #[default]
+    Development,
+    /// The test suite.
+    Test,
+    /// Real drivers and real money.
+    Production,
+}
+
+/// All settings of the `shiftcover` binary.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where the process runs.
+    pub environment: Environment,
+    /// The HTTP server.
+    pub http: HttpSettings,
+    /// GraphQL limits and tooling.
+    pub graphql: GraphqlSettings,
+    /// PostgreSQL.
+    pub database: DatabaseSettings,
+    /// Redis (job queues, rate limits, caches).
+    pub redis: RedisSettings,
+    /// Error reporting.
+    pub sentry: SentrySettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// The job runtime.
+    pub jobs: JobSettings,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address to listen on, e.g. `0.0.0.0:8080`.
+    pub bind: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Worker threads for actix-web; 0 means one per core.
+    pub workers: usize,
+    /// The public base URL, used in links sent to drivers.
+    pub public_url: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            max_body_bytes: 256 * 1024,
+            workers: 0,
+            public_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// GraphQL limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphqlSettings {
+    /// Deepest selection set allowed.
+    pub max_depth: usize,
+    /// Highest complexity (fields, weighted by list sizes) allowed.
+    pub max_complexity: usize,
+    /// Most aliases, directives and root fields in one document (guards against alias floods).
+    pub max_aliases: usize,
+    /// Whether introspection queries are answered.
+    pub introspection: bool,
+    /// Whether the GraphQL IDE page is served at `GET /graphql` (never in production).
+    pub ide: bool,
+}
+
+impl Default for GraphqlSettings {
+    fn default() -> Self {
+        Self {
+            max_depth: 12,
+            max_complexity: 400,
+            max_aliases: 50,
+            introspection: true,
+            ide: true,
+        }
+    }
+}
+
+/// PostgreSQL settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Connection URL, e.g. `postgres://postgres@127.0.0.1:5432/shiftcover`.
+    pub url: Secret,
+    /// Most connections one process holds.
+    pub pool_size: usize,
+    /// How long to wait for a connection before answering "unavailable", in milliseconds.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("postgres://postgres@127.0.0.1:5432/shiftcover"),
+            pool_size: 16,
+            acquire_timeout_ms: 3_000,
+        }
+    }
+}
+
+/// Redis settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Connection URL, e.g. `redis://127.0.0.1:6379/0`.
+    pub url: Secret,
+    /// Prefix of every key this deployment writes, so that several can share one Redis.
+    pub key_prefix: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("redis://127.0.0.1:6379/0"),
+            key_prefix: "shiftcover".into(),
+        }
+    }
+}
+
+/// Sentry settings; without a DSN nothing is sent.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SentrySettings {
+    /// The project DSN; empty turns Sentry off.
+    pub dsn: Secret,
+    /// The release name reported with events; defaults to the crate version.
+    pub release: Option<String>,
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (production, log shippers).
+    #[default]
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// JSON or pretty.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info,shiftcover=debug`.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Json,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// Job runtime settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobSettings {
+    /// Most outbox rows the relay moves to Redis in one pass.
+    pub relay_batch: i64,
+    /// Pause between relay passes when the outbox is empty, in milliseconds.
+    pub relay_idle_ms: u64,
+    /// A job queued in Redis but not started after this many seconds is queued again
+    /// (Redis may have lost it). Its handler's claim makes the second copy harmless.
+    pub requeue_after_secs: i64,
+    /// A job marked running for longer than this many seconds is taken to have died with its worker.
+    pub stalled_after_secs: i64,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            relay_batch: 200,
+            relay_idle_ms: 250,
+            requeue_after_secs: 60,
+            stalled_after_secs: 300,
+        }
+    }
+}
+
+/// Settings could not be loaded or are invalid. The message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file or environment could not be read or did not parse.
+    #[error("invalid settings: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value parsed but is not acceptable.
+    #[error("invalid setting `{key}`: {reason}")]
+    Invalid {
+        /// The dotted key, e.g. `database.pool_size`.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Settings {
+    /// Loads settings from defaults, an optional file and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        Self::load_from(file, None)
+    }
+
+    /// Loads settings with an explicit environment map instead of the process environment (tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: Option<HashMap<String, String>>,
+    ) -> Result<Self, SettingsError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("SHIFTCOVER")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(env),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        fn invalid(key: &'static str, reason: impl Into<String>) -> SettingsError {
+            SettingsError::Invalid {
+                key,
+                reason: reason.into(),
+            }
+        }
+        if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid("http.bind", "expected host:port, e.g. 0.0.0.0:8080"));
+        }
+        if self.http.max_body_bytes < 1024 {
+            return Err(invalid("http.max_body_bytes", "must be at least 1024"));
+        }
+        if !self.database.url.expose().starts_with("postgres://")
+            && !self.database.url.expose().starts_with("postgresql://")
+        {
+            return Err(invalid(
+                "database.url",
+                "expected a postgres:// or postgresql:// URL",
+            ));
+        }
+        if self.database.pool_size == 0 {
+            return Err(invalid("database.pool_size", "must be at least 1"));
+        }
+        if !self.redis.url.expose().starts_with("redis://") {
+            return Err(invalid("redis.url", "expected a redis:// URL"));
+        }
+        if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(char::is_whitespace)
+        {
+            return Err(invalid(
+                "redis.key_prefix",
+                "must be non-empty and contain no spaces",
+            ));
+        }
+        if !self.sentry.dsn.is_empty() && !self.sentry.dsn.expose().starts_with("http") {
+            return Err(invalid("sentry.dsn", "expected an http(s) DSN"));
+        }
+        if self.graphql.max_depth == 0 || self.graphql.max_complexity == 0 {
+            return Err(invalid(
+                "graphql.max_depth",
+                "depth and complexity limits must be positive",
+            ));
+        }
+        if self.jobs.relay_batch <= 0 {
+            return Err(invalid("jobs.relay_batch", "must be positive"));
+        }
+        if self.jobs.requeue_after_secs <= 0 || self.jobs.stalled_after_secs <= 0 {
+            return Err(invalid(
+                "jobs.requeue_after_secs",
+                "requeue and stall timeouts must be positive",
+            ));
+        }
+        if self.environment == Environment::Production && self.graphql.ide {
+            return Err(invalid(
+                "graphql.ide",
+                "the GraphQL IDE must be off in production",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("SHIFTCOVER__DATABASE__POOL_SIZE", "4"),
+                ("SHIFTCOVER__HTTP__BIND", "0.0.0.0:9000"),
+                ("SHIFTCOVER__REDIS__KEY_PREFIX", "t1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.database.pool_size, 4);
+        assert_eq!(s.http.bind, "0.0.0.0:9000");
+        assert_eq!(s.redis.key_prefix, "t1");
+        assert_eq!(s.graphql.max_depth, 12);
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = std::env::temp_dir().join(format!("sc-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.toml");
+        std::fs::write(&path, "[database]\npool_size = 7\n[log]\nformat = \"pretty\"\n").unwrap();
+        let s = Settings::load_from(Some(&path), env(&[])).unwrap();
+        assert_eq!(s.database.pool_size, 7);
+        assert_eq!(s.log.format, LogFormat::Pretty);
+        let s = Settings::load_from(
+            Some(&path),
+            env(&[("SHIFTCOVER__DATABASE__POOL_SIZE", "3")]),
+        )
+        .unwrap();
+        assert_eq!(s.database.pool_size, 3);
+    }
+
+    #[test]
+    fn unknown_key_is_named_in_the_error() {
+        let err =
+            Settings::load_from(None, env(&[("SHIFTCOVER__DATABASE__POOLSIZE", "4")])).unwrap_err();
+        assert!(err.to_string().contains("poolsize"), "{err}");
+    }
+
+    #[test]
+    fn malformed_value_is_named_in_the_error() {
+        let err = Settings::load_from(None, env(&[("SHIFTCOVER__DATABASE__POOL_SIZE", "many")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("pool_size"), "{err}");
+        let err =
+            Settings::load_from(None, env(&[("SHIFTCOVER__HTTP__BIND", "nowhere")])).unwrap_err();
+        assert!(err.to_string().contains("http.bind"), "{err}");
+        let err = Settings::load_from(None, env(&[("SHIFTCOVER__DATABASE__URL", "mysql://x")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("database.url"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_the_ide() {
+        let err = Settings::load_from(None, env(&[("SHIFTCOVER__ENVIRONMENT", "production")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("graphql.ide"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_leak_through_debug() {
+        let s = Settings::load_from(
+            None,
+            env(&[(
+                "SHIFTCOVER__DATABASE__URL",
+                "postgres://u:hunter2@db/shiftcover",
+            )]),
+        )
+        .unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}
