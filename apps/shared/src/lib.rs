@@ -7,9 +7,12 @@
 
 pub mod audit;
 pub mod clock;
+pub mod core;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod ids;
+pub mod jobs;
 pub mod money;
 pub mod outbox;
 pub mod redis_conn;

@@ -110,8 +110,11 @@ pub struct DueJob {
 /// Marks up to `batch` due rows `queued` and returns them. A row is due when it is `pending`
 /// and its time has come, or `queued`/`running` for longer than the given timeouts (lost in
 /// Redis, or its worker died).
+/// Only rows whose type is in `job_types` (the types this process can run) are taken; others
+/// stay where they are, visible to ops, until a process that knows them runs.
 pub async fn take_due(
     conn: &mut AsyncPgConnection,
+    job_types: &[&str],
     batch: i64,
     requeue_after_secs: i64,
     stalled_after_secs: i64,
@@ -119,9 +122,10 @@ pub async fn take_due(
     diesel::sql_query(
         "WITH due AS (
              SELECT id FROM outbox_jobs
-              WHERE (status = 'pending' AND run_after <= now())
+              WHERE ((status = 'pending' AND run_after <= now())
                  OR (status = 'queued' AND queued_at < now() - make_interval(secs => $2))
-                 OR (status = 'running' AND started_at < now() - make_interval(secs => $3))
+                 OR (status = 'running' AND started_at < now() - make_interval(secs => $3)))
+                AND job_type = ANY($4)
               ORDER BY run_after
               LIMIT $1
               FOR UPDATE SKIP LOCKED)
@@ -134,6 +138,7 @@ pub async fn take_due(
     .bind::<diesel::sql_types::BigInt, _>(batch)
     .bind::<diesel::sql_types::Double, _>(requeue_after_secs as f64)
     .bind::<diesel::sql_types::Double, _>(stalled_after_secs as f64)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(job_types)
     .load::<DueJobRow>(conn)
     .await
     .map(|rows| rows.into_iter().map(DueJob::from).collect())

@@ -1,0 +1,67 @@
+//! How errors reach GraphQL clients.
+//!
+//! - [`UserError`]: something the user can fix; returned in a mutation payload's `userErrors`.
+//! - [`coded`]: a request-level error the client can act on (`UNAUTHENTICATED`, `NOT_FOUND`, …),
+//!   with `extensions.code`.
+//! - [`internal`]: anything else. Logged with the request id, sent to Sentry, and shown to the
+//!   client as `INTERNAL_SERVER_ERROR` with the request id, never with its cause.
+
+use crate::context::RequestId;
+use async_graphql::{Context, ErrorExtensions, SimpleObject};
+use shared::FieldError;
+
+/// A problem with the input that the user can fix.
+#[derive(Debug, Clone, SimpleObject, PartialEq, Eq)]
+pub struct UserError {
+    /// The input field at fault (e.g. `phone`), or null when the request as a whole is at fault.
+    pub field: Option<String>,
+    /// A stable machine-readable code, e.g. `INVALID_PHONE`.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl From<FieldError> for UserError {
+    fn from(e: FieldError) -> Self {
+        UserError {
+            field: e.field,
+            code: e.code.to_owned(),
+            message: e.message,
+        }
+    }
+}
+
+/// A request-level error with a code.
+pub fn coded(code: &'static str, message: impl Into<String>) -> async_graphql::Error {
+    async_graphql::Error::new(message.into()).extend_with(|_, e| e.set("code", code))
+}
+
+/// Reports an internal error and returns the generic error the client sees.
+pub fn internal(ctx: &Context<'_>, err: impl Into<anyhow::Error>) -> async_graphql::Error {
+    let err: anyhow::Error = err.into();
+    let request_id = ctx
+        .data_opt::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    tracing::error!(request_id = %request_id, error = %format!("{err:#}"), "internal error in resolver");
+    sentry::with_scope(
+        |scope| scope.set_tag("request_id", &request_id),
+        || sentry::integrations::anyhow::capture_anyhow(&err),
+    );
+    async_graphql::Error::new("Internal server error").extend_with(|_, e| {
+        e.set("code", "INTERNAL_SERVER_ERROR");
+        e.set("requestId", request_id.clone());
+    })
+}
+
+/// `?`-friendly conversion of internal failures.
+pub trait InternalExt<T> {
+    /// Maps an error to [`internal`].
+    fn internal(self, ctx: &Context<'_>) -> async_graphql::Result<T>;
+}
+
+impl<T, E: Into<anyhow::Error>> InternalExt<T> for Result<T, E> {
+    fn internal(self, ctx: &Context<'_>) -> async_graphql::Result<T> {
+        self.map_err(|e| internal(ctx, e))
+    }
+}

@@ -1,0 +1,225 @@
+//! The foundation's part of the schema: `node`/`nodes`, `serverInfo`, and the demo job
+//! (`enqueueDemoPing`, the `Job` node) that proves the outbox path end to end.
+
+use crate::errors::{InternalExt, UserError};
+use crate::guard;
+use crate::relay::{from_global_id, to_global_id};
+use async_graphql::{Context, ID, InputObject, Interface, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use shared::core::Core;
+use shared::demo::DemoPing;
+use shared::ids::JobId;
+use shared::schema::outbox_jobs;
+
+/// An object with a global id, fetchable with `node(id:)`.
+#[derive(Interface)]
+#[graphql(field(name = "id", ty = "ID", desc = "The object's global id."))]
+pub enum Node {
+    /// A background job.
+    Job(Job),
+}
+
+/// A background job in the outbox.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = outbox_jobs)]
+pub struct Job {
+    id: JobId,
+    job_type: String,
+    status: String,
+    attempts: i32,
+    max_attempts: i32,
+    last_error: Option<String>,
+    created_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+#[Object]
+impl Job {
+    /// The global id.
+    async fn id(&self) -> ID {
+        to_global_id("Job", &self.id)
+    }
+    /// The job's type name, e.g. `SendSms`.
+    async fn job_type(&self) -> &str {
+        &self.job_type
+    }
+    /// `pending`, `queued`, `running`, `done` or `dead`.
+    async fn status(&self) -> &str {
+        &self.status
+    }
+    /// Attempts made so far.
+    async fn attempts(&self) -> i32 {
+        self.attempts
+    }
+    /// Attempts allowed before the job is dead-lettered.
+    async fn max_attempts(&self) -> i32 {
+        self.max_attempts
+    }
+    /// The last attempt's error.
+    async fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+    /// When the job was enqueued.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.created_at
+    }
+    /// When the job finished or was dead-lettered.
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.finished_at
+    }
+}
+
+/// Facts about the running server.
+#[derive(SimpleObject)]
+pub struct ServerInfo {
+    /// The release version.
+    pub version: String,
+    /// `development`, `test` or `production`.
+    pub environment: String,
+    /// The server's current time.
+    pub time: DateTime<Utc>,
+}
+
+/// The foundation's queries.
+#[derive(Default)]
+pub struct FoundationQuery;
+
+#[Object]
+impl FoundationQuery {
+    /// Fetches any object by its global id; null when it does not exist or the viewer may not see it.
+    async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
+        resolve_node(ctx, &id).await
+    }
+
+    /// Fetches several objects by global id, in order; null for each one not visible.
+    async fn nodes(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(validator(max_items = 100))] ids: Vec<ID>,
+    ) -> async_graphql::Result<Vec<Option<Node>>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in &ids {
+            out.push(resolve_node(ctx, id).await?);
+        }
+        Ok(out)
+    }
+
+    /// The server's version, environment and time.
+    async fn server_info(&self, ctx: &Context<'_>) -> ServerInfo {
+        let core = ctx.data_opt::<Core>();
+        ServerInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            environment: core
+                .map(|c| format!("{:?}", c.settings.environment).to_lowercase())
+                .unwrap_or_default(),
+            time: core.map(|c| c.clock.now()).unwrap_or_else(Utc::now),
+        }
+    }
+}
+
+async fn resolve_node(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>> {
+    let Some((type_name, raw)) = from_global_id(id) else {
+        return Ok(None);
+    };
+    match type_name.as_str() {
+        "Job" => {
+            if guard::require_non_production(ctx).is_err() {
+                return Ok(None);
+            }
+            let Ok(job_id) = raw.parse::<JobId>() else {
+                return Ok(None);
+            };
+            Ok(load_job(ctx, job_id).await?.map(Node::Job))
+        }
+        _ => Ok(None),
+    }
+}
+
+async fn load_job(ctx: &Context<'_>, id: JobId) -> async_graphql::Result<Option<Job>> {
+    let core = ctx.data::<Core>()?;
+    let mut conn = core.pool.get().await.internal(ctx)?;
+    outbox_jobs::table
+        .find(id)
+        .select(Job::as_select())
+        .first(&mut conn)
+        .await
+        .optional()
+        .internal(ctx)
+}
+
+/// Input of `enqueueDemoPing`.
+#[derive(InputObject)]
+pub struct EnqueueDemoPingInput {
+    /// Text the job records (1 to 200 characters).
+    pub message: String,
+    /// The same key enqueues once.
+    pub idempotency_key: String,
+}
+
+/// Result of `enqueueDemoPing`.
+#[derive(SimpleObject, Default)]
+pub struct EnqueueDemoPingPayload {
+    /// The job, when it was enqueued (or had been, with the same key).
+    pub job: Option<Job>,
+    /// What was wrong with the input.
+    pub user_errors: Vec<UserError>,
+}
+
+/// The foundation's mutations.
+#[derive(Default)]
+pub struct FoundationMutation;
+
+#[Object]
+impl FoundationMutation {
+    /// Enqueues the demo job through the outbox (not available in production).
+    async fn enqueue_demo_ping(
+        &self,
+        ctx: &Context<'_>,
+        input: EnqueueDemoPingInput,
+    ) -> async_graphql::Result<EnqueueDemoPingPayload> {
+        guard::require_non_production(ctx)?;
+        let mut errors = Vec::new();
+        let len = input.message.chars().count();
+        if len == 0 || len > 200 {
+            errors.push(UserError {
+                field: Some("message".into()),
+                code: "INVALID_MESSAGE".into(),
+                message: "The message must be 1 to 200 characters.".into(),
+            });
+        }
+        let key_len = input.idempotency_key.len();
+        if !(8..=100).contains(&key_len) {
+            errors.push(UserError {
+                field: Some("idempotencyKey".into()),
+                code: "INVALID_IDEMPOTENCY_KEY".into(),
+                message: "The idempotency key must be 8 to 100 characters.".into(),
+            });
+        }
+        if !errors.is_empty() {
+            return Ok(EnqueueDemoPingPayload {
+                job: None,
+                user_errors: errors,
+            });
+        }
+        let core = ctx.data::<Core>()?;
+        let mut conn = core.pool.get().await.internal(ctx)?;
+        let job = DemoPing {
+            message: input.message,
+            key: input.idempotency_key,
+        };
+        shared::outbox::enqueue(&mut conn, &job).await.internal(ctx)?;
+        let row = outbox_jobs::table
+            .filter(outbox_jobs::job_type.eq("DemoPing"))
+            .filter(outbox_jobs::idempotency_key.eq(&job.key))
+            .select(Job::as_select())
+            .first(&mut conn)
+            .await
+            .internal(ctx)?;
+        Ok(EnqueueDemoPingPayload {
+            job: Some(row),
+            user_errors: vec![],
+        })
+    }
+}

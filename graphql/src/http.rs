@@ -1,0 +1,343 @@
+//! The actix-web server: `/graphql`, `/healthz`, `/readyz`, `/metrics`.
+
+use crate::context::{RequestId, Viewer};
+use crate::limits;
+use crate::metrics::Metrics;
+use crate::schema::{ApiSchema, build_schema};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpMessage, HttpRequest, HttpResponse, HttpServer, web};
+use async_graphql::{ErrorExtensionValues, Response, ServerError};
+use futures::StreamExt;
+use serde_json::json;
+use shared::core::Core;
+use shared::settings::Environment;
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// Shared by every request handler.
+pub struct ApiState {
+    /// Settings, pool, Redis, clock.
+    pub core: Core,
+    /// The executable schema.
+    pub schema: ApiSchema,
+    /// Metrics registry.
+    pub metrics: Metrics,
+}
+
+/// A server that is listening.
+pub struct RunningServer {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    /// Stops the server.
+    pub handle: ServerHandle,
+    /// Resolves when the server has stopped.
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Binds `settings.http.bind` and starts serving in the background.
+pub fn start_server(core: Core) -> anyhow::Result<RunningServer> {
+    let listener = TcpListener::bind(&core.settings.http.bind)?;
+    let addr = listener.local_addr()?;
+    let schema = build_schema(&core.settings.graphql)
+        .data(core.clone())
+        .finish();
+    let state = web::Data::new(ApiState {
+        core: core.clone(),
+        schema,
+        metrics: Metrics::new()?,
+    });
+    let workers = match core.settings.http.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(from_fn(request_context))
+            .wrap(sentry_actix::Sentry::new())
+            .configure(routes)
+    })
+    .workers(workers)
+    .shutdown_timeout(10)
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    tracing::info!(%addr, "api listening");
+    Ok(RunningServer { addr, handle, task })
+}
+
+/// The routes, for the server and for tests that build an app in-process.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/graphql", web::post().to(graphql_post))
+        .route("/graphql", web::get().to(graphql_get))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}
+
+async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let request_id = RequestId::from_header(
+        req.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+    );
+    req.extensions_mut().insert(request_id.clone());
+    sentry::configure_scope(|scope| scope.set_tag("request_id", &request_id.0));
+    let method = req.method().to_string();
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %req.path());
+    let started = Instant::now();
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    let elapsed = started.elapsed();
+    let status = res.status().as_u16();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    if let Some(state) = res.request().app_data::<web::Data<ApiState>>() {
+        state.metrics.observe(&method, &route, status, elapsed);
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id.0) {
+        res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), v);
+    }
+    span.in_scope(|| {
+        tracing::info!(status, elapsed_ms = elapsed.as_millis() as u64, route = %route, "request finished");
+    });
+    Ok(res)
+}
+
+fn request_id(req: &HttpRequest) -> RequestId {
+    req.extensions()
+        .get::<RequestId>()
+        .cloned()
+        .unwrap_or_else(|| RequestId::from_header(None))
+}
+
+/// A GraphQL-shaped error response with a code, for requests refused before execution.
+fn refusal(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({
+        "errors": [{ "message": message, "extensions": { "code": code } }]
+    }))
+}
+
+async fn read_body(
+    mut payload: web::Payload,
+    req: &HttpRequest,
+    limit: usize,
+) -> Result<web::BytesMut, HttpResponse> {
+    let too_large = || {
+        refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "REQUEST_TOO_LARGE",
+            &format!("the request body is larger than {limit} bytes"),
+        )
+    };
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > limit
+    {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| {
+            refusal(StatusCode::BAD_REQUEST, "BAD_REQUEST", "the request body could not be read")
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+async fn graphql_post(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let body = match read_body(payload, &req, state.core.settings.http.max_body_bytes).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            let code = if body.first() == Some(&b'[') {
+                "BATCH_NOT_SUPPORTED"
+            } else {
+                "BAD_REQUEST"
+            };
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                code,
+                &format!("expected a JSON object with a `query`: {e}"),
+            );
+        }
+    };
+    execute(&state, &req, request, false).await
+}
+
+async fn graphql_get(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    params: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
+    let Some(query) = params.get("query") else {
+        let gql = &state.core.settings.graphql;
+        if gql.ide && state.core.settings.environment != Environment::Production {
+            let html = async_graphql::http::GraphiQLSource::build()
+                .endpoint("/graphql")
+                .title("ShiftCover GraphQL")
+                .finish();
+            return HttpResponse::Ok()
+                .content_type("text/html; charset=utf-8")
+                .body(html);
+        }
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "GET /graphql needs a `query` parameter",
+        );
+    };
+    let mut request = async_graphql::Request::new(query.clone());
+    if let Some(name) = params.get("operationName") {
+        request = request.operation_name(name.clone());
+    }
+    if let Some(vars) = params.get("variables") {
+        match serde_json::from_str::<serde_json::Value>(vars) {
+            Ok(v) => request = request.variables(async_graphql::Variables::from_json(v)),
+            Err(_) => {
+                return refusal(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    "`variables` must be a JSON object",
+                );
+            }
+        }
+    }
+    execute(&state, &req, request, true).await
+}
+
+async fn execute(
+    state: &ApiState,
+    req: &HttpRequest,
+    request: async_graphql::Request,
+    is_get: bool,
+) -> HttpResponse {
+    let gql = &state.core.settings.graphql;
+    let facts = match limits::check(&request.query, gql.max_aliases) {
+        Ok(f) => f,
+        Err(r) => return refusal(StatusCode::OK, r.code, &r.message),
+    };
+    if is_get && facts.has_mutation {
+        return refusal(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MUTATION_OVER_GET",
+            "mutations must be sent with POST",
+        );
+    }
+    let request_id = request_id(req);
+    let viewer = Viewer::Anonymous;
+    let request = request.data(request_id.clone()).data(viewer);
+    let mut response = state.schema.execute(request).await;
+    label_errors(&mut response);
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .json(&response)
+}
+
+/// Gives every error an `extensions.code` so clients can branch on it.
+fn label_errors(response: &mut Response) {
+    for err in &mut response.errors {
+        if has_code(err) {
+            continue;
+        }
+        let code = if err.message == "Query is nested too deep." {
+            "QUERY_TOO_DEEP"
+        } else if err.message == "Query is too complex." {
+            "QUERY_TOO_COMPLEX"
+        } else if err.path.is_empty() {
+            "GRAPHQL_VALIDATION_FAILED"
+        } else {
+            "BAD_USER_INPUT"
+        };
+        err.extensions
+            .get_or_insert_with(ErrorExtensionValues::default)
+            .set("code", code);
+    }
+}
+
+fn has_code(err: &ServerError) -> bool {
+    err.extensions
+        .as_ref()
+        .is_some_and(|e| e.get("code").is_some())
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
+    let core = &state.core;
+    let (pg, redis) = tokio::join!(check_postgres(core), check_redis(core));
+    let ok = pg.is_ok() && redis.is_ok();
+    let describe = |r: &Result<(), String>| match r {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => e.clone(),
+    };
+    let body = json!({
+        "status": if ok { "ready" } else { "unavailable" },
+        "checks": { "postgres": describe(&pg), "redis": describe(&redis) },
+    });
+    if ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn check_postgres(core: &Core) -> Result<(), String> {
+    use diesel_async::SimpleAsyncConnection;
+    let check = async {
+        let mut conn = core.pool.get().await.map_err(|e| format!("unavailable: {e}"))?;
+        conn.batch_execute("SELECT 1")
+            .await
+            .map_err(|e| format!("query failed: {e}"))
+    };
+    tokio::time::timeout(Duration::from_secs(2), check)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
+}
+
+async fn check_redis(core: &Core) -> Result<(), String> {
+    let check = async {
+        let mut conn = core.redis.conn().await.map_err(|e| format!("unavailable: {e}"))?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("ping failed: {e}"))
+    };
+    tokio::time::timeout(Duration::from_secs(2), check)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
+}
+
+async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render(&state.core).await)
+}
