@@ -51,7 +51,10 @@ pub fn main() -> ExitCode {
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
     let _telemetry = crate::telemetry::init(&settings);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("shiftcover: cannot start the async runtime: {e}");

@@ -23,7 +23,9 @@ pub fn init(settings: &Settings) -> Telemetry {
     let sentry_layer = sentry::integrations::tracing::BreadcrumbLayer::new().with_filter(
         tracing_subscriber::filter::filter_fn(|md| *md.level() <= tracing::Level::INFO),
     );
-    let registry = tracing_subscriber::registry().with(filter).with(sentry_layer);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(sentry_layer);
     let _ = match settings.log.format {
         LogFormat::Json => registry
             .with(

@@ -14,7 +14,8 @@ impl RequestId {
             Some(v)
                 if !v.is_empty()
                     && v.len() <= 64
-                    && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
             {
                 RequestId(v.to_owned())
             }

@@ -94,6 +94,7 @@ impl FoundationQuery {
     }
 
     /// Fetches several objects by global id, in order; null for each one not visible.
+    #[graphql(complexity = "ids.len() * child_complexity + 1")]
     async fn nodes(
         &self,
         ctx: &Context<'_>,
@@ -209,7 +210,9 @@ impl FoundationMutation {
             message: input.message,
             key: input.idempotency_key,
         };
-        shared::outbox::enqueue(&mut conn, &job).await.internal(ctx)?;
+        shared::outbox::enqueue(&mut conn, &job)
+            .await
+            .internal(ctx)?;
         let row = outbox_jobs::table
             .filter(outbox_jobs::job_type.eq("DemoPing"))
             .filter(outbox_jobs::idempotency_key.eq(&job.key))

@@ -107,7 +107,8 @@ async fn request_context(
         state.metrics.observe(&method, &route, status, elapsed);
     }
     if let Ok(v) = HeaderValue::from_str(&request_id.0) {
-        res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), v);
+        res.headers_mut()
+            .insert(header::HeaderName::from_static("x-request-id"), v);
     }
     span.in_scope(|| {
         tracing::info!(status, elapsed_ms = elapsed.as_millis() as u64, route = %route, "request finished");
@@ -153,7 +154,11 @@ async fn read_body(
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| {
-            refusal(StatusCode::BAD_REQUEST, "BAD_REQUEST", "the request body could not be read")
+            refusal(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "the request body could not be read",
+            )
         })?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
@@ -312,7 +317,11 @@ async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
 async fn check_postgres(core: &Core) -> Result<(), String> {
     use diesel_async::SimpleAsyncConnection;
     let check = async {
-        let mut conn = core.pool.get().await.map_err(|e| format!("unavailable: {e}"))?;
+        let mut conn = core
+            .pool
+            .get()
+            .await
+            .map_err(|e| format!("unavailable: {e}"))?;
         conn.batch_execute("SELECT 1")
             .await
             .map_err(|e| format!("query failed: {e}"))
@@ -324,7 +333,11 @@ async fn check_postgres(core: &Core) -> Result<(), String> {
 
 async fn check_redis(core: &Core) -> Result<(), String> {
     let check = async {
-        let mut conn = core.redis.conn().await.map_err(|e| format!("unavailable: {e}"))?;
+        let mut conn = core
+            .redis
+            .conn()
+            .await
+            .map_err(|e| format!("unavailable: {e}"))?;
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await

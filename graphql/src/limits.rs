@@ -109,7 +109,10 @@ mod tests {
                 .join(" ")
         );
         assert_eq!(check(&q, 50).unwrap_err().code, "TOO_MANY_ALIASES");
-        assert_eq!(check("{ unclosed", 50).unwrap_err().code, "GRAPHQL_PARSE_FAILED");
+        assert_eq!(
+            check("{ unclosed", 50).unwrap_err().code,
+            "GRAPHQL_PARSE_FAILED"
+        );
         assert!(check("mutation { x }", 50).unwrap().has_mutation);
     }
 }

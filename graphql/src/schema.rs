@@ -16,7 +16,9 @@ pub struct Mutation(FoundationMutation);
 pub type ApiSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// A schema builder with the configured limits; callers add request-independent data.
-pub fn build_schema(settings: &GraphqlSettings) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+pub fn build_schema(
+    settings: &GraphqlSettings,
+) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(settings.max_depth)
         .limit_complexity(settings.max_complexity)

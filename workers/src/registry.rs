@@ -46,8 +46,9 @@ impl QueuePolicy {
     }
 }
 
-pub(crate) type HandlerFn =
-    Arc<dyn Fn(JobContext, serde_json::Value) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync>;
+pub(crate) type HandlerFn = Arc<
+    dyn Fn(JobContext, serde_json::Value) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync,
+>;
 
 pub(crate) struct Registered {
     pub(crate) queue: &'static str,
@@ -81,7 +82,10 @@ impl Registry {
             let handler = handler.clone();
             Box::pin(async move {
                 let job: J = serde_json::from_value(payload).map_err(|e| {
-                    JobError::Permanent(anyhow::anyhow!("payload of {} does not parse: {e}", J::TYPE))
+                    JobError::Permanent(anyhow::anyhow!(
+                        "payload of {} does not parse: {e}",
+                        J::TYPE
+                    ))
                 })?;
                 handler(ctx, job).await
             })

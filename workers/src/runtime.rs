@@ -83,15 +83,17 @@ impl Executor {
             settings: self.core.settings.clone(),
         };
         let started = std::time::Instant::now();
-        let result =
-            tokio::time::timeout(policy.timeout, (registered.handler)(ctx, claimed.payload.clone()))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(JobError::Retry(anyhow::anyhow!(
-                        "timed out after {:?}",
-                        policy.timeout
-                    )))
-                });
+        let result = tokio::time::timeout(
+            policy.timeout,
+            (registered.handler)(ctx, claimed.payload.clone()),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(JobError::Retry(anyhow::anyhow!(
+                "timed out after {:?}",
+                policy.timeout
+            )))
+        });
         let mut conn = self.core.pool.get().await.context("database pool")?;
         let outcome = match result {
             Ok(()) => {
@@ -200,7 +202,11 @@ where
         stop_rx,
     ));
 
-    let exec = Arc::new(Executor::new(core.clone(), registry.clone(), worker_name.clone()));
+    let exec = Arc::new(Executor::new(
+        core.clone(),
+        registry.clone(),
+        worker_name.clone(),
+    ));
     let mut monitor = Monitor::new().shutdown_timeout(Duration::from_secs(20));
     for (queue, storage) in storages {
         let policy = registry.policy(&queue);

@@ -58,7 +58,10 @@ mod tests {
 
     #[test]
     fn fixed_clock_moves_only_when_told() {
-        let start = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).single().unwrap();
+        let start = Utc
+            .with_ymd_and_hms(2026, 11, 23, 9, 0, 0)
+            .single()
+            .unwrap();
         let clock = FixedClock::at(start);
         assert_eq!(clock.now(), start);
         clock.advance(Duration::minutes(61));

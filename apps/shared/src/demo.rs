@@ -6,8 +6,8 @@ use crate::jobs::{JobContext, JobError};
 use crate::outbox::Job;
 use crate::schema::demo_pings;
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use diesel_async::AsyncConnection;
+use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 
 /// Record a ping.

@@ -257,7 +257,10 @@ impl Settings {
             }
         }
         if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
-            return Err(invalid("http.bind", "expected host:port, e.g. 0.0.0.0:8080"));
+            return Err(invalid(
+                "http.bind",
+                "expected host:port, e.g. 0.0.0.0:8080",
+            ));
         }
         if self.http.max_body_bytes < 1024 {
             return Err(invalid("http.max_body_bytes", "must be at least 1024"));
@@ -276,8 +279,7 @@ impl Settings {
         if !self.redis.url.expose().starts_with("redis://") {
             return Err(invalid("redis.url", "expected a redis:// URL"));
         }
-        if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(char::is_whitespace)
-        {
+        if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(char::is_whitespace) {
             return Err(invalid(
                 "redis.key_prefix",
                 "must be non-empty and contain no spaces",
@@ -346,7 +348,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sc-settings-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.toml");
-        std::fs::write(&path, "[database]\npool_size = 7\n[log]\nformat = \"pretty\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "[database]\npool_size = 7\n[log]\nformat = \"pretty\"\n",
+        )
+        .unwrap();
         let s = Settings::load_from(Some(&path), env(&[])).unwrap();
         assert_eq!(s.database.pool_size, 7);
         assert_eq!(s.log.format, LogFormat::Pretty);

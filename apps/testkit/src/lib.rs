@@ -5,11 +5,13 @@
 //! files) under a PostgreSQL advisory lock, so parallel test processes build it once between them.
 //! Each test's database is dropped when its [`TestDb`] is dropped.
 
+pub mod throwaway;
+
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use sha2::{Digest, Sha256};
+use shared::Secret;
 use shared::db::{DbPool, build_pool, run_migrations};
 use shared::settings::{DatabaseSettings, Environment, LogFormat, Settings};
-use shared::Secret;
 use std::path::Path;
 
 /// The server and database tests connect to; `postgres` is the maintenance database.
@@ -72,7 +74,8 @@ struct Exists {
 pub async fn ensure_template() -> anyhow::Result<String> {
     let name = format!("sc_tpl_{}", migrations_fingerprint());
     let mut conn = admin_conn().await?;
-    conn.batch_execute("SELECT pg_advisory_lock(727274)").await?;
+    conn.batch_execute("SELECT pg_advisory_lock(727274)")
+        .await?;
     let result = async {
         let exists: Exists = diesel::sql_query(
             "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists",
@@ -84,7 +87,8 @@ pub async fn ensure_template() -> anyhow::Result<String> {
             let building = format!("{name}_building");
             conn.batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
                 .await?;
-            conn.batch_execute(&format!("CREATE DATABASE {building}")).await?;
+            conn.batch_execute(&format!("CREATE DATABASE {building}"))
+                .await?;
             run_migrations(&url_with_db(&admin_url(), &building)).await?;
             conn.batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}"))
                 .await?;
@@ -96,7 +100,8 @@ pub async fn ensure_template() -> anyhow::Result<String> {
         anyhow::Ok(())
     }
     .await;
-    conn.batch_execute("SELECT pg_advisory_unlock(727274)").await?;
+    conn.batch_execute("SELECT pg_advisory_unlock(727274)")
+        .await?;
     result.map(|_| name)
 }
 
@@ -210,9 +215,11 @@ mod tests {
         let b = TestDb::new().await.unwrap();
         assert_ne!(a.url(), b.url());
         let mut conn = a.conn().await.unwrap();
-        conn.batch_execute("INSERT INTO demo_pings (job_id, message, worker) VALUES (gen_random_uuid(), 'a', 't')")
-            .await
-            .unwrap();
+        conn.batch_execute(
+            "INSERT INTO demo_pings (job_id, message, worker) VALUES (gen_random_uuid(), 'a', 't')",
+        )
+        .await
+        .unwrap();
         #[derive(diesel::QueryableByName)]
         struct N {
             #[diesel(sql_type = diesel::sql_types::BigInt)]

@@ -1,0 +1,178 @@
+//! Data export and account deletion.
+
+use crate::support::*;
+use accounts::schema::{drivers, login_codes};
+use accounts::{
+    Actor, NewVehicle, ProfileUpdate, VehicleType, add_vehicle, authenticate_driver,
+    delete_driver_account, export_driver_data, get_driver, get_vehicles, update_profile,
+};
+use chrono::NaiveDate;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use testkit::TestDb;
+
+#[tokio::test]
+async fn the_export_holds_profile_vehicles_and_sessions_but_no_secret() {
+    let db = TestDb::new().await.unwrap();
+    let mut conn = db.conn().await.unwrap();
+    let clock = clock();
+    let signed_in = sign_in(&mut conn, &clock, PHONE).await;
+    let me = signed_in.driver_id;
+    update_profile(
+        &mut conn,
+        &clock,
+        Actor::Driver(me),
+        me,
+        ProfileUpdate {
+            name: Some("Sarah Morgan".into()),
+            postcode: Some("SW1A 1AA".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    add_vehicle(
+        &mut conn,
+        &clock,
+        me,
+        NewVehicle {
+            vehicle_type: VehicleType::Scooter,
+            registration: Some("LX21ABC".into()),
+            make: None,
+            model: None,
+        },
+    )
+    .await
+    .unwrap();
+
+    let export = export_driver_data(&mut conn, me).await.unwrap();
+    assert_eq!(export["driver"]["id"], me.to_string());
+    assert_eq!(export["driver"]["phone"], PHONE_E164);
+    assert_eq!(export["driver"]["name"], "Sarah Morgan");
+    assert_eq!(export["driver"]["postcode"], "SW1A 1AA");
+    assert_eq!(export["vehicles"][0]["registration"], "LX21ABC");
+    assert_eq!(export["vehicles"][0]["vehicle_type"], "scooter");
+    assert_eq!(export["sessions"].as_array().map(Vec::len), Some(1));
+    assert_eq!(export["login_codes"].as_array().map(Vec::len), Some(1));
+    let text = export.to_string();
+    assert!(!text.contains(&signed_in.token));
+    assert!(!text.contains("hash"));
+}
+
+#[tokio::test]
+async fn deletion_pseudonymises_revokes_and_frees_the_phone_for_a_new_account() {
+    let db = TestDb::new().await.unwrap();
+    let mut conn = db.conn().await.unwrap();
+    let clock = clock();
+    let signed_in = sign_in(&mut conn, &clock, PHONE).await;
+    let me = signed_in.driver_id;
+    update_profile(
+        &mut conn,
+        &clock,
+        Actor::Driver(me),
+        me,
+        ProfileUpdate {
+            name: Some("Sarah Morgan".into()),
+            date_of_birth: NaiveDate::from_ymd_opt(1976, 3, 11),
+            email: Some("sarah@example.com".into()),
+            licence_number: Some("MORGA753116SM9IJ".into()),
+            licence_issued_on: NaiveDate::from_ymd_opt(1994, 6, 1),
+            postcode: Some("SW1A 1AA".into()),
+        },
+    )
+    .await
+    .unwrap();
+    let vehicle = add_vehicle(
+        &mut conn,
+        &clock,
+        me,
+        NewVehicle {
+            vehicle_type: VehicleType::Car,
+            registration: Some("AB12CDE".into()),
+            make: None,
+            model: None,
+        },
+    )
+    .await
+    .unwrap();
+
+    let deleted = delete_driver_account(&mut conn, &clock, Actor::Driver(me), me)
+        .await
+        .unwrap();
+    assert_eq!(deleted.sessions_revoked, 1);
+    assert_eq!(deleted.vehicles_removed, 1);
+
+    // Personal fields are gone; the row stays for cover and claims history.
+    #[allow(clippy::type_complexity)]
+    let row: (
+        String,
+        Option<String>,
+        Option<NaiveDate>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ) = drivers::table
+        .find(me)
+        .select((
+            drivers::phone,
+            drivers::name,
+            drivers::date_of_birth,
+            drivers::email,
+            drivers::licence_number,
+            drivers::postcode,
+            drivers::deleted_at,
+        ))
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(row.0, format!("deleted:{me}"));
+    assert_eq!(
+        (&row.1, &row.2, &row.3, &row.4, &row.5),
+        (&None, &None, &None, &None, &None)
+    );
+    assert!(row.6.is_some());
+    let codes: i64 = login_codes::table
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(codes, 0);
+    assert!(
+        get_vehicles(&mut conn, &[vehicle.id]).await.unwrap()[0]
+            .removed_at
+            .is_some()
+    );
+
+    // The deleted driver cannot authenticate or be found.
+    let err = authenticate_driver(&mut conn, &clock, &signed_in.token)
+        .await
+        .unwrap_err();
+    assert_eq!(auth_code(&err), "SESSION_REVOKED");
+    assert_eq!(
+        code(&get_driver(&mut conn, me).await.unwrap_err()),
+        "NOT_FOUND"
+    );
+    assert_eq!(
+        code(&export_driver_data(&mut conn, me).await.unwrap_err()),
+        "NOT_FOUND"
+    );
+    assert_eq!(
+        code(
+            &delete_driver_account(&mut conn, &clock, Actor::Driver(me), me)
+                .await
+                .unwrap_err()
+        ),
+        "NOT_FOUND"
+    );
+
+    // The same phone signs up again as a new driver.
+    let again = sign_in(&mut conn, &clock, PHONE).await;
+    assert!(again.new_driver);
+    assert_ne!(again.driver_id, me);
+
+    let audit = audit_rows(&mut conn, "driver.deleted").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].2, me.to_string());
+    assert_eq!(audit[0].3["sessions_revoked"], 1);
+}

@@ -1,0 +1,263 @@
+//! The HTTP surface: health, readiness, metrics, GraphQL conventions and limits.
+
+use crate::support::{TestApp, first_code};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let app = TestApp::spawn().await;
+    let res = app.get("/healthz").await;
+    assert_eq!(res.status(), 200);
+
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["checks"]["postgres"], "ok");
+    assert_eq!(body["checks"]["redis"], "ok");
+
+    app.gql("{ serverInfo { version } }", json!({})).await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains(
+            r#"shiftcover_http_requests_total{method="POST",route="/graphql",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains("shiftcover_http_request_duration_seconds_bucket"));
+    assert!(
+        text.contains(r#"shiftcover_db_pool_connections{state="max"} 8"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_made() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .header("x-request-id", "trace-me-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "trace-me-123");
+    let res = app.get("/healthz").await;
+    assert_eq!(res.headers()["x-request-id"].len(), 36);
+}
+
+#[tokio::test]
+async fn server_info_and_node_lookup() {
+    let app = TestApp::spawn().await;
+    let body = app
+        .gql("{ serverInfo { version environment time } }", json!({}))
+        .await;
+    assert_eq!(body["data"]["serverInfo"]["environment"], "test");
+    assert_eq!(
+        body["data"]["serverInfo"]["version"],
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let body = app
+        .gql(
+            "mutation($i: EnqueueDemoPingInput!) { enqueueDemoPing(input: $i) { job { id status jobType } userErrors { field code message } } }",
+            json!({ "i": { "message": "hello", "idempotencyKey": "key-0001" } }),
+        )
+        .await;
+    let job = &body["data"]["enqueueDemoPing"]["job"];
+    assert_eq!(job["status"], "pending");
+    assert_eq!(job["jobType"], "DemoPing");
+    let id = job["id"].as_str().unwrap().to_owned();
+
+    // The same key enqueues once: the same job comes back.
+    let again = app
+        .gql(
+            "mutation($i: EnqueueDemoPingInput!) { enqueueDemoPing(input: $i) { job { id } } }",
+            json!({ "i": { "message": "hello", "idempotencyKey": "key-0001" } }),
+        )
+        .await;
+    assert_eq!(again["data"]["enqueueDemoPing"]["job"]["id"], id.as_str());
+    assert_eq!(
+        crate::support::count(&app.db, "SELECT count(*) AS n FROM outbox_jobs").await,
+        1
+    );
+
+    let node = app
+        .gql(
+            "query($id: ID!) { node(id: $id) { id ... on Job { jobType } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(node["data"]["node"]["jobType"], "DemoPing");
+
+    let missing = app
+        .gql("{ node(id: \"bm9wZTp4\") { id } }", json!({}))
+        .await;
+    assert_eq!(missing["data"]["node"], Value::Null);
+    assert!(missing["errors"].is_null());
+}
+
+#[tokio::test]
+async fn user_errors_name_the_field_and_code() {
+    let app = TestApp::spawn().await;
+    let body = app
+        .gql(
+            "mutation { enqueueDemoPing(input: {message: \"\", idempotencyKey: \"short\"}) { job { id } userErrors { field code message } } }",
+            json!({}),
+        )
+        .await;
+    let errors = body["data"]["enqueueDemoPing"]["userErrors"]
+        .as_array()
+        .unwrap();
+    let codes: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|e| (e["field"].as_str().unwrap(), e["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            ("message", "INVALID_MESSAGE"),
+            ("idempotencyKey", "INVALID_IDEMPOTENCY_KEY")
+        ]
+    );
+    assert!(body["data"]["enqueueDemoPing"]["job"].is_null());
+    assert_eq!(
+        crate::support::count(&app.db, "SELECT count(*) AS n FROM outbox_jobs").await,
+        0,
+        "nothing is written for bad input"
+    );
+}
+
+#[tokio::test]
+async fn hostile_and_malformed_documents_get_coded_errors() {
+    let app = TestApp::spawn().await;
+
+    let body = app.gql("{ serverInfo { ", json!({})).await;
+    assert_eq!(first_code(&body), "GRAPHQL_PARSE_FAILED");
+
+    let body = app.gql("{ noSuchField }", json!({})).await;
+    assert_eq!(first_code(&body), "GRAPHQL_VALIDATION_FAILED");
+
+    let too_deep = format!(
+        "{{ __schema {{ types {{ {} name {} }} }} }}",
+        "fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType {",
+        "} } } } } } } } } }"
+    );
+    let body = app.gql(&too_deep, json!({})).await;
+    assert_eq!(first_code(&body), "QUERY_TOO_DEEP", "{body}");
+
+    let aliases = (0..60)
+        .map(|i| format!("a{i}: serverInfo {{ version }}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let body = app.gql(&format!("{{ {aliases} }}"), json!({})).await;
+    assert_eq!(first_code(&body), "TOO_MANY_ALIASES");
+
+    let wide = (0..45)
+        .map(|i| {
+            format!(
+                "a{i}: nodes(ids: [{}]) {{ id }}",
+                ["\"x\""; 10].join(",")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let body = app.gql(&format!("{{ {wide} }}"), json!({})).await;
+    assert_eq!(first_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+
+    let body = app
+        .gql(
+            "query($n: Int!) { serverInfo { version } }",
+            json!({"n": "x"}),
+        )
+        .await;
+    assert!(
+        body["errors"][0]["extensions"]["code"].is_string(),
+        "{body}"
+    );
+
+    // Too large: 413 with a GraphQL-shaped error, never a 500.
+    let huge = "x".repeat(300 * 1024);
+    let res = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .json(&json!({ "query": huge }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(first_code(&body), "REQUEST_TOO_LARGE");
+
+    // Not JSON, and batches.
+    let res = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let res = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .json(&json!([{ "query": "{ serverInfo { version } }" }]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(first_code(&body), "BATCH_NOT_SUPPORTED");
+}
+
+#[tokio::test]
+async fn get_serves_queries_and_refuses_mutations() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .client
+        .get(format!("{}/graphql", app.base))
+        .query(&[("query", "{ serverInfo { environment } }")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["data"]["serverInfo"]["environment"], "test");
+
+    let res = app
+        .client
+        .get(format!("{}/graphql", app.base))
+        .query(&[(
+            "query",
+            "mutation { enqueueDemoPing(input: {message: \"x\", idempotencyKey: \"abcdefgh\"}) { job { id } } }",
+        )])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+
+    // The IDE page in development and test; not when turned off.
+    let res = app.get("/graphql").await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("graphiql"));
+    let app = TestApp::spawn_with(|s| s.graphql.ide = false).await;
+    assert_eq!(app.get("/graphql").await.status(), 400);
+}
+
+#[tokio::test]
+async fn introspection_can_be_turned_off() {
+    let app = TestApp::spawn_with(|s| s.graphql.introspection = false).await;
+    let body = app
+        .gql("{ __schema { queryType { name } } }", json!({}))
+        .await;
+    assert!(body["data"]["__schema"].is_null(), "schema hidden: {body}");
+    let body = app
+        .gql("{ __type(name: \"Query\") { name } }", json!({}))
+        .await;
+    assert!(body["data"]["__type"].is_null(), "types hidden: {body}");
+    let app = TestApp::spawn().await;
+    let body = app
+        .gql("{ __schema { queryType { name } } }", json!({}))
+        .await;
+    assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests: the real server on port 0, the real job runtime, real PostgreSQL and Redis.
+//! All integration tests build into this one binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed assumption in a test should panic
+
+mod api;
+mod cli;
+mod jobs;
+mod readiness;
+mod schema_drift;
+mod sentry_reporting;
+mod support;
