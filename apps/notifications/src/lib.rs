@@ -1,0 +1,1 @@
+//! SMS and email: notification records, templates, Twilio and Mailgun delivery.

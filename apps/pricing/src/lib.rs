@@ -1,0 +1,1 @@
+//! Products, versioned rate tables, rating, quotes and session pricing.
