@@ -43,6 +43,131 @@ pub struct Settings {
     pub log: LogSettings,
     /// The job runtime.
     pub jobs: JobSettings,
+    /// Sign-in and sessions.
+    pub accounts: AccountsSettings,
+    /// Twilio, for SMS.
+    pub twilio: TwilioSettings,
+    /// Mailgun, for email.
+    pub mailgun: MailgunSettings,
+    /// Stripe, for cards and payments.
+    pub stripe: StripeSettings,
+}
+
+/// Sign-in and session settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountsSettings {
+    /// Server-side secret mixed into login-code hashes, so a leaked table cannot be brute-forced
+    /// offline. At least 16 bytes; change it in every real deployment.
+    pub login_code_pepper: Secret,
+    /// How long a driver's session token lives, in days.
+    pub driver_session_days: i64,
+    /// How long a staff session lives, in hours.
+    pub staff_session_hours: i64,
+    /// Whether the staff session cookie is marked `Secure` (off only for plain-HTTP development).
+    pub staff_cookie_secure: bool,
+}
+
+impl Default for AccountsSettings {
+    fn default() -> Self {
+        Self {
+            login_code_pepper: Secret::new("development-only-login-code-pepper"),
+            driver_session_days: 30,
+            staff_session_hours: 12,
+            staff_cookie_secure: false,
+        }
+    }
+}
+
+/// Twilio settings (Programmable Messaging).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TwilioSettings {
+    /// API base URL; a local fake in tests.
+    pub base_url: String,
+    /// Account SID (`AC…`), also the Basic-auth user.
+    pub account_sid: String,
+    /// Auth token: Basic-auth password and the key of `X-Twilio-Signature`.
+    pub auth_token: Secret,
+    /// Sender number in E.164; ignored when a messaging service is set.
+    pub from: String,
+    /// Messaging service SID (`MG…`); preferred over `from` when set.
+    pub messaging_service_sid: String,
+    /// Request timeout, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for TwilioSettings {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.twilio.com".into(),
+            account_sid: "AC00000000000000000000000000000000".into(),
+            auth_token: Secret::new("development-twilio-token"),
+            from: "+447700900000".into(),
+            messaging_service_sid: String::new(),
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Mailgun settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailgunSettings {
+    /// API base URL: `https://api.mailgun.net` (US) or `https://api.eu.mailgun.net` (EU); a local
+    /// fake in tests.
+    pub base_url: String,
+    /// Sending domain.
+    pub domain: String,
+    /// API key (Basic auth as `api:<key>`).
+    pub api_key: Secret,
+    /// Key that signs delivery webhooks.
+    pub webhook_signing_key: Secret,
+    /// The `From` header of every email.
+    pub from: String,
+    /// Request timeout, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for MailgunSettings {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.eu.mailgun.net".into(),
+            domain: "mg.shiftcover.example".into(),
+            api_key: Secret::new("development-mailgun-key"),
+            webhook_signing_key: Secret::new("development-mailgun-signing-key"),
+            from: "ShiftCover <cover@mg.shiftcover.example>".into(),
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Stripe settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StripeSettings {
+    /// API base URL; localstripe in tests and development.
+    pub base_url: String,
+    /// Secret API key (`sk_…`).
+    pub secret_key: Secret,
+    /// Publishable key handed to the app (`pk_…`).
+    pub publishable_key: String,
+    /// Signing secret of our webhook endpoint (`whsec_…`).
+    pub webhook_secret: Secret,
+    /// Largest age of a webhook signature accepted, in seconds.
+    pub webhook_tolerance_secs: i64,
+}
+
+impl Default for StripeSettings {
+    fn default() -> Self {
+        Self {
+            base_url: "http://127.0.0.1:8420".into(),
+            secret_key: Secret::new("sk_test_development"),
+            publishable_key: "pk_test_development".into(),
+            webhook_secret: Secret::new("whsec_development"),
+            webhook_tolerance_secs: 300,
+        }
+    }
 }
 
 /// HTTP server settings.
@@ -303,6 +428,35 @@ impl Settings {
                 "requeue and stall timeouts must be positive",
             ));
         }
+        if self.accounts.login_code_pepper.expose().len() < 16 {
+            return Err(invalid(
+                "accounts.login_code_pepper",
+                "must be at least 16 bytes",
+            ));
+        }
+        if self.accounts.driver_session_days <= 0 || self.accounts.staff_session_hours <= 0 {
+            return Err(invalid(
+                "accounts.driver_session_days",
+                "session lifetimes must be positive",
+            ));
+        }
+        for (key, url) in [
+            ("twilio.base_url", &self.twilio.base_url),
+            ("mailgun.base_url", &self.mailgun.base_url),
+            ("stripe.base_url", &self.stripe.base_url),
+        ] {
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(invalid(key, "expected an http(s) URL"));
+            }
+        }
+        if self.environment == Environment::Production
+            && self.accounts.login_code_pepper.expose() == "development-only-login-code-pepper"
+        {
+            return Err(invalid(
+                "accounts.login_code_pepper",
+                "set a real secret in production",
+            ));
+        }
         if self.environment == Environment::Production && self.graphql.ide {
             return Err(invalid(
                 "graphql.ide",
@@ -386,9 +540,34 @@ mod tests {
 
     #[test]
     fn production_refuses_the_ide() {
-        let err = Settings::load_from(None, env(&[("SHIFTCOVER__ENVIRONMENT", "production")]))
-            .unwrap_err();
+        let err = Settings::load_from(
+            None,
+            env(&[
+                ("SHIFTCOVER__ENVIRONMENT", "production"),
+                (
+                    "SHIFTCOVER__ACCOUNTS__LOGIN_CODE_PEPPER",
+                    "a-real-production-pepper",
+                ),
+            ]),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("graphql.ide"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_the_development_pepper() {
+        let err = Settings::load_from(
+            None,
+            env(&[
+                ("SHIFTCOVER__ENVIRONMENT", "production"),
+                ("SHIFTCOVER__GRAPHQL__IDE", "false"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("accounts.login_code_pepper"),
+            "{err}"
+        );
     }
 
     #[test]
