@@ -8,7 +8,6 @@ cd "$ROOT"
 ensure_services
 ensure_database shiftcover
 
-export SHIFTCOVER__DATABASE__URL="${SHIFTCOVER__DATABASE__URL:-postgres://postgres@127.0.0.1:5432/shiftcover}"
 export SHIFTCOVER__LOG__FORMAT="${SHIFTCOVER__LOG__FORMAT:-pretty}"
 
 say "building"
