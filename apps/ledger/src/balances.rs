@@ -1,0 +1,136 @@
+//! Balances, derived from postings every time.
+//!
+//! No balance is stored: an account's balance is the sum of its postings, read through an
+//! index that holds the amounts (an index-only scan), so it can never drift from the history.
+//! A stored per-account balance would have to be updated in every posting transaction, which
+//! turns each busy system account (Stripe clearing, IPT payable) into one row that every payment
+//! in the country locks until commit, and risks deadlocks between transactions that touch the same
+//! accounts in different orders; it is not worth that until measurements say so.
+//!
+//! Signs: [`balance`] returns the ledger's own convention, debit minus credit. [`wallet_balance`]
+//! presents a wallet from the driver's side: positive is money the driver holds.
+
+use crate::accounts::{AccountKind, AccountRef, find_account, parse_currency};
+use crate::error::LedgerError;
+use crate::ids::AccountId;
+use crate::schema::ledger_postings;
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use shared::{Currency, Money};
+use std::collections::HashMap;
+
+/// The balance of an account, debit minus credit (zero for an account never used).
+///
+/// Errors: `INVALID_OWNER`.
+pub async fn balance(
+    conn: &mut AsyncPgConnection,
+    account: &AccountRef,
+) -> Result<Money, LedgerError> {
+    let currency = account.currency();
+    let Some(found) = find_account(conn, account).await? else {
+        return Ok(Money::zero(currency));
+    };
+    Ok(Money {
+        minor: balance_of(conn, found.id).await?,
+        currency,
+    })
+}
+
+/// The debit-minus-credit sum of one account's postings.
+pub(crate) async fn balance_of(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+) -> Result<i64, LedgerError> {
+    Ok(ledger_postings::table
+        .filter(ledger_postings::account_id.eq(account))
+        .select(sql::<BigInt>("coalesce(sum(amount), 0)::bigint"))
+        .first(conn)
+        .await?)
+}
+
+/// What a driver holds in their wallet: the wallet's credit balance, so positive means money
+/// ShiftCover owes the driver (spendable on cover) and negative means the driver owes.
+///
+/// Errors: `INVALID_OWNER`.
+pub async fn wallet_balance(
+    conn: &mut AsyncPgConnection,
+    owner: &str,
+    currency: Currency,
+) -> Result<Money, LedgerError> {
+    let raw = balance(conn, &AccountRef::driver_wallet(owner, currency)).await?;
+    Ok(Money {
+        minor: AccountKind::DriverWallet
+            .normal_balance()
+            .present(raw.minor),
+        currency,
+    })
+}
+
+/// Debit-minus-credit balances of several accounts by id, for loaders; accounts without postings
+/// are absent from the map.
+pub async fn balances_by_id(
+    conn: &mut AsyncPgConnection,
+    accounts: &[AccountId],
+) -> Result<HashMap<AccountId, i64>, LedgerError> {
+    let rows: Vec<(AccountId, i64)> = ledger_postings::table
+        .filter(ledger_postings::account_id.eq_any(accounts))
+        .group_by(ledger_postings::account_id)
+        .select((
+            ledger_postings::account_id,
+            sql::<BigInt>("coalesce(sum(amount), 0)::bigint"),
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+#[derive(QueryableByName)]
+struct KindTotal {
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = Text)]
+    currency: String,
+    #[diesel(sql_type = BigInt)]
+    total: i64,
+}
+
+/// A trial balance: the debit-minus-credit total of every account kind in one currency (all
+/// driver wallets together), in [`AccountKind::ALL`] order, kinds never used included as zero.
+/// The totals sum to zero. Scans every posting of the currency: for finance reports, not requests.
+pub async fn trial_balance(
+    conn: &mut AsyncPgConnection,
+    currency: Currency,
+) -> Result<Vec<(AccountKind, Money)>, LedgerError> {
+    let rows: Vec<KindTotal> = diesel::sql_query(
+        "SELECT a.kind, a.currency, coalesce(sum(p.amount), 0)::bigint AS total \
+         FROM ledger_accounts a JOIN ledger_postings p ON p.account_id = a.id \
+         WHERE a.currency = $1 GROUP BY a.kind, a.currency",
+    )
+    .bind::<Text, _>(currency.code())
+    .load(conn)
+    .await?;
+    let mut totals: HashMap<AccountKind, i64> = HashMap::new();
+    for row in rows {
+        let kind: AccountKind = row
+            .kind
+            .parse()
+            .map_err(|e| LedgerError::Internal(anyhow::anyhow!("{e}")))?;
+        if parse_currency(&row.currency)? == currency {
+            totals.insert(kind, row.total);
+        }
+    }
+    Ok(AccountKind::ALL
+        .into_iter()
+        .map(|kind| {
+            (
+                kind,
+                Money {
+                    minor: totals.get(&kind).copied().unwrap_or(0),
+                    currency,
+                },
+            )
+        })
+        .collect())
+}
