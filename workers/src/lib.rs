@@ -25,5 +25,6 @@ pub fn default_registry() -> Registry {
         },
     );
     r.register(shared::demo::run_demo_ping);
+    r.register(notifications::jobs::deliver_notification);
     r
 }

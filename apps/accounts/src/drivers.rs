@@ -293,3 +293,33 @@ pub async fn update_profile(
     })
     .await
 }
+
+/// The live driver with this phone, created when there is none, and whether it was created.
+///
+/// Drivers normally come into being at their first SMS sign-in; this is for demo data and support
+/// tooling, which have no code to verify. A creation is audited with `actor`.
+pub async fn find_or_create_driver_by_phone(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    actor: Actor,
+    phone: &Phone,
+) -> Result<(Driver, bool), AccountsError> {
+    let now = clock.now();
+    conn.transaction::<_, AccountsError, _>(async |conn| {
+        let (driver_id, created) = crate::login::find_or_create_driver(conn, phone, now).await?;
+        if created {
+            shared::audit::record(
+                conn,
+                &actor.entry(
+                    "driver.created",
+                    "driver",
+                    driver_id.to_string(),
+                    serde_json::json!({}),
+                ),
+            )
+            .await?;
+        }
+        Ok((get_driver(conn, driver_id).await?, created))
+    })
+    .await
+}

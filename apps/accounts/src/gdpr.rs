@@ -4,6 +4,9 @@
 //! insurers must keep those records — but empties every personal field, replaces the phone with a
 //! tombstone `deleted:drv_…` (unique, and never a valid phone, so the number can sign up again as
 //! a new driver), deletes the phone's login codes, revokes every session and sets `deleted_at`.
+//! Texts and emails recorded for the driver (or sent to their phone or email before they had an
+//! account) lose their recipient and content, and those not yet sent are never sent
+//! (`notifications::erase_recipient`, in the same transaction).
 //! From then on the driver cannot authenticate and accounts functions answer `NOT_FOUND` for them.
 //!
 //! Vehicles are marked removed but keep their registration: it ties past cover and claims to a
@@ -99,10 +102,10 @@ pub async fn delete_driver_account(
     let now = clock.now();
     conn.transaction::<_, AccountsError, _>(async |conn| {
         // Lock the row: a concurrent sign-in or vehicle add waits, then sees it deleted.
-        let phone: String = drivers::table
+        let (phone, email): (String, Option<String>) = drivers::table
             .filter(drivers::id.eq(driver_id))
             .filter(drivers::deleted_at.is_null())
-            .select(drivers::phone)
+            .select((drivers::phone, drivers::email))
             .for_update()
             .first(conn)
             .await
@@ -126,6 +129,12 @@ pub async fn delete_driver_account(
         diesel::delete(login_codes::table.filter(login_codes::phone.eq(&phone)))
             .execute(conn)
             .await?;
+        let mut addresses = vec![phone.as_str()];
+        addresses.extend(email.as_deref());
+        let notifications_erased =
+            notifications::erase_recipient(conn, Some(driver_id.uuid()), &addresses)
+                .await
+                .map_err(|e| AccountsError::Internal(e.into()))?;
         let sessions_revoked = revoke_all_driver_sessions(conn, driver_id, now).await?;
         let vehicles_removed = diesel::update(vehicles::table)
             .filter(vehicles::driver_id.eq(driver_id))
@@ -142,6 +151,7 @@ pub async fn delete_driver_account(
                 serde_json::json!({
                     "sessions_revoked": sessions_revoked,
                     "vehicles_removed": vehicles_removed,
+                    "notifications_erased": notifications_erased,
                 }),
             ),
         )

@@ -17,15 +17,15 @@
 //! - a caller never learns that something it may not see exists: another driver's vehicle, an
 //!   unknown phone, an unknown staff email all answer like a plain "not found" or "wrong";
 //! - this crate writes only its own tables (drivers, login_codes, driver_sessions, vehicles, staff,
-//!   staff_sessions, partners, partner_api_keys) plus the kernel's outbox and audit log, always
-//!   inside the transaction of the change they record.
+//!   staff_sessions, partners, partner_api_keys) plus the kernel's audit log; texts go out through
+//!   `notifications` (`enqueue_notification`, `erase_recipient`), always inside the transaction of
+//!   the change they record.
 
 pub mod drivers;
 pub mod error;
 pub mod fields;
 pub mod gdpr;
 pub mod ids;
-pub mod jobs;
 pub mod login;
 pub mod partners;
 pub mod principal;
@@ -37,7 +37,8 @@ mod tokens;
 pub mod vehicles;
 
 pub use drivers::{
-    Driver, ProfileUpdate, find_driver_by_phone, get_driver, get_drivers, update_profile,
+    Driver, ProfileUpdate, find_driver_by_phone, find_or_create_driver_by_phone, get_driver,
+    get_drivers, update_profile,
 };
 pub use error::{AccountsError, AuthError};
 pub use fields::{Email, LicenceNumber, Phone, Postcode, Vrm, postcode_area};
@@ -45,7 +46,6 @@ pub use gdpr::{DeletedAccount, delete_driver_account, export_driver_data};
 pub use ids::{
     ApiKeyId, DriverId, DriverSessionId, LoginCodeId, PartnerId, StaffId, StaffSessionId, VehicleId,
 };
-pub use jobs::SendSms;
 pub use login::{
     LoginCodeRequested, LoginCodeSettings, SignedIn, request_login_code, verify_login_code,
 };
@@ -60,9 +60,9 @@ pub use sessions::{
 };
 pub use staff::{
     NewStaff, Role, Staff, StaffSignedIn, authenticate_staff, create_staff, disable_staff,
-    get_staff, staff_sign_in, staff_sign_out,
+    generate_password, get_staff, staff_sign_in, staff_sign_out,
 };
 pub use vehicles::{
     NewVehicle, Vehicle, VehicleType, add_vehicle, get_vehicle_for_driver, get_vehicles,
-    list_vehicles, remove_vehicle,
+    list_vehicles, list_vehicles_of_drivers, remove_vehicle,
 };

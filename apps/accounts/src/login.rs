@@ -4,8 +4,9 @@
 //! - a code is 6 random digits, stored only as HMAC-SHA256(pepper, phone ‖ code), valid for
 //!   [`CODE_TTL_MINUTES`] minutes and for at most [`MAX_CODE_ATTEMPTS`] tries;
 //! - only a phone's newest code is live: requesting a code supersedes its older unused codes;
-//! - the code row and its `SendSms` job commit together (outbox), so no text goes out for a code
-//!   that was not stored, and no stored code lacks its text;
+//! - the code row and its SMS (a `notifications` record with its delivery job, cause
+//!   `login_code:<code id>`) commit together, so no text goes out for a code that was not stored,
+//!   and no stored code lacks its text;
 //! - a try is claimed (counted) atomically *before* the code is compared, so however many guesses
 //!   run concurrently, at most `MAX_CODE_ATTEMPTS` are ever judged;
 //! - a code signs in once: the success path marks it used with a guarded update
@@ -19,7 +20,6 @@
 use crate::error::AccountsError;
 use crate::fields::Phone;
 use crate::ids::{DriverId, LoginCodeId};
-use crate::jobs::SendSms;
 use crate::principal::Actor;
 use crate::schema::{drivers, login_codes};
 use crate::sessions::{SessionToken, create_driver_session};
@@ -27,6 +27,7 @@ use crate::tokens;
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use notifications::{Channel, NewNotification, Template};
 use shared::{Clock, Secret};
 
 /// How long a login code is valid.
@@ -59,7 +60,7 @@ impl LoginCodeSettings {
     }
 }
 
-/// A code was sent (or rather, its text was committed to the outbox).
+/// A code was sent (or rather, its text was recorded for delivery in the same transaction).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginCodeRequested {
     /// The phone it goes to, E.164, for the app to show ("we texted +44 7911 …").
@@ -81,13 +82,6 @@ pub struct SignedIn {
     pub new_driver: bool,
 }
 
-/// The text of the SMS carrying a code.
-pub fn login_code_sms_body(code: &str) -> String {
-    format!(
-        "Your ShiftCover code is {code}. It expires in {CODE_TTL_MINUTES} minutes. Never share it."
-    )
-}
-
 #[derive(Insertable)]
 #[diesel(table_name = login_codes)]
 struct NewLoginCode<'a> {
@@ -100,7 +94,8 @@ struct NewLoginCode<'a> {
     max_attempts: i32,
 }
 
-/// Creates a login code for `phone_input` and commits its SMS to the outbox.
+/// Creates a login code for `phone_input` and records its SMS (template sign-in code) with
+/// `notifications`, in one transaction.
 ///
 /// Errors: `INVALID_PHONE`.
 pub async fn request_login_code(
@@ -137,15 +132,30 @@ pub async fn request_login_code(
             })
             .execute(conn)
             .await?;
-        shared::outbox::enqueue(
+        // The driver, when the phone already has one, so that erasing them erases the text too.
+        let driver_id: Option<DriverId> = drivers::table
+            .filter(drivers::phone.eq(phone.as_str()))
+            .filter(drivers::deleted_at.is_null())
+            .select(drivers::id)
+            .first(conn)
+            .await
+            .optional()?;
+        notifications::enqueue_notification(
             conn,
-            &SendSms {
-                to: phone.as_str().to_owned(),
-                body: login_code_sms_body(&code),
+            NewNotification {
                 cause: format!("login_code:{id}"),
+                channel: Channel::Sms,
+                template: Template::SignInCode,
+                recipient: phone.as_str().to_owned(),
+                driver_id: driver_id.map(|d| d.uuid()),
+                vars: notifications::vars([
+                    ("code", code.clone()),
+                    ("minutes", CODE_TTL_MINUTES.to_string()),
+                ]),
             },
         )
-        .await?;
+        .await
+        .map_err(|e| AccountsError::Internal(e.into()))?;
         Ok(())
     })
     .await?;
@@ -318,7 +328,7 @@ struct NewDriver<'a> {
     updated_at: DateTime<Utc>,
 }
 
-async fn find_or_create_driver(
+pub(crate) async fn find_or_create_driver(
     conn: &mut AsyncPgConnection,
     phone: &Phone,
     now: DateTime<Utc>,

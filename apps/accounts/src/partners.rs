@@ -34,8 +34,13 @@ pub const KEY_SECRET_LEN: usize = 40;
 /// `last_used_at` is refreshed at most this often, so authenticating is not a write per call.
 pub const LAST_USED_GRANULARITY_SECONDS: i64 = 60;
 
-const LIVE_PREFIX: &str = "sck_live_";
-const TEST_PREFIX: &str = "sck_test_";
+/// Prefix of live partner API keys; every partner key starts with [`KEY_PREFIX`].
+pub const LIVE_PREFIX: &str = "sck_live_";
+/// Prefix of test-mode partner API keys.
+pub const TEST_PREFIX: &str = "sck_test_";
+/// What every partner API key starts with, live or test: how a bearer credential is told apart
+/// from a driver's session token (`sct_`).
+pub const KEY_PREFIX: &str = "sck_";
 
 /// What a partner API key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -312,6 +312,33 @@ pub async fn list_vehicles(
     )
 }
 
+/// The vehicles not removed of several drivers at once (for DataLoaders), oldest first for each
+/// driver; a driver without vehicles has no entry.
+pub async fn list_vehicles_of_drivers(
+    conn: &mut AsyncPgConnection,
+    driver_ids: &[DriverId],
+) -> Result<std::collections::HashMap<DriverId, Vec<Vehicle>>, AccountsError> {
+    let vehicles = rows_to_vehicles(
+        vehicles::table
+            .filter(vehicles::driver_id.eq_any(driver_ids))
+            .filter(vehicles::removed_at.is_null())
+            .order((
+                vehicles::driver_id.asc(),
+                vehicles::created_at.asc(),
+                vehicles::id.asc(),
+            ))
+            .select(VehicleRow::as_select())
+            .load(conn)
+            .await?,
+    )?;
+    let mut out: std::collections::HashMap<DriverId, Vec<Vehicle>> =
+        std::collections::HashMap::new();
+    for v in vehicles {
+        out.entry(v.driver_id).or_default().push(v);
+    }
+    Ok(out)
+}
+
 /// One of the driver's vehicles not removed.
 ///
 /// Errors: `NOT_FOUND` (`vehicleId`), also when it is another driver's.

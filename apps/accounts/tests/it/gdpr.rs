@@ -176,3 +176,50 @@ async fn deletion_pseudonymises_revokes_and_frees_the_phone_for_a_new_account() 
     assert_eq!(audit[0].2, me.to_string());
     assert_eq!(audit[0].3["sessions_revoked"], 1);
 }
+
+#[tokio::test]
+async fn deletion_erases_the_drivers_texts_and_stops_those_not_yet_sent() {
+    let db = TestDb::new().await.unwrap();
+    let mut conn = db.conn().await.unwrap();
+    let clock = clock();
+    // The first code's text predates the driver (no driver id); the second names them.
+    let me = sign_in(&mut conn, &clock, PHONE).await.driver_id;
+    accounts::request_login_code(&mut conn, &clock, PHONE, &settings())
+        .await
+        .unwrap();
+    let before = sms_sent(&mut conn).await;
+    assert_eq!(before.len(), 2);
+    assert_eq!(before[0].driver_id, None);
+    assert_eq!(before[1].driver_id, Some(me.uuid()));
+    // Another person's text is left alone.
+    accounts::request_login_code(&mut conn, &clock, OTHER_PHONE, &settings())
+        .await
+        .unwrap();
+
+    delete_driver_account(&mut conn, &clock, Actor::Driver(me), me)
+        .await
+        .unwrap();
+
+    let after = sms_sent(&mut conn).await;
+    assert_eq!(after.len(), 3);
+    for n in after.iter().filter(|n| before.iter().any(|b| b.id == n.id)) {
+        assert_eq!(n.recipient, "erased");
+        assert_eq!(n.body_text, "");
+        assert!(n.erased_at.is_some());
+        assert_eq!(n.status, notifications::Status::Failed);
+        assert_eq!(n.failure_reason.as_deref(), Some("recipient_erased"));
+    }
+    let other = after
+        .iter()
+        .find(|n| before.iter().all(|b| b.id != n.id))
+        .unwrap();
+    assert_eq!(other.status, notifications::Status::Pending);
+    assert!(other.body_text.contains("code is"));
+    assert!(
+        notifications::latest_body_for(&mut conn, PHONE_E164)
+            .await
+            .is_none()
+    );
+    let audit = audit_rows(&mut conn, "driver.deleted").await;
+    assert_eq!(audit[0].3["notifications_erased"], 2);
+}

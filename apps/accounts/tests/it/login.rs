@@ -13,7 +13,7 @@ use shared::Clock;
 use testkit::TestDb;
 
 #[tokio::test]
-async fn requesting_a_code_stores_only_its_hash_and_commits_the_sms_to_the_outbox() {
+async fn requesting_a_code_stores_only_its_hash_and_records_the_sms_for_delivery() {
     let db = TestDb::new().await.unwrap();
     let mut conn = db.conn().await.unwrap();
     let clock = clock();
@@ -24,16 +24,23 @@ async fn requesting_a_code_stores_only_its_hash_and_commits_the_sms_to_the_outbo
     assert_eq!(requested.phone_e164, PHONE_E164);
     assert_eq!(requested.expires_at, clock.now() + Duration::minutes(5));
 
-    let jobs = sms_jobs(&mut conn).await;
-    assert_eq!(jobs.len(), 1);
-    let (queue, key, payload) = &jobs[0];
-    assert_eq!(queue, "notifications");
-    assert_eq!(payload["to"], PHONE_E164);
-    let body = payload["body"].as_str().unwrap();
-    let code = code_in(body);
+    let sms = sms_sent(&mut conn).await;
+    assert_eq!(sms.len(), 1);
+    let sms = &sms[0];
+    assert_eq!(sms.recipient, PHONE_E164);
+    assert_eq!(sms.template, notifications::Template::SignInCode);
+    assert_eq!(sms.status, notifications::Status::Pending);
+    // A first sign-in: no driver exists yet.
+    assert_eq!(sms.driver_id, None);
+    let code = code_in(&sms.body_text);
     assert_eq!(
-        body,
+        sms.body_text,
         format!("Your ShiftCover code is {code}. It expires in 5 minutes. Never share it.")
+    );
+    // Its delivery job committed with it, on the notifications queue.
+    assert_eq!(
+        delivery_jobs(&mut conn).await,
+        vec![("notifications".to_owned(), sms.id.to_string())]
     );
     let (id, hash, attempts, max_attempts): (accounts::LoginCodeId, Vec<u8>, i32, i32) =
         login_codes::table
@@ -46,12 +53,25 @@ async fn requesting_a_code_stores_only_its_hash_and_commits_the_sms_to_the_outbo
             .first(&mut conn)
             .await
             .unwrap();
-    // The job's cause (and idempotency key) names the code row; the row holds no plaintext.
-    assert_eq!(key, &format!("login_code:{id}"));
-    assert_eq!(payload["cause"], format!("login_code:{id}"));
+    // The notification's cause names the code row; the row holds no plaintext.
+    assert_eq!(sms.cause, format!("login_code:{id}"));
     assert_eq!(hash.len(), 32);
     assert!(!hash.windows(6).any(|w| w == code.as_bytes()));
     assert_eq!((attempts, max_attempts), (0, 5));
+}
+
+#[tokio::test]
+async fn a_code_for_a_known_driver_names_the_driver_on_its_sms() {
+    let db = TestDb::new().await.unwrap();
+    let mut conn = db.conn().await.unwrap();
+    let clock = clock();
+    let me = sign_in(&mut conn, &clock, PHONE).await.driver_id;
+    request_login_code(&mut conn, &clock, PHONE, &settings())
+        .await
+        .unwrap();
+    let sms = sms_sent(&mut conn).await;
+    assert_eq!(sms.len(), 2);
+    assert_eq!(sms[1].driver_id, Some(me.uuid()));
 }
 
 #[tokio::test]
@@ -65,7 +85,8 @@ async fn a_malformed_phone_is_refused_and_nothing_is_sent() {
         assert_eq!(code(&err), "INVALID_PHONE", "{bad}");
         assert_eq!(field(&err).as_deref(), Some("phone"));
     }
-    assert!(sms_jobs(&mut conn).await.is_empty());
+    assert!(sms_sent(&mut conn).await.is_empty());
+    assert!(delivery_jobs(&mut conn).await.is_empty());
     let err = verify_login_code(&mut conn, &clock(), "12345", "123456", &settings())
         .await
         .unwrap_err();
@@ -84,7 +105,8 @@ async fn a_missing_pepper_fails_closed_as_an_internal_error() {
         .unwrap_err();
     assert!(matches!(err, AccountsError::Internal(_)));
     assert!(err.user_error().is_none());
-    assert!(sms_jobs(&mut conn).await.is_empty());
+    assert!(sms_sent(&mut conn).await.is_empty());
+    assert!(delivery_jobs(&mut conn).await.is_empty());
 }
 
 #[tokio::test]
@@ -338,7 +360,7 @@ async fn a_new_code_supersedes_the_old_one() {
         .await
         .unwrap();
     let new = latest_code(&mut conn, PHONE_E164).await;
-    assert_eq!(sms_jobs(&mut conn).await.len(), 2);
+    assert_eq!(sms_sent(&mut conn).await.len(), 2);
 
     if old != new {
         let err = verify_login_code(&mut conn, &clock, PHONE, &old, &settings())

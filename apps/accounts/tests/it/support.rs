@@ -4,6 +4,7 @@ use accounts::{AccountsError, AuthError, LoginCodeSettings, SignedIn};
 use chrono::{TimeZone, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use notifications::{Channel, Notification};
 use shared::schema::{audit_log, outbox_jobs};
 use shared::{FixedClock, Secret};
 
@@ -41,31 +42,37 @@ pub fn auth_code(e: &AuthError) -> &'static str {
     e.code().unwrap_or("INTERNAL")
 }
 
-/// Payloads of the SendSms jobs in the outbox, oldest first.
-pub async fn sms_jobs(conn: &mut AsyncPgConnection) -> Vec<(String, String, serde_json::Value)> {
-    outbox_jobs::table
-        .filter(outbox_jobs::job_type.eq("SendSms"))
-        .order(outbox_jobs::created_at.asc())
-        .select((
-            outbox_jobs::queue,
-            outbox_jobs::idempotency_key,
-            outbox_jobs::payload,
+/// The SMS notifications recorded, oldest first.
+pub async fn sms_sent(conn: &mut AsyncPgConnection) -> Vec<Notification> {
+    notifications::schema::notifications::table
+        .filter(notifications::schema::notifications::channel.eq(Channel::Sms))
+        .order((
+            notifications::schema::notifications::created_at.asc(),
+            notifications::schema::notifications::id.asc(),
         ))
+        .select(Notification::as_select())
+        .load(conn)
+        .await
+        .expect("notifications readable")
+}
+
+/// The delivery jobs in the outbox: (queue, idempotency key), oldest first.
+pub async fn delivery_jobs(conn: &mut AsyncPgConnection) -> Vec<(String, String)> {
+    outbox_jobs::table
+        .filter(outbox_jobs::job_type.eq("DeliverNotification"))
+        .order(outbox_jobs::created_at.asc())
+        .select((outbox_jobs::queue, outbox_jobs::idempotency_key))
         .load(conn)
         .await
         .expect("outbox readable")
 }
 
-/// The code in the newest SMS sent to `phone_e164`, read from the outbox as the SMS worker would.
+/// The code in the newest SMS to `phone_e164`, read from its notification as tests elsewhere do.
 pub async fn latest_code(conn: &mut AsyncPgConnection, phone_e164: &str) -> String {
-    let jobs = sms_jobs(conn).await;
-    let (_, _, payload) = jobs
-        .iter()
-        .rev()
-        .find(|(_, _, p)| p["to"] == phone_e164)
+    let body = notifications::latest_body_for(conn, phone_e164)
+        .await
         .expect("an SMS to this phone");
-    let body = payload["body"].as_str().expect("body");
-    code_in(body)
+    code_in(&body)
 }
 
 /// The six digits after "code is ".

@@ -1,0 +1,260 @@
+//! Recording notifications: rendering, one row per cause, the job in the same transaction.
+
+use crate::support::*;
+use diesel_async::AsyncConnection;
+use notifications::{
+    Channel, NewNotification, NotificationsError, Status, Template, enqueue_notification,
+};
+
+fn sms(cause: &str, vars: notifications::Vars) -> NewNotification {
+    NewNotification {
+        cause: cause.into(),
+        channel: Channel::Sms,
+        template: Template::SignInCode,
+        recipient: PHONE.into(),
+        driver_id: None,
+        vars,
+    }
+}
+
+#[tokio::test]
+async fn enqueueing_records_the_rendered_message_and_its_job_together() {
+    let h = Harness::new().await;
+    let mut conn = h.conn().await;
+    let driver = uuid::Uuid::now_v7();
+    let id = enqueue_notification(
+        &mut conn,
+        NewNotification {
+            cause: "top_up_action_needed:tu_1".into(),
+            channel: Channel::Email,
+            template: Template::TopUpActionNeeded,
+            recipient: EMAIL.into(),
+            driver_id: Some(driver),
+            vars: top_up_vars(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(id.to_string().starts_with("ntf_"));
+    let n = h.get(id).await;
+    assert_eq!(n.status, Status::Pending);
+    assert_eq!(n.driver_id, Some(driver));
+    assert_eq!(
+        n.subject.as_deref(),
+        Some("Action needed: confirm your £10.00 top-up")
+    );
+    assert!(
+        n.body_text
+            .contains("https://app.shiftcover.test/top-ups/tu_1?step=3ds&x=<y>")
+    );
+    let html = n.body_html.unwrap();
+    assert!(
+        html.contains("href=\"https://app.shiftcover.test/top-ups/tu_1?step=3ds&amp;x=&lt;y&gt;\"")
+    );
+    assert_eq!(h.job_state(id).await, ("pending".into(), 0));
+    let payload: serde_json::Value = {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use shared::schema::outbox_jobs;
+        outbox_jobs::table
+            .filter(outbox_jobs::idempotency_key.eq(id.to_string()))
+            .select(outbox_jobs::payload)
+            .first(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        payload,
+        serde_json::json!({"notification_id": id.to_string()})
+    );
+}
+
+#[tokio::test]
+async fn the_same_cause_twice_makes_one_notification_and_one_job() {
+    let h = Harness::new().await;
+    let first = h.sms("login_code:lgc_1", "111111").await;
+    let second = h.sms("login_code:lgc_1", "222222").await;
+    assert_eq!(first, second);
+    let mut conn = h.conn().await;
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM notifications").await,
+        1
+    );
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM outbox_jobs").await,
+        1
+    );
+    // The first report wins: the row is not rewritten.
+    assert!(h.get(first).await.body_text.contains("111111"));
+    // Another cause is another message.
+    let third = h.sms("login_code:lgc_2", "333333").await;
+    assert_ne!(third, first);
+    assert_eq!(
+        notifications::latest_body_for(&mut conn, PHONE)
+            .await
+            .as_deref(),
+        Some("Your ShiftCover code is 333333. It expires in 5 minutes. Never share it.")
+    );
+    assert_eq!(
+        notifications::latest_body_for(&mut conn, "+447700900999").await,
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_missing_variable_records_a_failed_notification_and_no_job() {
+    let h = Harness::new().await;
+    let mut conn = h.conn().await;
+    let id = enqueue_notification(
+        &mut conn,
+        sms("login_code:lgc_x", notifications::vars([("minutes", "5")])),
+    )
+    .await
+    .unwrap();
+    let n = h.get(id).await;
+    assert_eq!(n.status, Status::Failed);
+    assert_eq!(n.failure_reason.as_deref(), Some("missing_variable:code"));
+    assert_eq!(n.body_text, "");
+    assert!(n.failed_at.is_some());
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM outbox_jobs").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_rolled_back_cause_leaves_no_notification_and_no_job() {
+    let h = Harness::new().await;
+    let mut conn = h.conn().await;
+    let result = conn
+        .transaction::<(), NotificationsError, _>(async |conn| {
+            enqueue_notification(
+                conn,
+                sms(
+                    "login_code:lgc_r",
+                    notifications::vars([("code", "1"), ("minutes", "5")]),
+                ),
+            )
+            .await?;
+            Err(NotificationsError::InvalidCause)
+        })
+        .await;
+    assert!(result.is_err());
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM notifications").await,
+        0
+    );
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM outbox_jobs").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn bad_recipients_and_causes_are_refused() {
+    let h = Harness::new().await;
+    let mut conn = h.conn().await;
+    let v = || notifications::vars([("code", "1"), ("minutes", "5")]);
+    for bad in ["07911123456", "+0123", "+44 7911 123456", ""] {
+        let mut n = sms("c", v());
+        n.recipient = bad.into();
+        let err = enqueue_notification(&mut conn, n).await.unwrap_err();
+        assert!(
+            matches!(err, NotificationsError::InvalidRecipient(_)),
+            "{bad}"
+        );
+    }
+    for bad in [
+        "sarah",
+        "sarah@",
+        "@example.com",
+        "a b@example.com",
+        "a@b@example.com",
+        "Sarah <s@example.com>",
+    ] {
+        let mut n = sms("c", v());
+        n.channel = Channel::Email;
+        n.recipient = bad.into();
+        let err = enqueue_notification(&mut conn, n).await.unwrap_err();
+        assert!(
+            matches!(err, NotificationsError::InvalidRecipient(_)),
+            "{bad}"
+        );
+    }
+    let err = enqueue_notification(&mut conn, sms("", v()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NotificationsError::InvalidCause));
+    let err = enqueue_notification(&mut conn, sms(&"x".repeat(201), v()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NotificationsError::InvalidCause));
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM notifications").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn erasing_a_recipient_scrubs_their_messages_and_stops_unsent_ones() {
+    let h = Harness::new().await;
+    let driver = uuid::Uuid::now_v7();
+    let mut conn = h.conn().await;
+    // One by phone only (sent before the driver existed), one by driver id, one for someone else.
+    let by_phone = h.sms("login_code:lgc_a", "123456").await;
+    let by_driver = enqueue_notification(
+        &mut conn,
+        NewNotification {
+            cause: "top_up_action_needed:tu_9".into(),
+            channel: Channel::Email,
+            template: Template::TopUpActionNeeded,
+            recipient: "old-address@example.com".into(),
+            driver_id: Some(driver),
+            vars: top_up_vars(),
+        },
+    )
+    .await
+    .unwrap();
+    let other = enqueue_notification(
+        &mut conn,
+        NewNotification {
+            recipient: "+447700900555".into(),
+            ..sms(
+                "login_code:lgc_b",
+                notifications::vars([("code", "9"), ("minutes", "5")]),
+            )
+        },
+    )
+    .await
+    .unwrap();
+
+    let erased = notifications::erase_recipient(&mut conn, Some(driver), &[PHONE, EMAIL])
+        .await
+        .unwrap();
+    assert_eq!(erased, 2);
+    for id in [by_phone, by_driver] {
+        let n = h.get(id).await;
+        assert_eq!(n.status, Status::Failed);
+        assert_eq!(n.failure_reason.as_deref(), Some("recipient_erased"));
+        assert_eq!(n.recipient, "erased");
+        assert_eq!(
+            (n.subject, n.body_text.as_str(), n.body_html),
+            (None, "", None)
+        );
+        assert!(n.erased_at.is_some());
+    }
+    assert_eq!(h.get(other).await.status, Status::Pending);
+    // Erasing again finds nothing left.
+    assert_eq!(
+        notifications::erase_recipient(&mut conn, Some(driver), &[PHONE])
+            .await
+            .unwrap(),
+        0
+    );
+
+    // The delivery job then completes without sending anything.
+    let result = h.run(by_phone).await.unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(h.job_state(by_phone).await.0, "done");
+    assert!(h.twilio.received_requests().await.unwrap().is_empty());
+}

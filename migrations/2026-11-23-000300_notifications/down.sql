@@ -1,0 +1,2 @@
+DROP TABLE mailgun_webhook_tokens;
+DROP TABLE notifications;
