@@ -33,7 +33,38 @@ pub enum Command {
     Seed,
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Manage back-office (ops, finance, admin) users.
+    Staff {
+        /// What to do.
+        #[command(subcommand)]
+        command: StaffCommand,
+    },
 }
+
+/// The `staff` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StaffCommand {
+    /// Create a staff user. The password is read from stdin (`--password-stdin`), else from
+    /// `SHIFTCOVER_STAFF_PASSWORD`, else asked for at the terminal; never from an argument,
+    /// which other users of the machine could see.
+    Create {
+        /// Sign-in email.
+        #[arg(long)]
+        email: String,
+        /// Role.
+        #[arg(long, value_parser = ["ops", "finance", "admin"])]
+        role: String,
+        /// Name shown in the back office and the audit log; defaults to the email's local part.
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// The environment variable `staff create` reads a password from.
+pub const STAFF_PASSWORD_ENV: &str = "SHIFTCOVER_STAFF_PASSWORD";
 
 /// Parses arguments, loads settings and runs the command.
 pub fn main() -> ExitCode {
@@ -92,7 +123,104 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Work => workers::run(core, workers::default_registry(), shutdown_signal()).await,
         Command::Seed => crate::seed::run(&core).await,
         Command::Schema => Ok(()),
+        Command::Staff {
+            command:
+                StaffCommand::Create {
+                    email,
+                    role,
+                    name,
+                    password_stdin,
+                },
+        } => create_staff(&core, email, &role, name, password_stdin).await,
     }
+}
+
+async fn create_staff(
+    core: &Core,
+    email: String,
+    role: &str,
+    name: Option<String>,
+    password_stdin: bool,
+) -> anyhow::Result<()> {
+    let role: accounts::Role = role.parse().map_err(|e| user_facing(&e))?;
+    let password = read_password(password_stdin)?;
+    let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned());
+    let mut conn = core.pool.get().await?;
+    let staff = accounts::create_staff(
+        &mut conn,
+        core.clock.as_ref(),
+        accounts::Actor::System,
+        accounts::NewStaff {
+            email,
+            name,
+            role,
+            password,
+        },
+    )
+    .await
+    .map_err(|e| user_facing(&e))?;
+    println!(
+        "created staff user {} <{}> with role {}",
+        staff.id, staff.email, staff.role
+    );
+    Ok(())
+}
+
+/// An accounts error as a one-line message (its code and field when the user can fix it).
+fn user_facing(e: &accounts::AccountsError) -> anyhow::Error {
+    match e.user_error() {
+        Some(u) => anyhow::anyhow!("{u}"),
+        None => anyhow::anyhow!("{e:#}"),
+    }
+}
+
+/// The new user's password: stdin, the environment, or the terminal (without echo).
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let strip = |mut line: String| {
+        while line.ends_with('\n') || line.ends_with('\r') {
+            line.pop();
+        }
+        line
+    };
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        return Ok(strip(line));
+    }
+    if let Ok(password) = std::env::var(STAFF_PASSWORD_ENV) {
+        return Ok(password);
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("no password given: use --password-stdin or set {STAFF_PASSWORD_ENV}");
+    }
+    let ask = |prompt: &str| -> anyhow::Result<String> {
+        eprint!("{prompt}");
+        std::io::stderr().flush()?;
+        let echo_off = set_terminal_echo(false);
+        let mut line = String::new();
+        let read = std::io::stdin().lock().read_line(&mut line);
+        if echo_off {
+            set_terminal_echo(true);
+            eprintln!();
+        }
+        read?;
+        Ok(strip(line))
+    };
+    let password = ask("Password: ")?;
+    if ask("Password again: ")? != password {
+        anyhow::bail!("the passwords do not match");
+    }
+    Ok(password)
+}
+
+/// Turns the terminal's echo off or on with `stty`; false when that was not possible.
+fn set_terminal_echo(on: bool) -> bool {
+    std::process::Command::new("stty")
+        .arg(if on { "echo" } else { "-echo" })
+        .stdin(std::process::Stdio::inherit())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,6 +1,9 @@
-//! Per-request values put into the GraphQL context.
+//! Per-request values put into the GraphQL context: the request id, the viewer (who is calling,
+//! as established by [`crate::viewer`] before execution) and the client's address.
 
+use accounts::Principal;
 use std::fmt;
+use std::net::IpAddr;
 
 /// The id of one HTTP request, from the `X-Request-Id` header or generated. It is logged with
 /// every line of the request, returned in the response header, and attached to Sentry events.
@@ -30,12 +33,47 @@ impl fmt::Display for RequestId {
     }
 }
 
-/// Who is calling. Every request has exactly one viewer.
+/// Who is calling. Every request has exactly one viewer, authenticated before execution: a
+/// request whose credential is refused never reaches a resolver.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Viewer {
-    /// No credentials were presented.
-    #[default]
-    Anonymous,
+pub struct Viewer(pub Principal);
+
+impl Viewer {
+    /// The viewer of a request without credentials.
+    pub const ANONYMOUS: Viewer = Viewer(Principal::Anonymous);
+
+    /// Who the viewer is.
+    pub fn principal(&self) -> &Principal {
+        &self.0
+    }
+
+    /// True when no credential was presented.
+    pub fn is_anonymous(&self) -> bool {
+        matches!(self.0, Principal::Anonymous)
+    }
+}
+
+/// The address of the client that opened the connection (the TCP peer, never a header a client
+/// could forge). `None` only when the transport has no address (in-process tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl ClientAddr {
+    /// The subject rate limits count this client under: the IPv4 address, or the /64 network of
+    /// an IPv6 address (one subscriber usually holds a whole /64, so single addresses are free).
+    pub fn rate_limit_subject(&self) -> String {
+        match self.0 {
+            None => "unknown".to_owned(),
+            Some(IpAddr::V4(v4)) => v4.to_string(),
+            Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = v6.segments();
+                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -49,5 +87,19 @@ mod tests {
         assert_ne!(made.0, "bad id\nwith newline");
         assert_eq!(made.0.len(), 36);
         assert_eq!(RequestId::from_header(Some(&"x".repeat(65))).0.len(), 36);
+    }
+
+    #[test]
+    fn clients_are_counted_per_ipv4_address_and_per_ipv6_network() {
+        let v4 = ClientAddr(Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(v4.rate_limit_subject(), "203.0.113.7");
+        let a = ClientAddr(Some("2001:db8:1:2::1".parse().unwrap()));
+        let b = ClientAddr(Some("2001:db8:1:2:ffff::9".parse().unwrap()));
+        assert_eq!(a.rate_limit_subject(), b.rate_limit_subject());
+        assert_eq!(a.rate_limit_subject(), "2001:db8:1:2::/64");
+        let mapped = ClientAddr(Some("::ffff:203.0.113.7".parse().unwrap()));
+        assert_eq!(mapped.rate_limit_subject(), "203.0.113.7");
+        assert_eq!(ClientAddr(None).rate_limit_subject(), "unknown");
+        assert!(Viewer::default().is_anonymous());
     }
 }

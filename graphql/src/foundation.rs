@@ -1,5 +1,9 @@
 //! The foundation's part of the schema: `node`/`nodes`, `serverInfo`, and the demo job
 //! (`enqueueDemoPing`, the `Job` node) that proves the outbox path end to end.
+//!
+//! `node(id)` is the one place every type with a global id is resolved; each type's resolver
+//! checks that the viewer may see the object and answers null otherwise, exactly as for an id
+//! that names nothing (see [`crate::guard`]).
 
 use crate::errors::{InternalExt, UserError};
 use crate::guard;
@@ -17,8 +21,14 @@ use shared::schema::outbox_jobs;
 #[derive(Interface)]
 #[graphql(field(name = "id", ty = "ID", desc = "The object's global id."))]
 pub enum Node {
-    /// A background job.
+    /// A background job (ops, outside production).
     Job(Job),
+    /// A driver (the driver themself, ops).
+    Driver(crate::accounts::Driver),
+    /// A driver's vehicle (its driver, ops).
+    Vehicle(crate::accounts::Vehicle),
+    /// A partner platform (the partner itself, ops).
+    Partner(crate::accounts::Partner),
 }
 
 /// A background job in the outbox.
@@ -100,11 +110,8 @@ impl FoundationQuery {
         ctx: &Context<'_>,
         #[graphql(validator(max_items = 100))] ids: Vec<ID>,
     ) -> async_graphql::Result<Vec<Option<Node>>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for id in &ids {
-            out.push(resolve_node(ctx, id).await?);
-        }
-        Ok(out)
+        // Resolved together, so the DataLoaders batch their reads into one query per type.
+        futures::future::try_join_all(ids.iter().map(|id| resolve_node(ctx, id))).await
     }
 
     /// The server's version, environment and time.
@@ -126,7 +133,9 @@ async fn resolve_node(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Optio
     };
     match type_name.as_str() {
         "Job" => {
-            if guard::require_non_production(ctx).is_err() {
+            if guard::require_non_production(ctx).is_err()
+                || !guard::may_view_jobs(guard::principal(ctx))
+            {
                 return Ok(None);
             }
             let Ok(job_id) = raw.parse::<JobId>() else {
@@ -134,6 +143,15 @@ async fn resolve_node(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Optio
             };
             Ok(load_job(ctx, job_id).await?.map(Node::Job))
         }
+        "Driver" => Ok(crate::accounts::driver_node(ctx, &raw)
+            .await?
+            .map(Node::Driver)),
+        "Vehicle" => Ok(crate::accounts::vehicle_node(ctx, &raw)
+            .await?
+            .map(Node::Vehicle)),
+        "Partner" => Ok(crate::accounts::partner_node(ctx, &raw)
+            .await?
+            .map(Node::Partner)),
         _ => Ok(None),
     }
 }

@@ -1,9 +1,11 @@
 //! The actix-web server: `/graphql`, `/healthz`, `/readyz`, `/metrics`.
 
-use crate::context::{RequestId, Viewer};
+use crate::accounts::loaders::AccountsLoader;
+use crate::context::{ClientAddr, RequestId};
 use crate::limits;
 use crate::metrics::Metrics;
 use crate::schema::{ApiSchema, build_schema};
+use crate::viewer::{self, Refusal};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
@@ -255,13 +257,74 @@ async fn execute(
         );
     }
     let request_id = request_id(req);
-    let viewer = Viewer::Anonymous;
-    let request = request.data(request_id.clone()).data(viewer);
+    let viewer = match viewer::authenticate(&state.core, req).await {
+        Ok(v) => v,
+        Err(refused) => return auth_refusal(state, &request_id, refused),
+    };
+    let request = request
+        .data(request_id.clone())
+        .data(viewer)
+        .data(ClientAddr(req.peer_addr().map(|a| a.ip())))
+        .data(AccountsLoader::data_loader(state.core.pool.clone()));
     let mut response = state.schema.execute(request).await;
     label_errors(&mut response);
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .json(&response)
+    let mut http = HttpResponse::Ok();
+    http.content_type("application/json");
+    for (name, value) in response.http_headers.iter() {
+        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+            http.append_header((name.as_str(), value));
+        }
+    }
+    http.json(&response)
+}
+
+/// The response to a request refused before execution by [`viewer::authenticate`].
+fn auth_refusal(state: &ApiState, request_id: &RequestId, refused: Refusal) -> HttpResponse {
+    match refused {
+        Refusal::Unauthenticated {
+            reason,
+            message,
+            clear_cookie,
+        } => {
+            let mut res = HttpResponse::Unauthorized();
+            res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            if clear_cookie {
+                res.append_header((
+                    header::SET_COOKIE,
+                    viewer::clear_staff_session_cookie(
+                        state.core.settings.accounts.staff_cookie_secure,
+                    ),
+                ));
+            }
+            res.json(json!({
+                "errors": [{
+                    "message": message,
+                    "extensions": { "code": "UNAUTHENTICATED", "reason": reason }
+                }]
+            }))
+        }
+        Refusal::RateLimited { retry_after_secs } => HttpResponse::TooManyRequests()
+            .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
+            .json(json!({
+                "errors": [{
+                    "message": format!("Too many requests for this API key. Try again in {retry_after_secs} seconds."),
+                    "extensions": { "code": "RATE_LIMITED", "retryAfter": retry_after_secs }
+                }]
+            })),
+        Refusal::Unavailable(err) => {
+            tracing::error!(request_id = %request_id, error = %format!("{err:#}"), "credential check failed");
+            sentry::with_scope(
+                |scope| scope.set_tag("request_id", &request_id.0),
+                || sentry::integrations::anyhow::capture_anyhow(&err),
+            );
+            HttpResponse::ServiceUnavailable().json(json!({
+                "errors": [{
+                    "message": "Service unavailable; try again shortly.",
+                    "extensions": { "code": "SERVICE_UNAVAILABLE", "requestId": request_id.0 }
+                }]
+            }))
+        }
+    }
 }
 
 /// Gives every error an `extensions.code` so clients can branch on it.

@@ -5,6 +5,7 @@
 //! return a payload with `userErrors { field code message }` for anything the user can fix;
 //! every other error carries `extensions.code` and never internals.
 
+pub mod accounts;
 pub mod context;
 pub mod errors;
 pub mod foundation;
@@ -14,6 +15,7 @@ pub mod limits;
 pub mod metrics;
 pub mod relay;
 pub mod schema;
+pub mod viewer;
 
 pub use http::{RunningServer, start_server};
 pub use schema::{ApiSchema, build_schema, sdl};

@@ -1,16 +1,25 @@
 //! The schema: every app's queries and mutations merged, with the limits from settings.
 
+use crate::accounts::admin::AdminMutation;
+use crate::accounts::driver::DriverMutation;
+use crate::accounts::query::AccountsQuery;
+use crate::accounts::sign_in::SignInMutation;
 use crate::foundation::{FoundationMutation, FoundationQuery};
 use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
 use shared::settings::GraphqlSettings;
 
 /// All queries.
 #[derive(MergedObject, Default)]
-pub struct Query(FoundationQuery);
+pub struct Query(FoundationQuery, AccountsQuery);
 
 /// All mutations.
 #[derive(MergedObject, Default)]
-pub struct Mutation(FoundationMutation);
+pub struct Mutation(
+    FoundationMutation,
+    SignInMutation,
+    DriverMutation,
+    AdminMutation,
+);
 
 /// The executable schema.
 pub type ApiSchema = Schema<Query, Mutation, EmptySubscription>;

@@ -1,6 +1,6 @@
 //! The HTTP surface: health, readiness, metrics, GraphQL conventions and limits.
 
-use crate::support::{TestApp, first_code};
+use crate::support::{Auth, TestApp, first_code};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -81,13 +81,15 @@ async fn server_info_and_node_lookup() {
         1
     );
 
-    let node = app
-        .gql(
-            "query($id: ID!) { node(id: $id) { id ... on Job { jobType } } }",
-            json!({ "id": id }),
-        )
-        .await;
-    assert_eq!(node["data"]["node"]["jobType"], "DemoPing");
+    // Jobs are for ops to see; to anyone else the id names nothing.
+    let lookup = "query($id: ID!) { node(id: $id) { id ... on Job { jobType } } }";
+    let node = app.gql(lookup, json!({ "id": id })).await;
+    assert!(node["data"]["node"].is_null(), "{node}");
+    let password = "ops password 123";
+    let ops = app.staff_user(accounts::Role::Ops, password).await;
+    let ops = Auth::StaffCookie(app.staff_session(ops.email.as_str(), password).await);
+    let (_, node) = app.gql_as(&ops, lookup, json!({ "id": id })).await;
+    assert_eq!(node["data"]["node"]["jobType"], "DemoPing", "{node}");
 
     let missing = app
         .gql("{ node(id: \"bm9wZTp4\") { id } }", json!({}))

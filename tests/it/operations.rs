@@ -1,0 +1,136 @@
+//! Every client operation in `frontend-schema/operations/` validates against the schema, within
+//! the server's depth and complexity limits, so a schema change that would break a shipped client
+//! fails the suite.
+//!
+//! Validation is the schema's own: each operation goes through `Schema::execute` with an extension
+//! that lets parsing and validation run and then answers in place of execution, so no resolver
+//! runs and no database is needed.
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute};
+use async_graphql::parser::types::DocumentOperations;
+use async_graphql::{Response, ServerError, Value};
+use shared::settings::GraphqlSettings;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Runs validation, never execution.
+struct ValidateOnly;
+
+impl ExtensionFactory for ValidateOnly {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ValidateOnly)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for ValidateOnly {
+    async fn execute(
+        &self,
+        _ctx: &ExtensionContext<'_>,
+        _operation_name: Option<&str>,
+        _next: NextExecute<'_>,
+    ) -> Response {
+        Response::new(Value::Null)
+    }
+}
+
+fn operations_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("frontend-schema/operations")
+}
+
+fn graphql_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            graphql_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "graphql") {
+            out.push(path);
+        }
+    }
+}
+
+/// Validates every operation of `document`; returns the errors, per operation name.
+async fn validate(document: &str) -> Vec<(String, Vec<ServerError>)> {
+    let schema = graphql::build_schema(&GraphqlSettings::default())
+        .extension(ValidateOnly)
+        .finish();
+    let parsed = match async_graphql::parser::parse_query(document) {
+        Ok(doc) => doc,
+        Err(e) => {
+            return vec![(
+                "<parse>".into(),
+                vec![ServerError::new(e.to_string(), None)],
+            )];
+        }
+    };
+    let names: Vec<String> = match &parsed.operations {
+        DocumentOperations::Single(_) => vec![String::new()],
+        DocumentOperations::Multiple(ops) => ops.keys().map(|n| n.to_string()).collect(),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let mut request = async_graphql::Request::new(document);
+        if !name.is_empty() {
+            request = request.operation_name(name.clone());
+        }
+        let response = schema.execute(request).await;
+        out.push((name, response.errors));
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_client_operation_validates_against_the_schema() {
+    let mut files = Vec::new();
+    graphql_files(&operations_dir(), &mut files);
+    files.sort();
+    assert!(!files.is_empty(), "no operations found");
+    let mut failures = Vec::new();
+    let mut names = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (name, errors) in validate(&text).await {
+            if name.is_empty() {
+                failures.push(format!("{}: operations must be named", file.display()));
+            }
+            names.push(name.clone());
+            for e in errors {
+                failures.push(format!("{} ({name}): {}", file.display(), e.message));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for required in [
+        "RequestLoginCode",
+        "VerifyLoginCode",
+        "Me",
+        "AddVehicle",
+        "UpdateProfile",
+        "SignOut",
+        "Partner",
+    ] {
+        assert!(
+            names.iter().any(|n| n == required),
+            "no {required} operation"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_broken_operation_is_caught() {
+    let broken = [
+        "query Broken { me { noSuchField } }",
+        "mutation Broken { addVehicle(input: { vehicleType: LORRY }) { vehicle { id } } }",
+        "query Broken($id: ID!) { me { id } }",
+        // Over the complexity limit.
+        "query Broken { a: me { vehicles(first: 50) { edges { node { id registration make model } } } } b: me { vehicles(first: 50) { edges { node { id registration make model } } } } }",
+        "query { me { id }",
+    ];
+    for doc in broken {
+        let results = validate(doc).await;
+        assert!(
+            results.iter().any(|(_, errors)| !errors.is_empty()),
+            "not caught: {doc}"
+        );
+    }
+}
