@@ -1,0 +1,394 @@
+//! Quotes: a driver's price for cover of one vehicle on a product's published version, locked for
+//! [`QUOTE_VALIDITY_MINUTES`].
+//!
+//! Invariants:
+//! - a quote is only ever stored against the product's published version at the moment of the
+//!   insert (a database trigger refuses any other), and records that version;
+//! - its one-hour breakdown adds up to its hourly rate (a database check);
+//! - a driver only ever sees their own quotes: another driver's answers `QUOTE_NOT_FOUND`.
+//!
+//! `create_quote` is on the hot path of the API, so it keeps round trips down: published
+//! versions are immutable, so the one last seen for each product is kept in memory, and the
+//! insert's trigger confirms it is still the published one. When it is not (a new version was
+//! published or it was retired), the version is read again and the quote rated again.
+
+use crate::charges::ChargeBreakdown;
+use crate::error::PricingError;
+use crate::ids::{ProductId, ProductVersionId, QuoteId};
+use crate::products::get_published;
+use crate::rating::{FactorLine, RATING_TIME_ZONE, RatingInput};
+use crate::schema::{product_version_rules, product_versions, quotes};
+use crate::version::ProductVersion;
+use accounts::{AccountsError, Driver, DriverId, Vehicle, VehicleId};
+use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
+use diesel_async::{
+    AnsiTransactionManager, AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager,
+};
+use serde::Serialize;
+use shared::{Clock, Money};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, RwLock};
+
+/// How long a quote's price holds.
+pub const QUOTE_VALIDITY_MINUTES: i64 = 15;
+
+/// Times `create_quote` re-reads the published version after finding it changed.
+const STALE_VERSION_RETRIES: usize = 3;
+
+/// A quote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Quote {
+    /// The quote.
+    pub id: QuoteId,
+    /// Whose it is.
+    pub driver_id: DriverId,
+    /// The vehicle it covers.
+    pub vehicle_id: VehicleId,
+    /// The product.
+    pub product_id: ProductId,
+    /// The version it was rated on.
+    pub product_version_id: ProductVersionId,
+    /// The price of one hour.
+    pub hourly_rate: Money,
+    /// The least a session costs: the minimum charge minutes at the hourly rate (capped).
+    pub minimum_charge: Money,
+    /// The most a driver pays in one day.
+    pub daily_cap: Money,
+    /// One hour's price split into net premium, commission and IPT.
+    pub one_hour: ChargeBreakdown,
+    /// One line per rating factor, in the order applied.
+    pub explanation: Vec<FactorLine>,
+    /// The facts rated (the postcode reduced to its area).
+    pub rating_input: RatingInput,
+    /// When it was given.
+    pub created_at: DateTime<Utc>,
+    /// When its price stops holding.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Quote {
+    /// Whether the price still holds at `now`.
+    pub fn is_valid_at(&self, now: DateTime<Utc>) -> bool {
+        now < self.expires_at
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = quotes)]
+struct QuoteRow {
+    id: QuoteId,
+    driver_id: DriverId,
+    vehicle_id: VehicleId,
+    product_version_id: ProductVersionId,
+    currency: String,
+    hourly_rate_minor: i64,
+    minimum_charge_minor: i64,
+    daily_cap_minor: i64,
+    one_hour_net_minor: i64,
+    one_hour_commission_minor: i64,
+    one_hour_ipt_minor: i64,
+    one_hour_total_minor: i64,
+    explanation: serde_json::Value,
+    rating_input: serde_json::Value,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
+impl QuoteRow {
+    fn from_quote(q: &Quote) -> Result<Self, PricingError> {
+        Ok(QuoteRow {
+            id: q.id,
+            driver_id: q.driver_id,
+            vehicle_id: q.vehicle_id,
+            product_version_id: q.product_version_id,
+            currency: q.hourly_rate.currency.code().to_owned(),
+            hourly_rate_minor: q.hourly_rate.minor,
+            minimum_charge_minor: q.minimum_charge.minor,
+            daily_cap_minor: q.daily_cap.minor,
+            one_hour_net_minor: q.one_hour.net_premium.minor,
+            one_hour_commission_minor: q.one_hour.commission.minor,
+            one_hour_ipt_minor: q.one_hour.ipt.minor,
+            one_hour_total_minor: q.one_hour.total.minor,
+            explanation: serde_json::to_value(&q.explanation).map_err(anyhow::Error::new)?,
+            rating_input: serde_json::to_value(&q.rating_input).map_err(anyhow::Error::new)?,
+            created_at: q.created_at,
+            expires_at: q.expires_at,
+        })
+    }
+
+    fn into_quote(
+        self,
+        product_id: ProductId,
+        commission_bp: i32,
+        ipt_bp: i32,
+    ) -> Result<Quote, PricingError> {
+        let currency = self.currency.parse().map_err(anyhow::Error::new)?;
+        let m = |minor| Money { minor, currency };
+        let rate = |bp: i32| {
+            u32::try_from(bp).map_err(|_| anyhow::anyhow!("stored rate {bp} is negative"))
+        };
+        Ok(Quote {
+            id: self.id,
+            driver_id: self.driver_id,
+            vehicle_id: self.vehicle_id,
+            product_id,
+            product_version_id: self.product_version_id,
+            hourly_rate: m(self.hourly_rate_minor),
+            minimum_charge: m(self.minimum_charge_minor),
+            daily_cap: m(self.daily_cap_minor),
+            one_hour: ChargeBreakdown {
+                total: m(self.one_hour_total_minor),
+                net_premium: m(self.one_hour_net_minor),
+                commission: m(self.one_hour_commission_minor),
+                ipt: m(self.one_hour_ipt_minor),
+                ipt_rate_bp: rate(ipt_bp)?,
+                ipt_basis: m(self.one_hour_total_minor - self.one_hour_ipt_minor),
+                commission_rate_bp: rate(commission_bp)?,
+            },
+            explanation: serde_json::from_value(self.explanation)
+                .map_err(|e| anyhow::anyhow!("quote {} explanation: {e}", self.id))?,
+            rating_input: serde_json::from_value(self.rating_input)
+                .map_err(|e| anyhow::anyhow!("quote {} rating input: {e}", self.id))?,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The published version last seen per product.
+
+static PUBLISHED: LazyLock<RwLock<HashMap<ProductId, Arc<ProductVersion>>>> =
+    LazyLock::new(|| RwLock::new(HashMap::new()));
+
+fn remembered_published(product_id: ProductId) -> Option<Arc<ProductVersion>> {
+    PUBLISHED
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&product_id)
+        .cloned()
+}
+
+/// Forgets the published version remembered for a product (after it changed in this process; other
+/// processes find out at their next insert).
+pub(crate) fn forget_published(product_id: ProductId) {
+    PUBLISHED
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&product_id);
+}
+
+async fn load_published(
+    conn: &mut AsyncPgConnection,
+    product_id: ProductId,
+) -> Result<Arc<ProductVersion>, PricingError> {
+    let version = Arc::new(get_published(conn, product_id).await?);
+    PUBLISHED
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(product_id, Arc::clone(&version));
+    Ok(version)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building a quote
+
+/// The rating facts of a driver and vehicle when cover starts at `start`: age and years licensed
+/// on the UK date of `start`, the postcode area, and no claims (claims history is not recorded
+/// yet).
+///
+/// Errors: `PROFILE_INCOMPLETE` with the missing field (`dateOfBirth`, `licenceIssuedOn`,
+/// `postcode`).
+pub fn rating_input_for(
+    driver: &Driver,
+    vehicle: &Vehicle,
+    start: DateTime<Utc>,
+) -> Result<RatingInput, PricingError> {
+    let today = start.with_timezone(&RATING_TIME_ZONE).date_naive();
+    let age = driver
+        .age_on(today)
+        .ok_or(PricingError::ProfileIncomplete("dateOfBirth"))?;
+    let years = driver
+        .years_licensed_on(today)
+        .ok_or(PricingError::ProfileIncomplete("licenceIssuedOn"))?;
+    let area = driver
+        .postcode_area()
+        .ok_or(PricingError::ProfileIncomplete("postcode"))?;
+    Ok(RatingInput {
+        vehicle_type: vehicle.vehicle_type,
+        driver_age: u32::try_from(age.max(0)).unwrap_or(0),
+        years_licensed: u32::try_from(years.max(0)).unwrap_or(0),
+        claims_5y: 0,
+        postcode: area.to_owned(),
+        start,
+    })
+}
+
+/// Rates and prices a quote in memory (nothing is stored).
+///
+/// Errors: the decline codes of [`VersionTerms::rate`](crate::version::VersionTerms::rate) as
+/// [`PricingError::Declined`].
+pub fn build_quote(
+    version: &ProductVersion,
+    driver_id: DriverId,
+    vehicle_id: VehicleId,
+    input: RatingInput,
+    now: DateTime<Utc>,
+) -> Result<Quote, PricingError> {
+    let terms = &version.terms;
+    let rate = terms.rate(&input).map_err(PricingError::Declined)?;
+    Ok(Quote {
+        id: QuoteId::new(),
+        driver_id,
+        vehicle_id,
+        product_id: version.product_id,
+        product_version_id: version.id,
+        hourly_rate: rate.hourly,
+        minimum_charge: terms.minimum_charge(rate.hourly)?,
+        daily_cap: terms.daily_cap(),
+        one_hour: terms.breakdown(rate.hourly)?,
+        explanation: rate.explanation,
+        rating_input: input,
+        created_at: now,
+        expires_at: now + Duration::minutes(QUOTE_VALIDITY_MINUTES),
+    })
+}
+
+/// Whether `conn` is inside a transaction (where a failed statement would abort it).
+fn in_transaction(conn: &mut AsyncPgConnection) -> bool {
+    !matches!(
+        <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::transaction_manager_status_mut(conn)
+            .transaction_depth(),
+        Ok(None)
+    )
+}
+
+/// Inserts a quote. Inside a caller's transaction, the insert runs in a savepoint, so that a
+/// refusal (stale version) leaves the caller's transaction usable for the retry.
+async fn insert_quote(
+    conn: &mut AsyncPgConnection,
+    row: &QuoteRow,
+) -> Result<(), diesel::result::Error> {
+    if in_transaction(conn) {
+        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+            diesel::insert_into(quotes::table)
+                .values(row)
+                .execute(conn)
+                .await
+                .map(drop)
+        })
+        .await
+    } else {
+        diesel::insert_into(quotes::table)
+            .values(row)
+            .execute(conn)
+            .await
+            .map(drop)
+    }
+}
+
+fn is_stale_version(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::CheckViolation, info)
+            if info.constraint_name() == Some("quotes_version_published")
+    )
+}
+
+/// Quotes cover for a driver's vehicle on a product's published version, and stores the quote.
+///
+/// The driver and vehicle are read through the accounts app. Rating uses the driver's age and
+/// years licensed on today's UK date and their postcode area.
+///
+/// Errors: `PRODUCT_NOT_FOUND`, `PRODUCT_NOT_AVAILABLE` (`productId`); `DRIVER_NOT_FOUND`
+/// (`driverId`); `VEHICLE_NOT_FOUND` (`vehicleId`: unknown, removed, or another driver's);
+/// `PROFILE_INCOMPLETE`; the decline codes (`VEHICLE_NOT_COVERED`, `UNDER_MINIMUM_AGE`,
+/// `TOO_MANY_CLAIMS`, `INVALID_POSTCODE`).
+pub async fn create_quote(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    driver_id: DriverId,
+    vehicle_id: VehicleId,
+    product_id: ProductId,
+) -> Result<Quote, PricingError> {
+    let now = clock.now();
+    let mut version = match remembered_published(product_id) {
+        Some(v) => v,
+        None => load_published(conn, product_id).await?,
+    };
+    let driver = accounts::get_driver(conn, driver_id)
+        .await
+        .map_err(|e| match e {
+            AccountsError::NotFound(_) => PricingError::DriverNotFound,
+            other => PricingError::Internal(other.into()),
+        })?;
+    let vehicle = accounts::get_vehicle_for_driver(conn, driver_id, vehicle_id)
+        .await
+        .map_err(|e| match e {
+            AccountsError::NotFound(_) => PricingError::VehicleNotFound,
+            other => PricingError::Internal(other.into()),
+        })?;
+    let input = rating_input_for(&driver, &vehicle, now)?;
+    for _ in 0..STALE_VERSION_RETRIES {
+        let quote = build_quote(&version, driver_id, vehicle_id, input.clone(), now)?;
+        let row = QuoteRow::from_quote(&quote)?;
+        match insert_quote(conn, &row).await {
+            Ok(_) => return Ok(quote),
+            Err(e) if is_stale_version(&e) => {
+                forget_published(product_id);
+                version = load_published(conn, product_id).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(anyhow::anyhow!("product {product_id}: the published version kept changing").into())
+}
+
+async fn load_quote(
+    conn: &mut AsyncPgConnection,
+    quote_id: QuoteId,
+) -> Result<Quote, PricingError> {
+    let (row, product_id, commission_bp, ipt_bp): (QuoteRow, ProductId, i32, i32) = quotes::table
+        .inner_join(product_versions::table.inner_join(product_version_rules::table))
+        .filter(quotes::id.eq(quote_id))
+        .select((
+            QuoteRow::as_select(),
+            product_versions::product_id,
+            product_version_rules::commission_bp,
+            product_version_rules::ipt_bp,
+        ))
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(PricingError::QuoteNotFound)?;
+    row.into_quote(product_id, commission_bp, ipt_bp)
+}
+
+/// A quote by id, valid or not, whoever's it is (for ops and for apps that recorded it).
+/// Errors: `QUOTE_NOT_FOUND`.
+pub async fn get_quote(
+    conn: &mut AsyncPgConnection,
+    quote_id: QuoteId,
+) -> Result<Quote, PricingError> {
+    load_quote(conn, quote_id).await
+}
+
+/// One of the driver's quotes whose price still holds.
+///
+/// Errors: `QUOTE_NOT_FOUND` (also another driver's), `QUOTE_EXPIRED`.
+pub async fn get_valid_quote(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    driver_id: DriverId,
+    quote_id: QuoteId,
+) -> Result<Quote, PricingError> {
+    let quote = load_quote(conn, quote_id).await?;
+    if quote.driver_id != driver_id {
+        return Err(PricingError::QuoteNotFound);
+    }
+    if !quote.is_valid_at(clock.now()) {
+        return Err(PricingError::QuoteExpired);
+    }
+    Ok(quote)
+}

@@ -1,0 +1,148 @@
+//! Properties of session pricing and of the charge breakdown (pure; no database).
+
+use crate::support::demo_terms;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use pricing::{ChargeRule, VersionTerms, charge_breakdown};
+use proptest::prelude::*;
+use shared::Money;
+
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0)
+        .single()
+        .unwrap()
+}
+
+fn terms() -> VersionTerms {
+    demo_terms("food_delivery_hourly")
+}
+
+fn charge(t: &VersionTerms, hourly: i64, seconds: i64, before: i64) -> pricing::SessionCharge {
+    t.price_session(
+        Money::gbp(hourly),
+        start(),
+        start() + Duration::seconds(seconds),
+        Money::gbp(before),
+    )
+    .unwrap()
+}
+
+#[test]
+fn worked_examples() {
+    let t = terms(); // minimum 60 minutes, per started minute, cap £20.00
+    // 10 minutes at £2.34/hour: the minimum charge, one hour.
+    let c = charge(&t, 234, 600, 0);
+    assert_eq!(
+        (c.minutes, c.billed_minutes, c.rule),
+        (10, 60, ChargeRule::Minimum)
+    );
+    assert_eq!(c.breakdown.total, Money::gbp(234));
+    // 61 minutes and 1 second: 62 started minutes = 234 × 62 / 60 = 241.8 → 242.
+    let c = charge(&t, 234, 61 * 60 + 1, 0);
+    assert_eq!((c.minutes, c.rule), (62, ChargeRule::PerMinute));
+    assert_eq!(c.breakdown.total, Money::gbp(242));
+    // 10 hours at £2.34 would be £23.40: capped at £20.00.
+    let c = charge(&t, 234, 10 * 3600, 0);
+    assert_eq!(c.rule, ChargeRule::Capped);
+    assert_eq!(c.uncapped, Money::gbp(2340));
+    assert_eq!(c.breakdown.total, Money::gbp(2000));
+    // Already charged £19.00 today: only £1.00 more.
+    let c = charge(&t, 234, 3600, 1900);
+    assert_eq!(
+        (c.rule, c.breakdown.total),
+        (ChargeRule::Capped, Money::gbp(100))
+    );
+    // Already over the cap (e.g. a cap lowered by a new version): nothing, not a refund.
+    let c = charge(&t, 234, 3600, 2500);
+    assert_eq!(
+        (c.rule, c.breakdown.total),
+        (ChargeRule::Capped, Money::gbp(0))
+    );
+    // A 5-minute increment rounds started minutes beyond the minimum up to 5.
+    let mut five = t.clone();
+    five.rules.billing_increment_minutes = 5;
+    let c = charge(&five, 600, 61 * 60, 0);
+    assert_eq!((c.billed_minutes, c.breakdown.total), (65, Money::gbp(650)));
+    // Mistakes are refused.
+    assert!(
+        t.price_session(
+            Money::gbp(234),
+            start(),
+            start() - Duration::seconds(1),
+            Money::gbp(0)
+        )
+        .is_err()
+    );
+    let eur = Money {
+        minor: 234,
+        currency: shared::Currency::Eur,
+    };
+    assert!(
+        t.price_session(eur, start(), start(), Money::gbp(0))
+            .is_err()
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    #[test]
+    fn parts_always_add_up_to_the_total(
+        total in -1_000_000_000i64..1_000_000_000,
+        commission_bp in 0u32..10_000,
+        ipt_bp in 0u32..=10_000,
+    ) {
+        let b = charge_breakdown(Money::gbp(total), commission_bp, ipt_bp).unwrap();
+        prop_assert_eq!(b.net_premium.minor + b.commission.minor + b.ipt.minor, total);
+        prop_assert_eq!(b.ipt_basis.minor + b.ipt.minor, total);
+        // IPT never exceeds its exact value, and is within a penny of it.
+        let exact_ipt_num = i128::from(total.abs()) * i128::from(ipt_bp);
+        let den = 10_000 + i128::from(ipt_bp);
+        let ipt = i128::from(b.ipt.minor.abs());
+        prop_assert!(ipt * den <= exact_ipt_num && exact_ipt_num < (ipt + 1) * den);
+        // Signs agree with the total.
+        if total >= 0 {
+            prop_assert!(b.net_premium.minor >= 0 && b.commission.minor >= 0 && b.ipt.minor >= 0);
+        }
+    }
+
+    #[test]
+    fn session_charges_hold_their_rules(
+        hourly in 1i64..5_000,
+        seconds in 0i64..(36 * 3600),
+        extra in 1i64..600,
+        before in 0i64..3_000,
+        increment in 1u32..=15,
+    ) {
+        let mut t = terms();
+        t.rules.billing_increment_minutes = increment;
+        let cap = t.rules.daily_cap_minor;
+        let left = (cap - before).max(0);
+        let minimum = t.minimum_charge(Money::gbp(hourly)).unwrap().minor;
+        let a = charge(&t, hourly, seconds, before);
+        let b = charge(&t, hourly, seconds + extra, before);
+
+        // Parts add up.
+        for c in [&a, &b] {
+            let p = &c.breakdown;
+            prop_assert_eq!(p.net_premium.minor + p.commission.minor + p.ipt.minor, p.total.minor);
+            // Never above what is left of the cap, never negative.
+            prop_assert!(p.total.minor <= left);
+            prop_assert!(p.total.minor >= 0);
+            // Never below the minimum charge unless the cap binds.
+            if c.rule != ChargeRule::Capped {
+                prop_assert!(p.total.minor >= minimum);
+            } else {
+                prop_assert_eq!(p.total.minor, left);
+                prop_assert!(c.uncapped.minor > left);
+            }
+            prop_assert!(c.billed_minutes >= c.minutes);
+            prop_assert!(c.billed_minutes >= i64::from(t.rules.minimum_charge_minutes));
+        }
+        // Longer never costs less (up to the cap, which holds it flat).
+        prop_assert!(b.breakdown.total.minor >= a.breakdown.total.minor);
+        prop_assert!(b.uncapped.minor >= a.uncapped.minor);
+        // Already charged more today never costs more now.
+        let later = charge(&t, hourly, seconds, before + extra);
+        prop_assert!(later.breakdown.total.minor <= a.breakdown.total.minor);
+    }
+}
