@@ -1,0 +1,523 @@
+//! Ending sessions and pricing them: by the driver or a partner ([`end_session`]), by the clock
+//! ([`close_due_sessions`]), or with the enrolment ([`crate::cancel_enrolment`]).
+//!
+//! Invariants:
+//! - a session ends once: the ending is a guarded update of an `active` row, and every path
+//!   holds the driver's cover lock and the row lock while it prices and writes;
+//! - a session never ends after its deadline: an ending asked for after `max_end_at` (or after a
+//!   partner's `scheduled_end_at`) ends it at that deadline, for that reason, so the driver is
+//!   never charged for time the rules had already cut off;
+//! - the charge is [`pricing::price_session`] on the session's own product version and locked
+//!   rate, given what the driver's other sessions that started on the same UK day were charged
+//!   (the daily cap); it is stored with its rates, and the "cover ended" SMS and the audit entry
+//!   are written in the same transaction.
+
+use crate::error::CoverError;
+use crate::events::{CoverEvent, CoverEventKind};
+use crate::ids::{CoverSessionId, EnrolmentId};
+use crate::schema::cover_sessions;
+use crate::sessions::{CoverSession, EndReason, SessionRow, SessionStatus};
+use crate::support::{audit, lock_driver, try_lock_driver, uk_day_bounds};
+use accounts::{Actor, DriverId};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use pricing::SessionCharge;
+use shared::{Clock, Currency, Money};
+
+/// The result of ending a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "publish the events once the change has committed"]
+pub struct SessionEnded {
+    /// The session, ended and priced.
+    pub session: CoverSession,
+    /// Events for [`crate::events::publish_cover_event`], after commit.
+    pub events: Vec<CoverEvent>,
+}
+
+/// When and why a session asked to end at `at` for `reason` really ends: at its earliest
+/// deadline already passed, if any, for that deadline's reason.
+pub(crate) fn effective_end(
+    row: &SessionRow,
+    at: DateTime<Utc>,
+    reason: EndReason,
+) -> (DateTime<Utc>, EndReason) {
+    let mut end = (at.max(row.started_at), reason);
+    if let Some(scheduled) = row.scheduled_end_at
+        && scheduled <= end.0
+    {
+        end = (scheduled, EndReason::GapRule);
+    }
+    if row.max_end_at <= end.0 {
+        end = (row.max_end_at, EndReason::MaxLength);
+    }
+    end
+}
+
+fn money(minor: i64, currency: &str) -> Result<Money, CoverError> {
+    Ok(Money {
+        minor,
+        currency: currency.parse::<Currency>().map_err(anyhow::Error::new)?,
+    })
+}
+
+/// What the driver was charged for their other sessions that started on the same UK day as
+/// `started_at` (the daily cap's "already charged today").
+async fn already_charged_today(
+    conn: &mut AsyncPgConnection,
+    driver_id: DriverId,
+    exclude: CoverSessionId,
+    started_at: DateTime<Utc>,
+    currency: &str,
+) -> Result<Money, CoverError> {
+    let (day_start, day_end) = uk_day_bounds(started_at);
+    let totals: Vec<Option<i64>> = cover_sessions::table
+        .filter(cover_sessions::driver_id.eq(driver_id))
+        .filter(cover_sessions::id.ne(exclude))
+        .filter(cover_sessions::status.ne(SessionStatus::Active.as_str()))
+        .filter(cover_sessions::currency.eq(currency))
+        .filter(cover_sessions::started_at.ge(day_start))
+        .filter(cover_sessions::started_at.lt(day_end))
+        .select(cover_sessions::total_minor)
+        .load(conn)
+        .await?;
+    let mut sum = money(0, currency)?;
+    for total in totals.into_iter().flatten() {
+        sum = sum
+            .checked_add(money(total, currency)?)
+            .map_err(anyhow::Error::new)?;
+    }
+    Ok(sum)
+}
+
+/// Prices a session ending at `at` (its deadlines applied), as [`end_locked`] would.
+async fn price(
+    conn: &mut AsyncPgConnection,
+    row: &SessionRow,
+    at: DateTime<Utc>,
+) -> Result<SessionCharge, CoverError> {
+    let version = pricing::get_version(conn, row.product_version_id).await?;
+    let already =
+        already_charged_today(conn, row.driver_id, row.id, row.started_at, &row.currency).await?;
+    let rate = money(row.hourly_rate_minor, &row.currency)?;
+    Ok(pricing::price_session(
+        &version,
+        rate,
+        row.started_at,
+        at,
+        already,
+    )?)
+}
+
+fn bp(rate: u32) -> Result<i32, CoverError> {
+    i32::try_from(rate).map_err(|_| anyhow::anyhow!("rate {rate} out of range").into())
+}
+
+/// Ends and prices an active session whose driver lock and row lock the caller holds (inside
+/// its transaction); writes the audit entry and the "cover ended" SMS.
+pub(crate) async fn end_locked(
+    conn: &mut AsyncPgConnection,
+    row: SessionRow,
+    at: DateTime<Utc>,
+    reason: EndReason,
+    actor: Actor,
+) -> Result<CoverSession, CoverError> {
+    if row.status != SessionStatus::Active.as_str() {
+        return Err(CoverError::SessionAlreadyEnded);
+    }
+    let (ended_at, reason) = effective_end(&row, at, reason);
+    let charge = price(conn, &row, ended_at).await?;
+    let b = charge.breakdown;
+    let updated: SessionRow = diesel::update(cover_sessions::table.find(row.id))
+        .filter(cover_sessions::status.eq(SessionStatus::Active.as_str()))
+        .set((
+            cover_sessions::status.eq(SessionStatus::Ended.as_str()),
+            cover_sessions::ended_at.eq(ended_at),
+            cover_sessions::end_reason.eq(reason.as_str()),
+            cover_sessions::minutes.eq(charge.minutes),
+            cover_sessions::billed_minutes.eq(charge.billed_minutes),
+            cover_sessions::charge_rule.eq(charge.rule.as_str()),
+            cover_sessions::uncapped_minor.eq(charge.uncapped.minor),
+            cover_sessions::net_minor.eq(b.net_premium.minor),
+            cover_sessions::commission_minor.eq(b.commission.minor),
+            cover_sessions::ipt_minor.eq(b.ipt.minor),
+            cover_sessions::total_minor.eq(b.total.minor),
+            cover_sessions::ipt_rate_bp.eq(bp(b.ipt_rate_bp)?),
+            cover_sessions::commission_bp.eq(bp(b.commission_rate_bp)?),
+        ))
+        .returning(SessionRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or(CoverError::SessionAlreadyEnded)?;
+    let session = CoverSession::try_from(updated)?;
+    audit(
+        conn,
+        actor,
+        "cover.session_ended",
+        "cover_session",
+        session.id.to_string(),
+        None,
+        serde_json::json!({
+            "end_reason": reason.as_str(),
+            "ended_at": ended_at,
+            "minutes": charge.minutes,
+            "billed_minutes": charge.billed_minutes,
+            "rule": charge.rule.as_str(),
+            "total_minor": b.total.minor,
+            "currency": b.total.currency.code(),
+            "product_version_id": session.product_version_id.to_string(),
+        }),
+    )
+    .await?;
+    crate::notify::cover_ended(conn, &session).await?;
+    Ok(session)
+}
+
+/// The audit actor for an ending asked for with `reason` (ops endings go through
+/// [`end_session_as`] to name the staff user).
+fn actor_for(reason: EndReason, row: &SessionRow) -> Actor {
+    match (reason, row.partner_id) {
+        (EndReason::Driver, _) => Actor::Driver(row.driver_id),
+        (EndReason::Partner, Some(partner_id)) => Actor::Partner(partner_id),
+        _ => Actor::System,
+    }
+}
+
+async fn end_with(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    driver_id: Option<DriverId>,
+    session_id: CoverSessionId,
+    reason: EndReason,
+    actor: Option<Actor>,
+) -> Result<SessionEnded, CoverError> {
+    let now = clock.now();
+    // The driver lock comes before the row lock; find whose session it is first.
+    let mut owner = cover_sessions::table
+        .filter(cover_sessions::id.eq(session_id))
+        .select(cover_sessions::driver_id)
+        .into_boxed();
+    if let Some(driver_id) = driver_id {
+        owner = owner.filter(cover_sessions::driver_id.eq(driver_id));
+    }
+    let owner: DriverId = owner
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(CoverError::SessionNotFound)?;
+    conn.transaction::<_, CoverError, _>(async |conn| {
+        lock_driver(conn, owner).await?;
+        let row: SessionRow = cover_sessions::table
+            .find(session_id)
+            .select(SessionRow::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or(CoverError::SessionNotFound)?;
+        let actor = actor.unwrap_or_else(|| actor_for(reason, &row));
+        let session = end_locked(conn, row, now, reason, actor).await?;
+        Ok(SessionEnded {
+            events: vec![CoverEvent {
+                driver_id: owner,
+                session_id: Some(session.id),
+                kind: CoverEventKind::Ended,
+                at: now,
+            }],
+            session,
+        })
+    })
+    .await
+}
+
+/// Ends one of the driver's sessions now and prices it.
+///
+/// The audit entry names the driver for reason `driver`, the session's partner for `partner`,
+/// and the system otherwise. An ending asked for after a deadline ends at that deadline (see the
+/// module invariants).
+///
+/// Errors: `SESSION_NOT_FOUND` (also another driver's), `SESSION_ALREADY_ENDED`.
+pub async fn end_session(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    driver_id: DriverId,
+    session_id: CoverSessionId,
+    reason: EndReason,
+) -> Result<SessionEnded, CoverError> {
+    end_with(conn, clock, Some(driver_id), session_id, reason, None).await
+}
+
+/// Ends any session now, recording `actor` (an ops user, a partner acting for its driver).
+///
+/// Errors: `SESSION_NOT_FOUND`, `SESSION_ALREADY_ENDED`.
+pub async fn end_session_as(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    session_id: CoverSessionId,
+    reason: EndReason,
+    actor: Actor,
+) -> Result<SessionEnded, CoverError> {
+    end_with(conn, clock, None, session_id, reason, Some(actor)).await
+}
+
+/// The result of [`close_due_sessions`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use = "publish the events once the change has committed"]
+pub struct ClosedSessions {
+    /// The sessions ended, in the order they were.
+    pub sessions: Vec<CoverSession>,
+    /// Due sessions that failed to end (logged; the next run tries them again).
+    pub failed: usize,
+    /// Events for [`crate::events::publish_cover_event`], after commit.
+    pub events: Vec<CoverEvent>,
+}
+
+/// Ends up to `limit` active sessions that are past their deadline: past `max_end_at` (reason
+/// `max_length`, ended at `max_end_at`) or past a partner's `scheduled_end_at` (reason
+/// `gap_rule`, ended then). Idempotent, and safe to run from several workers at once: a session
+/// another worker or request is ending is skipped (its driver lock is tried, its row locked with
+/// `SKIP LOCKED`), never waited for. Each session ends in its own transaction (a savepoint when
+/// the caller holds one), so one failure does not undo the others.
+pub async fn close_due_sessions(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    limit: i64,
+) -> Result<ClosedSessions, CoverError> {
+    let now = clock.now();
+    let due = cover_sessions::max_end_at
+        .le(now)
+        .or(cover_sessions::scheduled_end_at.le(now));
+    let candidates: Vec<(CoverSessionId, DriverId)> = cover_sessions::table
+        .filter(cover_sessions::status.eq(SessionStatus::Active.as_str()))
+        .filter(due)
+        .order(cover_sessions::max_end_at.asc())
+        .limit(limit.max(0))
+        .select((cover_sessions::id, cover_sessions::driver_id))
+        .load(conn)
+        .await?;
+    let mut out = ClosedSessions::default();
+    for (session_id, driver_id) in candidates {
+        let attempt = conn
+            .transaction::<_, CoverError, _>(async |conn| {
+                if !try_lock_driver(conn, driver_id).await? {
+                    return Ok(None);
+                }
+                let row: Option<SessionRow> = cover_sessions::table
+                    .find(session_id)
+                    .filter(cover_sessions::status.eq(SessionStatus::Active.as_str()))
+                    .filter(
+                        cover_sessions::max_end_at
+                            .le(now)
+                            .or(cover_sessions::scheduled_end_at.le(now)),
+                    )
+                    .select(SessionRow::as_select())
+                    .for_update()
+                    .skip_locked()
+                    .first(conn)
+                    .await
+                    .optional()?;
+                match row {
+                    // The due deadline takes over from the placeholder reason.
+                    Some(row) => Ok(Some(
+                        end_locked(conn, row, now, EndReason::MaxLength, Actor::System).await?,
+                    )),
+                    None => Ok(None),
+                }
+            })
+            .await;
+        match attempt {
+            Ok(Some(session)) => {
+                out.events.push(CoverEvent {
+                    driver_id,
+                    session_id: Some(session.id),
+                    kind: CoverEventKind::Ended,
+                    at: now,
+                });
+                out.sessions.push(session);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(session_id = %session_id, error = ?e, "due cover session could not be closed");
+                out.failed += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The result of [`schedule_session_end`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "publish the events once the change has committed"]
+pub struct SessionEndScheduled {
+    /// The session with its new scheduled end.
+    pub session: CoverSession,
+    /// An `EndingSoon` event when an end was set; none when it was cleared.
+    pub events: Vec<CoverEvent>,
+}
+
+/// Sets (or, with `None`, clears) when an active session ends by itself: a partner's gap or tail
+/// rule. The time is kept within the session (not before its start, not after `max_end_at`); a
+/// time already past ends the session at that time at the next [`close_due_sessions`].
+///
+/// Errors: `SESSION_NOT_FOUND`, `SESSION_ALREADY_ENDED`.
+pub async fn schedule_session_end(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    session_id: CoverSessionId,
+    at: Option<DateTime<Utc>>,
+    actor: Actor,
+) -> Result<SessionEndScheduled, CoverError> {
+    let now = clock.now();
+    conn.transaction::<_, CoverError, _>(async |conn| {
+        let row: SessionRow = cover_sessions::table
+            .find(session_id)
+            .select(SessionRow::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or(CoverError::SessionNotFound)?;
+        if row.status != SessionStatus::Active.as_str() {
+            return Err(CoverError::SessionAlreadyEnded);
+        }
+        let at = at.map(|t| t.clamp(row.started_at, row.max_end_at));
+        let updated: SessionRow = diesel::update(cover_sessions::table.find(session_id))
+            .set(cover_sessions::scheduled_end_at.eq(at))
+            .returning(SessionRow::as_returning())
+            .get_result(conn)
+            .await?;
+        let session = CoverSession::try_from(updated)?;
+        audit(
+            conn,
+            actor,
+            "cover.session_end_scheduled",
+            "cover_session",
+            session.id.to_string(),
+            None,
+            serde_json::json!({ "scheduled_end_at": at }),
+        )
+        .await?;
+        let events = match at {
+            Some(_) => vec![CoverEvent {
+                driver_id: session.driver_id,
+                session_id: Some(session.id),
+                kind: CoverEventKind::EndingSoon,
+                at: now,
+            }],
+            None => Vec::new(),
+        };
+        Ok(SessionEndScheduled { session, events })
+    })
+    .await
+}
+
+/// Records that payments took an ended session's charge (`ended → charged`), on the caller's
+/// connection so it commits with the payment. Marking a charged session again changes nothing.
+///
+/// Errors: `SESSION_NOT_FOUND`; `INVALID_SESSION_STATUS` for an active, disputed or adjusted one.
+pub async fn mark_session_charged(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    session_id: CoverSessionId,
+) -> Result<CoverSession, CoverError> {
+    let now = clock.now();
+    conn.transaction::<_, CoverError, _>(async |conn| {
+        let row: SessionRow = cover_sessions::table
+            .find(session_id)
+            .select(SessionRow::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or(CoverError::SessionNotFound)?;
+        let status: SessionStatus = row.status.parse()?;
+        match status {
+            SessionStatus::Charged => CoverSession::try_from(row),
+            SessionStatus::Ended => {
+                let updated: SessionRow = diesel::update(cover_sessions::table.find(session_id))
+                    .set((
+                        cover_sessions::status.eq(SessionStatus::Charged.as_str()),
+                        cover_sessions::charged_at.eq(now),
+                    ))
+                    .returning(SessionRow::as_returning())
+                    .get_result(conn)
+                    .await?;
+                let session = CoverSession::try_from(updated)?;
+                audit(
+                    conn,
+                    Actor::System,
+                    "cover.session_charged",
+                    "cover_session",
+                    session.id.to_string(),
+                    None,
+                    serde_json::json!({
+                        "total_minor": session.charge.map(|c| c.total.minor),
+                    }),
+                )
+                .await?;
+                Ok(session)
+            }
+            other => Err(CoverError::InvalidSessionStatus(other.as_str())),
+        }
+    })
+    .await
+}
+
+/// The enrolment's active session, if any.
+pub(crate) async fn open_session_of_enrolment(
+    conn: &mut AsyncPgConnection,
+    enrolment_id: EnrolmentId,
+) -> Result<Option<CoverSession>, CoverError> {
+    cover_sessions::table
+        .filter(cover_sessions::enrolment_id.eq(enrolment_id))
+        .filter(cover_sessions::status.eq(SessionStatus::Active.as_str()))
+        .select(SessionRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .map(CoverSession::try_from)
+        .transpose()
+}
+
+/// The enrolment's active session row, locked for update (the caller holds the driver lock).
+pub(crate) async fn lock_open_session_of_enrolment(
+    conn: &mut AsyncPgConnection,
+    enrolment_id: EnrolmentId,
+) -> Result<Option<SessionRow>, CoverError> {
+    Ok(cover_sessions::table
+        .filter(cover_sessions::enrolment_id.eq(enrolment_id))
+        .filter(cover_sessions::status.eq(SessionStatus::Active.as_str()))
+        .select(SessionRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// What an active session would be charged if it ended at `now`. Reads only.
+pub(crate) async fn preview_charge(
+    conn: &mut AsyncPgConnection,
+    session: &CoverSession,
+    now: DateTime<Utc>,
+) -> Result<SessionCharge, CoverError> {
+    let row: SessionRow = cover_sessions::table
+        .find(session.id)
+        .select(SessionRow::as_select())
+        .first(conn)
+        .await?;
+    let (at, _) = effective_end(&row, now, EndReason::Driver);
+    price(conn, &row, at).await
+}
+
+/// What ending the driver's active session now would cost, if they have one. Reads only.
+pub async fn current_charge(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    session: &CoverSession,
+) -> Result<Option<SessionCharge>, CoverError> {
+    if !session.is_active() {
+        return Ok(None);
+    }
+    preview_charge(conn, session, clock.now()).await.map(Some)
+}

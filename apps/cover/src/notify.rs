@@ -1,0 +1,85 @@
+//! The texts a driver gets when cover starts and ends, recorded through the notifications app in
+//! the transaction of the change (cause keys `cover_started:<session id>` and
+//! `cover_ended:<session id>`, so a repeated change never texts twice).
+
+use crate::error::CoverError;
+use crate::sessions::CoverSession;
+use crate::support::uk_time;
+use accounts::{AccountsError, Driver, Vehicle};
+use diesel_async::AsyncPgConnection;
+use notifications::{Channel, NewNotification, Template, vars};
+
+/// How a vehicle is named to its driver: the registration, else make and model, else its type.
+pub(crate) fn vehicle_label(vehicle: &Vehicle) -> String {
+    if let Some(reg) = &vehicle.registration {
+        return reg.as_str().to_owned();
+    }
+    let make_model: Vec<&str> = [vehicle.make.as_deref(), vehicle.model.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if make_model.is_empty() {
+        format!("your {}", vehicle.vehicle_type.as_str().replace('_', "-"))
+    } else {
+        make_model.join(" ")
+    }
+}
+
+/// Records the "cover started" SMS.
+pub(crate) async fn cover_started(
+    conn: &mut AsyncPgConnection,
+    driver: &Driver,
+    vehicle: &Vehicle,
+    session: &CoverSession,
+) -> Result<(), CoverError> {
+    notifications::enqueue_notification(
+        conn,
+        NewNotification {
+            cause: format!("cover_started:{}", session.id),
+            channel: Channel::Sms,
+            template: Template::CoverStarted,
+            recipient: driver.phone.as_str().to_owned(),
+            driver_id: Some(driver.id.uuid()),
+            vars: vars([
+                ("vehicle", vehicle_label(vehicle)),
+                ("started_at", uk_time(session.started_at)),
+                ("certificate", session.certificate_number.clone()),
+            ]),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records the "cover ended: N minutes, £X" SMS. A driver whose account is deleted gets none.
+pub(crate) async fn cover_ended(
+    conn: &mut AsyncPgConnection,
+    session: &CoverSession,
+) -> Result<(), CoverError> {
+    let driver = match accounts::get_driver(conn, session.driver_id).await {
+        Ok(d) => d,
+        Err(AccountsError::NotFound(_)) => return Ok(()),
+        Err(AccountsError::Database(e)) => return Err(e.into()),
+        Err(e) => return Err(CoverError::Internal(anyhow::Error::new(e))),
+    };
+    let Some(charge) = session.charge else {
+        return Err(anyhow::anyhow!("session {} ended without a charge", session.id).into());
+    };
+    notifications::enqueue_notification(
+        conn,
+        NewNotification {
+            cause: format!("cover_ended:{}", session.id),
+            channel: Channel::Sms,
+            template: Template::CoverEnded,
+            recipient: driver.phone.as_str().to_owned(),
+            driver_id: Some(driver.id.uuid()),
+            vars: vars([
+                ("minutes", charge.minutes.to_string()),
+                ("amount", charge.total.to_string()),
+                ("certificate", session.certificate_number.clone()),
+            ]),
+        },
+    )
+    .await?;
+    Ok(())
+}

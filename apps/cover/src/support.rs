@@ -1,0 +1,170 @@
+//! Small helpers shared by the modules of this crate: audit entries, text checks, the UK day,
+//! and the per-driver lock.
+
+use crate::error::CoverError;
+use accounts::{Actor, DriverId};
+use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use diesel::sql_types::{Bool, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use shared::audit::{ActorType, AuditEntry};
+
+/// The clock a "day" of charges follows: the daily cap resets at midnight UK time.
+pub const COVER_TIME_ZONE: Tz = chrono_tz::Europe::London;
+
+/// Longest reason, idempotency key or partner reference accepted, in characters.
+pub const MAX_TEXT_CHARS: usize = 200;
+
+/// The audit actor type and id of an [`Actor`].
+pub(crate) fn actor_parts(actor: Actor) -> (ActorType, Option<String>) {
+    match actor {
+        Actor::Driver(id) => (ActorType::Driver, Some(id.to_string())),
+        Actor::Staff(id) => (ActorType::Staff, Some(id.to_string())),
+        Actor::Partner(id) => (ActorType::Partner, Some(id.to_string())),
+        Actor::System => (ActorType::System, None),
+    }
+}
+
+/// The stored name of an actor type (matches the audit log's and enrolment events' CHECKs).
+pub(crate) fn actor_type_name(t: ActorType) -> &'static str {
+    match t {
+        ActorType::Driver => "driver",
+        ActorType::Partner => "partner",
+        ActorType::Staff => "staff",
+        ActorType::System => "system",
+    }
+}
+
+/// Writes one audit entry on `conn` (inside the caller's transaction).
+pub(crate) async fn audit(
+    conn: &mut AsyncPgConnection,
+    actor: Actor,
+    action: &str,
+    subject_type: &str,
+    subject_id: String,
+    reason: Option<&str>,
+    details: serde_json::Value,
+) -> Result<(), CoverError> {
+    let (actor_type, actor_id) = actor_parts(actor);
+    shared::audit::record(
+        conn,
+        &AuditEntry {
+            actor_type,
+            actor_id,
+            action,
+            subject_type,
+            subject_id,
+            reason,
+            details,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// A trimmed text of 1 to [`MAX_TEXT_CHARS`] characters without control characters, or `None`.
+pub(crate) fn clean_text(input: &str) -> Option<&str> {
+    let t = input.trim();
+    let ok =
+        !t.is_empty() && t.chars().count() <= MAX_TEXT_CHARS && !t.chars().any(char::is_control);
+    ok.then_some(t)
+}
+
+/// The UK calendar day containing `at`, as a UTC range `[start, end)` (23, 24 or 25 hours long).
+pub fn uk_day_bounds(at: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let date = at.with_timezone(&COVER_TIME_ZONE).date_naive();
+    let midnight = |d: chrono::NaiveDate| {
+        // UK clocks change at 01:00/02:00, so local midnight always exists exactly once.
+        COVER_TIME_ZONE
+            .from_local_datetime(&d.and_time(NaiveTime::MIN))
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let start = midnight(date).unwrap_or(at - Duration::hours(24));
+    let end = date
+        .succ_opt()
+        .and_then(midnight)
+        .unwrap_or(start + Duration::hours(24));
+    (start, end)
+}
+
+/// `at` on the UK clock, for messages and documents: `09:05 on 23 Nov 2026`.
+pub fn uk_time(at: DateTime<Utc>) -> String {
+    at.with_timezone(&COVER_TIME_ZONE)
+        .format("%H:%M on %-d %b %Y")
+        .to_string()
+}
+
+fn driver_lock_key(driver_id: DriverId) -> String {
+    format!("cover:driver:{}", driver_id.uuid())
+}
+
+/// Takes the driver's cover lock until the end of the current transaction, waiting for it.
+///
+/// Everything that ends a driver's session (and so computes the day's charges) holds it, so two
+/// endings can never both miss each other's charge. Lock order: this lock first, then rows.
+pub(crate) async fn lock_driver(
+    conn: &mut AsyncPgConnection,
+    driver_id: DriverId,
+) -> Result<(), CoverError> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind::<Text, _>(driver_lock_key(driver_id))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(diesel::QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = Bool)]
+    locked: bool,
+}
+
+/// Takes the driver's cover lock if it is free; `false` when another transaction holds it.
+pub(crate) async fn try_lock_driver(
+    conn: &mut AsyncPgConnection,
+    driver_id: DriverId,
+) -> Result<bool, CoverError> {
+    let row: Locked =
+        diesel::sql_query("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked")
+            .bind::<Text, _>(driver_lock_key(driver_id))
+            .get_result(conn)
+            .await?;
+    Ok(row.locked)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, min, 0).single().unwrap()
+    }
+
+    #[test]
+    fn uk_days_follow_the_uk_clock() {
+        // Winter: UK time is UTC.
+        assert_eq!(
+            uk_day_bounds(utc(2026, 11, 23, 9, 0)),
+            (utc(2026, 11, 23, 0, 0), utc(2026, 11, 24, 0, 0))
+        );
+        // Summer: 23:30 UTC on 1 July is 00:30 on 2 July in the UK.
+        assert_eq!(
+            uk_day_bounds(utc(2026, 7, 1, 23, 30)),
+            (utc(2026, 7, 1, 23, 0), utc(2026, 7, 2, 23, 0))
+        );
+        // The day the clocks go forward has 23 hours.
+        let (start, end) = uk_day_bounds(utc(2026, 3, 29, 12, 0));
+        assert_eq!(end - start, Duration::hours(23));
+        assert_eq!(uk_time(utc(2026, 7, 1, 8, 5)), "09:05 on 1 Jul 2026");
+    }
+
+    #[test]
+    fn texts_are_trimmed_and_bounded() {
+        assert_eq!(clean_text("  card declined "), Some("card declined"));
+        assert_eq!(clean_text("   "), None);
+        assert_eq!(clean_text(&"x".repeat(201)), None);
+        assert_eq!(clean_text("a\u{7}b"), None);
+    }
+}
