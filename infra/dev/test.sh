@@ -8,6 +8,9 @@ start=$(date +%s)
 
 ensure_services
 
+say "localstripe (the fake Stripe the payment tests run against)"
+"$ROOT/infra/dev/localstripe.sh" install
+
 say "formatting"
 cargo fmt --all --check
 

@@ -51,7 +51,32 @@ pub struct Settings {
     pub mailgun: MailgunSettings,
     /// Stripe, for cards and payments.
     pub stripe: StripeSettings,
+    /// Cover sessions and proof of cover.
+    pub cover: CoverSettings,
 }
+
+/// Cover settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoverSettings {
+    /// Ed25519 seed (32 bytes, base64) that signs proof-of-cover tokens. Its public key is
+    /// published so tokens can be checked offline.
+    pub signing_key: Secret,
+    /// The longest a session runs before it is ended for the driver, in hours.
+    pub max_session_hours: i64,
+}
+
+impl Default for CoverSettings {
+    fn default() -> Self {
+        Self {
+            signing_key: Secret::new(DEVELOPMENT_COVER_SIGNING_KEY),
+            max_session_hours: 16,
+        }
+    }
+}
+
+/// The cover signing seed used outside production when none is set.
+pub const DEVELOPMENT_COVER_SIGNING_KEY: &str = "c2hpZnRjb3Zlci1kZXZlbG9wbWVudC1zaWduaW5nLWs=";
 
 /// Sign-in and session settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -457,10 +482,24 @@ impl Settings {
                 "set a real secret in production",
             ));
         }
+        if self.cover.max_session_hours <= 0 || self.cover.max_session_hours > 24 {
+            return Err(invalid(
+                "cover.max_session_hours",
+                "must be between 1 and 24",
+            ));
+        }
         if self.environment == Environment::Production && self.graphql.ide {
             return Err(invalid(
                 "graphql.ide",
                 "the GraphQL IDE must be off in production",
+            ));
+        }
+        if self.environment == Environment::Production
+            && self.cover.signing_key.expose() == DEVELOPMENT_COVER_SIGNING_KEY
+        {
+            return Err(invalid(
+                "cover.signing_key",
+                "set a real signing key in production",
             ));
         }
         Ok(())

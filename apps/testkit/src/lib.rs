@@ -5,6 +5,7 @@
 //! files) under a PostgreSQL advisory lock, so parallel test processes build it once between them.
 //! Each test's database is dropped when its [`TestDb`] is dropped.
 
+pub mod localstripe;
 pub mod throwaway;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};

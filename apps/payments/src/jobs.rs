@@ -1,0 +1,131 @@
+//! The payments jobs and their handlers; `workers` registers them.
+//!
+//! - [`ChargeAutoTopUp`] charges one automatic top-up off-session;
+//! - [`ApplyStripeEvent`] applies one stored Stripe webhook event;
+//! - [`ChargeSession`] takes one ended session's charge from the wallet.
+//!
+//! Each payload carries ids only; the handler re-reads the rows. Stripe calls happen outside
+//! database transactions with idempotency keys from our rows, and database effects commit
+//! together with the job's completion where they can, so a job run twice has its effect once.
+
+use crate::env::PaymentsEnv;
+use crate::error::PaymentsError;
+use cover::CoverSessionId;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde::{Deserialize, Serialize};
+use shared::jobs::{JobContext, JobError};
+use shared::outbox::Job;
+use std::sync::{Mutex, OnceLock};
+
+pub use crate::auto_top_up::ChargeAutoTopUp;
+pub use crate::webhooks::ApplyStripeEvent;
+
+/// Every payments job type, for the workers' registration.
+pub const JOB_TYPES: [&str; 3] = [
+    ChargeAutoTopUp::TYPE,
+    ApplyStripeEvent::TYPE,
+    ChargeSession::TYPE,
+];
+
+/// The job that charges one ended cover session to the wallet. Enqueue it in the transaction that
+/// ends the session (`cover::end_session`, `cover::close_due_sessions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargeSession {
+    /// The session to charge.
+    pub session_id: CoverSessionId,
+}
+
+impl Job for ChargeSession {
+    const TYPE: &'static str = "ChargeSession";
+    const QUEUE: &'static str = "payments";
+    const MAX_ATTEMPTS: i32 = 8;
+
+    fn idempotency_key(&self) -> String {
+        format!("charge_session:{}", self.session_id)
+    }
+}
+
+/// One Stripe client per process (per settings), built on first use.
+fn env_for(ctx: &JobContext) -> Result<PaymentsEnv, JobError> {
+    static CACHE: OnceLock<Mutex<Option<(String, PaymentsEnv)>>> = OnceLock::new();
+    let key = format!(
+        "{}|{}|{}",
+        ctx.settings.stripe.base_url,
+        ctx.settings.stripe.secret_key.expose(),
+        ctx.settings.http.public_url
+    );
+    let cache = CACHE.get_or_init(|| Mutex::new(None));
+    let mut cached = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((k, env)) = cached.as_ref()
+        && *k == key
+    {
+        let mut env = env.clone();
+        env.clock = ctx.clock.clone();
+        return Ok(env);
+    }
+    let env = PaymentsEnv::from_settings(&ctx.settings, ctx.clock.clone())
+        .map_err(JobError::Permanent)?;
+    *cached = Some((key, env.clone()));
+    Ok(env)
+}
+
+fn job_error(e: PaymentsError) -> JobError {
+    if matches!(e, PaymentsError::ClaimLost) {
+        JobError::ClaimLost
+    } else if e.is_retryable() {
+        JobError::Retry(anyhow::Error::new(e))
+    } else {
+        JobError::Permanent(anyhow::Error::new(e))
+    }
+}
+
+impl From<PaymentsError> for JobError {
+    fn from(e: PaymentsError) -> Self {
+        job_error(e)
+    }
+}
+
+async fn complete(ctx: &JobContext, conn: &mut AsyncPgConnection) -> Result<(), JobError> {
+    conn.transaction::<_, JobError, _>(async |conn| ctx.complete_in(conn).await)
+        .await
+}
+
+/// Runs [`ChargeAutoTopUp`]: charges the top-up off-session (nothing when it is no longer
+/// `created`). Stripe unavailable → retried with the same idempotency key.
+pub async fn run_charge_auto_top_up(ctx: JobContext, job: ChargeAutoTopUp) -> Result<(), JobError> {
+    let env = env_for(&ctx)?;
+    let mut conn = ctx.pool.get().await?;
+    crate::auto_top_up::charge_auto_top_up(&mut conn, &env, job.top_up_id)
+        .await
+        .map_err(job_error)?;
+    complete(&ctx, &mut conn).await
+}
+
+/// Runs [`ApplyStripeEvent`]: applies the stored event and completes the job in the transaction
+/// that marks the event.
+pub async fn run_apply_stripe_event(
+    ctx: JobContext,
+    job: ApplyStripeEvent,
+) -> Result<(), JobError> {
+    let env = env_for(&ctx)?;
+    let mut conn = ctx.pool.get().await?;
+    crate::webhooks::apply_stripe_event(&mut conn, &env, job.event_row_id, Some(&ctx))
+        .await
+        .map(|_| ())
+        .map_err(job_error)
+}
+
+/// Runs [`ChargeSession`]: takes the session's charge (idempotent) and completes the job in the
+/// same transaction.
+pub async fn run_charge_session(ctx: JobContext, job: ChargeSession) -> Result<(), JobError> {
+    let env = env_for(&ctx)?;
+    let mut conn = ctx.pool.get().await?;
+    let (ctx_ref, env_ref) = (&ctx, &env);
+    conn.transaction::<_, JobError, _>(async |conn| {
+        crate::wallet::charge_session(conn, env_ref, job.session_id)
+            .await
+            .map_err(job_error)?;
+        ctx_ref.complete_in(conn).await
+    })
+    .await
+}

@@ -1,0 +1,78 @@
+//! Payments: saved cards, the prepaid wallet and its top-ups, paying for cover, Stripe webhooks
+//! and refunds.
+//!
+//! - [`cards`]: save a card with a Stripe SetupIntent ([`create_card_setup`],
+//!   [`confirm_card_setup`]); list and remove saved cards.
+//! - [`top_ups`]: [`top_up_wallet`] on-session (3-D Secure handed back to the app as
+//!   `requires_action`), [`refresh_top_up`] and [`finish_top_up`]; [`apply_intent`] is the one
+//!   place a PaymentIntent's state reaches a top-up and the wallet is credited, once.
+//! - [`auto_top_up`]: [`set_auto_top_up`], [`maybe_schedule_auto_top_up`] and the off-session
+//!   [`ChargeAutoTopUp`] job; a card that needs the driver makes the top-up `needs_driver` and
+//!   the driver is told by SMS and email.
+//! - [`wallet`]: the balance, [`charge_session`] (a session's charge posted to the ledger once),
+//!   [`WalletFunds`] (cover's [`cover::FundsCheck`]), the overdraft limit and suspension for lack
+//!   of funds.
+//! - [`webhooks`]: [`verify_stripe_signature`], [`record_event`] and [`apply_stripe_event`].
+//! - [`refunds`]: [`refund`] a top-up (to the card) or a session charge (to the wallet).
+//! - [`stripe`]: the Stripe API as used here, over async-stripe, with an `Idempotency-Key` on
+//!   every write.
+//! - [`jobs`]: the job payloads and handlers the workers register.
+//!
+//! Invariants across the crate:
+//! - plain Rust: service functions take a connection, a [`PaymentsEnv`] (Stripe client, clock,
+//!   public URL) and typed inputs, and return typed results or [`PaymentsError`];
+//! - money is integer minor units; every money movement is a ledger transaction posted through
+//!   the ledger app with our row as its cause, so it happens once whatever retries;
+//! - Stripe is never called inside a database transaction, and every Stripe write carries an
+//!   idempotency key derived from our row ids;
+//! - this crate writes only its own tables (`stripe_customers`, `payment_methods`, `card_setups`,
+//!   `top_ups`, `auto_top_up_settings`, `stripe_events`, `refunds`) plus the kernel's outbox and
+//!   audit log; the ledger, cover (suspend, reactivate, mark charged) and notifications are
+//!   changed through their apps' public functions.
+
+pub mod auto_top_up;
+pub mod cards;
+pub mod env;
+pub mod error;
+pub mod ids;
+pub mod jobs;
+pub mod refunds;
+pub mod schema;
+pub mod stripe;
+pub mod top_ups;
+pub mod wallet;
+pub mod webhooks;
+
+pub use auto_top_up::{
+    AutoTopUp, ChargeAutoTopUp, MAX_THRESHOLD, auto_top_up, auto_top_up_available,
+    charge_auto_top_up, maybe_schedule_auto_top_up, schedule_due_auto_top_ups, set_auto_top_up,
+    waiting_auto_top_up,
+};
+pub use cards::{
+    CardSetup, PaymentMethod, confirm_card_setup, create_card_setup, default_payment_method,
+    ensure_stripe_customer, get_payment_method, payment_methods, remove_payment_method,
+    set_default_payment_method, stripe_customer_id,
+};
+pub use env::PaymentsEnv;
+pub use error::PaymentsError;
+pub use ids::{CardSetupId, PaymentMethodId, RefundId, StripeEventRowId, TopUpId};
+pub use jobs::{
+    ChargeSession, JOB_TYPES, run_apply_stripe_event, run_charge_auto_top_up, run_charge_session,
+};
+pub use refunds::{
+    Refund, RefundRequest, RefundStatus, RefundTarget, get_refund, list_refunds, refund,
+    retry_refund,
+};
+pub use stripe::{StripeApi, StripeFailure};
+pub use top_ups::{
+    MAX_TOP_UP, MIN_TOP_UP, TopUp, TopUpKind, TopUpStatus, apply_intent, find_top_up,
+    finish_top_up, get_top_up, list_top_ups, refresh_top_up, top_up_wallet, validate_amount,
+};
+pub use wallet::{
+    OVERDRAFT_LIMIT, SUSPEND_REASON, SessionCharged, WalletFunds, charge_session, review_funding,
+    spendable, wallet_balance,
+};
+pub use webhooks::{
+    ApplyStripeEvent, EventOutcome, RecordedEvent, SignatureError, StripeEvent, apply_stripe_event,
+    get_event, record_event, sign_stripe_payload, verify_stripe_signature,
+};

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Runs localstripe, the stateful fake Stripe server, made closer to real Stripe where typed
+clients need it.
+
+    python localstripe_launcher.py --port N --from-scratch
+
+localstripe's objects leave out fields that real Stripe always sends, so a typed client (such as
+async-stripe) cannot parse them. This launcher extends localstripe's resource classes before the
+server starts, and changes nothing else about how localstripe decides outcomes:
+
+- PaymentIntent: amount_capturable, amount_received, confirmation_method, payment_method_types,
+  and the type of last_payment_error;
+- Charge: amount_captured, billing_details, disputed;
+- Event: pending_webhooks, request;
+- BalanceTransaction: balance_type.
+
+Three more behaviours follow real Stripe, because code under test relies on them:
+
+- an `Idempotency-Key` on a POST replays the first answer (the same status and body) when the same
+  key comes again with the same parameters, answers 400 `idempotency_error` when the parameters
+  differ, and 409 while the first request is still running;
+- a card declined while confirming a PaymentIntent answers a `card_error` that carries the
+  PaymentIntent, as Stripe's error object does;
+- a SetupIntent that succeeds attaches its payment method to the SetupIntent's customer.
+
+With `--from-scratch` the store is not written to /tmp/localstripe.pickle after every change
+(nothing would read it, and several servers may run at once).
+
+When SHIFTCOVER_LOCALSTRIPE_EXIT_ON_STDIN_EOF=1, the server exits as soon as its standard input
+closes: a test process keeps the pipe open and the server dies with it, however it ends.
+"""
+
+import hashlib
+import os
+import sys
+import threading
+import urllib.parse
+
+from aiohttp import web
+
+import localstripe.resources as resources
+import localstripe.server as server
+from localstripe.errors import UserError
+
+
+def _extend_export(cls, fill):
+    """Wraps cls._export so that `fill(obj, exported)` can add missing fields."""
+    original = cls._export
+
+    def _export(self, expand=None):
+        exported = original(self, expand=expand)
+        fill(self, exported)
+        return exported
+
+    cls._export = _export
+
+
+def _fill_payment_intent(pi, out):
+    status = out.get('status')
+    out.setdefault('amount_capturable',
+                   pi.amount if status == 'requires_capture' else 0)
+    out.setdefault('amount_received', pi.amount if status == 'succeeded' else 0)
+    out.setdefault('confirmation_method', 'automatic')
+    out.setdefault('payment_method_types', ['card'])
+    error = out.get('last_payment_error')
+    if isinstance(error, dict):
+        error.setdefault(
+            'type',
+            'invalid_request_error'
+            if error.get('code') == 'payment_intent_authentication_failure'
+            else 'card_error')
+
+
+def _fill_charge(charge, out):
+    captured = out.get('captured') and out.get('status') == 'succeeded'
+    out.setdefault('amount_captured', charge.amount if captured else 0)
+    out.setdefault('billing_details', {
+        'address': None, 'email': None, 'name': None, 'phone': None})
+    out.setdefault('disputed', False)
+
+
+def _fill_event(event, out):
+    out.setdefault('pending_webhooks', 0)
+    out.setdefault('request', {'id': None, 'idempotency_key': None})
+
+
+def _fill_balance_transaction(txn, out):
+    out.setdefault('balance_type', 'payments')
+
+
+_extend_export(resources.PaymentIntent, _fill_payment_intent)
+_extend_export(resources.Charge, _fill_charge)
+_extend_export(resources.Event, _fill_event)
+_extend_export(resources.BalanceTransaction, _fill_balance_transaction)
+
+
+# A declined confirmation: Stripe answers a card_error whose body carries the PaymentIntent.
+_report_failure = resources.PaymentIntent._report_failure
+
+
+def _report_failure_with_intent(self):
+    try:
+        _report_failure(self)
+    except UserError as e:
+        e.body['error']['type'] = 'card_error'
+        e.body['error'].setdefault('decline_code', 'generic_decline')
+        e.body['error']['payment_intent'] = self._export()
+        raise
+
+
+resources.PaymentIntent._report_failure = _report_failure_with_intent
+
+
+# A successful SetupIntent attaches its payment method to its customer. Every path to success
+# (a first confirmation, or the second one after 3-D Secure) sets `status`, so that is the hook.
+def _setup_intent_setattr(self, name, value):
+    object.__setattr__(self, name, value)
+    if name == 'status' and value == 'succeeded' and \
+            getattr(self, 'customer', None) and \
+            getattr(self, 'payment_method', None):
+        pm = resources.PaymentMethod._api_retrieve(self.payment_method)
+        if getattr(pm, 'customer', None) is None:
+            pm.customer = self.customer
+
+
+resources.SetupIntent.__setattr__ = _setup_intent_setattr
+
+
+# Idempotency keys, kept for the life of the process.
+_idempotent = {}
+_in_flight = set()
+
+
+@web.middleware
+async def idempotency_middleware(request, handler):
+    key = request.headers.get('Idempotency-Key')
+    if request.method != 'POST' or not key:
+        return await handler(request)
+    scope = (request.headers.get('Authorization', ''), key)
+    body = await request.read()
+    # Parameters, not bytes: form fields may come in any order (a map's iteration order).
+    try:
+        params = sorted(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
+    except UnicodeDecodeError:
+        params = [('', body.hex())]
+    fingerprint = hashlib.sha256(
+        repr((request.path, params)).encode()).hexdigest()
+    saved = _idempotent.get(scope)
+    if saved is not None:
+        if saved['fingerprint'] != fingerprint:
+            return web.json_response({'error': {
+                'type': 'idempotency_error',
+                'message': 'Keys for idempotent requests can only be used '
+                           'with the same parameters they were first used '
+                           'with.'}}, status=400)
+        response = web.Response(body=saved['body'], status=saved['status'],
+                                content_type='application/json')
+        response.headers['Idempotent-Replayed'] = 'true'
+        return response
+    if scope in _in_flight:
+        return web.json_response({'error': {
+            'type': 'idempotency_error',
+            'message': 'There is currently another in-progress request '
+                       'using this Idempotent Key.'}}, status=409)
+    _in_flight.add(scope)
+    try:
+        response = await handler(request)
+    finally:
+        _in_flight.discard(scope)
+    # Stripe saves every result of a request that began executing; a 400 from parameter
+    # validation and any 5xx are not saved, so the request can be corrected or retried.
+    if response.status < 500 and response.status != 400 and \
+            getattr(response, 'body', None) is not None:
+        _idempotent[scope] = {'fingerprint': fingerprint,
+                              'status': response.status,
+                              'body': bytes(response.body)}
+    return response
+
+
+# Outermost, so that it sees the final answer, errors included.
+server.app.middlewares.insert(0, idempotency_middleware)
+
+
+def _watch_stdin():
+    try:
+        while sys.stdin.buffer.read(4096):
+            pass
+    finally:
+        os._exit(0)
+
+
+def main():
+    if '--from-scratch' in sys.argv[1:]:
+        resources.Store.dump_to_disk = lambda self: None
+    if os.environ.get('SHIFTCOVER_LOCALSTRIPE_EXIT_ON_STDIN_EOF') == '1':
+        threading.Thread(target=_watch_stdin, daemon=True).start()
+    server.start()
+
+
+if __name__ == '__main__':
+    main()
