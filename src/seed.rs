@@ -7,6 +7,8 @@
 //!   only; elsewhere use `shiftcover staff create`);
 //! - a demo partner, [`DEMO_PARTNER_NAME`], with an API key of every scope (test mode) printed
 //!   once, in development only;
+//! - the demo products ("Food delivery — hourly", "Private hire — hourly"), published with
+//!   their rate tables and the underwriters' test cases;
 //! - the demo job, which proves the job path is alive on a fresh machine.
 //!
 //! It refuses to run in production: a demo driver with a well-known phone has no place there.
@@ -37,6 +39,8 @@ pub struct Seeded {
     pub ops_password: Option<String>,
     /// The demo partner's API key, when the partner was created now.
     pub partner_key: Option<String>,
+    /// How many demo products have a published version (the same on every run).
+    pub products_published: usize,
 }
 
 fn seed_error(what: &str, e: AccountsError) -> anyhow::Error {
@@ -152,6 +156,11 @@ pub async fn load(core: &Core) -> anyhow::Result<Seeded> {
         .map_err(|e| seed_error("partner API key", e))?;
         seeded.partner_key = Some(key);
     }
+
+    let versions = pricing::seed_demo_products(&mut conn)
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding the demo products failed: {e}"))?;
+    seeded.products_published = versions.len();
 
     shared::outbox::enqueue(
         &mut conn,
