@@ -1,4 +1,5 @@
-//! The actix-web server: `/graphql`, `/healthz`, `/readyz`, `/metrics`.
+//! The actix-web server: `/graphql`, `/healthz`, `/readyz`, `/metrics`, and the routes of
+//! [`crate::webhooks`].
 
 use crate::accounts::loaders::AccountsLoader;
 use crate::context::{ClientAddr, RequestId};
@@ -81,7 +82,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/graphql", web::get().to(graphql_get))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+        .route("/metrics", web::get().to(metrics))
+        .configure(crate::webhooks::routes);
 }
 
 async fn request_context(

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod context;
+pub mod cover;
 pub mod errors;
 pub mod foundation;
 pub mod guard;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod relay;
 pub mod schema;
 pub mod viewer;
+pub mod webhooks;
 
 pub use http::{RunningServer, start_server};
 pub use schema::{ApiSchema, build_schema, sdl};

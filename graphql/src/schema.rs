@@ -4,13 +4,14 @@ use crate::accounts::admin::AdminMutation;
 use crate::accounts::driver::DriverMutation;
 use crate::accounts::query::AccountsQuery;
 use crate::accounts::sign_in::SignInMutation;
+use crate::cover::CoverQuery;
 use crate::foundation::{FoundationMutation, FoundationQuery};
 use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
 use shared::settings::GraphqlSettings;
 
 /// All queries.
 #[derive(MergedObject, Default)]
-pub struct Query(FoundationQuery, AccountsQuery);
+pub struct Query(FoundationQuery, AccountsQuery, CoverQuery);
 
 /// All mutations.
 #[derive(MergedObject, Default)]

@@ -163,6 +163,22 @@ fn table() -> Vec<Entry> {
             expect: everyone(),
         },
         Entry {
+            field: "Query.verifyCover",
+            case: "a forged token",
+            doc: "query($t: String!) { verifyCover(token: $t) { status reason } }",
+            vars: |_, _| json!({ "t": "forged.token" }),
+            judge: "/verifyCover",
+            expect: everyone(),
+        },
+        Entry {
+            field: "Query.products",
+            case: "the catalogue",
+            doc: "{ products { id code name versionNumber } }",
+            vars: none,
+            judge: "/products",
+            expect: everyone(),
+        },
+        Entry {
             field: "Query.me",
             case: "own account",
             doc: "{ me { id phone vehicles { edges { node { id } } } } }",
