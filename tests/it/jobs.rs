@@ -63,7 +63,7 @@ async fn each_job_runs_once_with_two_work_processes() {
     let done = eventually(Duration::from_secs(60), || async {
         count(
             &db,
-            "SELECT count(*) AS n FROM outbox_jobs WHERE status = 'done'",
+            "SELECT count(*) AS n FROM outbox_jobs WHERE job_type = 'DemoPing' AND status = 'done'",
         )
         .await
             == 300
@@ -82,7 +82,7 @@ async fn each_job_runs_once_with_two_work_processes() {
     assert_eq!(
         count(
             &db,
-            "SELECT count(*) AS n FROM outbox_jobs WHERE attempts <> 1"
+            "SELECT count(*) AS n FROM outbox_jobs WHERE job_type = 'DemoPing' AND attempts <> 1"
         )
         .await,
         0

@@ -4,9 +4,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed assumption in a test should panic
 
 mod api;
+mod authorization;
 mod cli;
+mod job_faults;
 mod jobs;
+mod operations;
 mod readiness;
 mod schema_drift;
+mod seed_and_staff_cli;
 mod sentry_reporting;
+mod sign_in;
 mod support;
+mod webhooks;

@@ -1,5 +1,13 @@
-//! Job types, their handlers, and per-queue policies (concurrency, timeout, backoff).
+//! What one `work` process runs: job types and their handlers, per-queue policies (concurrency,
+//! timeout, backoff) and the cron schedules that enqueue jobs.
+//!
+//! Mistakes in the registration (a job type registered twice, a schedule that names no row of
+//! the timetable or enqueues a job without a handler) are collected as they are made and
+//! reported by [`Registry::check`], which the runtime calls before it starts: the process
+//! refuses to run rather than silently running one of two handlers.
 
+use crate::cron::{BoundSchedule, TIMETABLE};
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use shared::jobs::{JobContext, JobError};
 use shared::outbox::Job;
@@ -55,11 +63,21 @@ pub(crate) struct Registered {
     pub(crate) handler: HandlerFn,
 }
 
-/// The job types this process can run.
+/// The registration is inconsistent; the runtime refuses to start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("job registry is inconsistent: {}", problems.join("; "))]
+pub struct RegistryError {
+    /// One line per mistake.
+    pub problems: Vec<String>,
+}
+
+/// The job types this process can run, their queues, and its cron schedules.
 #[derive(Default, Clone)]
 pub struct Registry {
     pub(crate) jobs: BTreeMap<&'static str, Arc<Registered>>,
     pub(crate) queues: BTreeMap<&'static str, QueuePolicy>,
+    pub(crate) schedules: Vec<BoundSchedule>,
+    problems: Vec<String>,
 }
 
 impl Registry {
@@ -70,12 +88,19 @@ impl Registry {
     }
 
     /// Registers the handler of job type `J`. A payload that no longer parses is dead-lettered.
+    /// A second handler for the same type is refused: the first stays, and [`check`](Self::check)
+    /// reports the duplicate.
     pub fn register<J, F, Fut>(&mut self, handler: F) -> &mut Self
     where
         J: Job,
         F: Fn(JobContext, J) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), JobError>> + Send + 'static,
     {
+        if self.jobs.contains_key(J::TYPE) {
+            self.problems
+                .push(format!("job type {} is registered twice", J::TYPE));
+            return self;
+        }
         self.queues.entry(J::QUEUE).or_default();
         let handler = Arc::new(handler);
         let erased: HandlerFn = Arc::new(move |ctx, payload| {
@@ -100,9 +125,62 @@ impl Registry {
         self
     }
 
-    /// The registered job type names.
-    pub fn job_types(&self) -> Vec<&'static str> {
+    /// Binds the timetable row `name` (see [`crate::cron::TIMETABLE`]) to the job it enqueues:
+    /// at each tick, `make(tick)` is enqueued once across all `work` processes. The job's
+    /// idempotency key must be `"<name>:<tick as Unix seconds>"`, which [`check`](Self::check)
+    /// verifies.
+    pub fn schedule<J: Job>(
+        &mut self,
+        name: &'static str,
+        make: fn(DateTime<Utc>) -> J,
+    ) -> &mut Self {
+        let Some(row) = TIMETABLE.iter().find(|row| row.name == name) else {
+            self.problems
+                .push(format!("schedule {name} is not in the timetable"));
+            return self;
+        };
+        if self.schedules.iter().any(|s| s.name() == name) {
+            self.problems
+                .push(format!("schedule {name} is bound twice"));
+            return self;
+        }
+        match BoundSchedule::new(row, make) {
+            Ok(bound) => self.schedules.push(bound),
+            Err(e) => self.problems.push(format!("schedule {name}: {e:#}")),
+        }
+        self
+    }
+
+    /// The registered job type names, sorted.
+    pub fn registered_types(&self) -> Vec<&'static str> {
         self.jobs.keys().copied().collect()
+    }
+
+    /// The bound cron schedules.
+    pub fn schedules(&self) -> &[BoundSchedule] {
+        &self.schedules
+    }
+
+    /// Every mistake made while registering, or `Ok` when there was none.
+    pub fn check(&self) -> Result<(), RegistryError> {
+        let mut problems = self.problems.clone();
+        for schedule in &self.schedules {
+            if !self.jobs.contains_key(schedule.job_type()) {
+                problems.push(format!(
+                    "schedule {} enqueues {}, which has no handler",
+                    schedule.name(),
+                    schedule.job_type()
+                ));
+            }
+            if let Err(e) = schedule.check_key() {
+                problems.push(format!("schedule {}: {e}", schedule.name()));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(RegistryError { problems })
+        }
     }
 
     /// The declared queues.
@@ -118,6 +196,74 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    struct Noop;
+
+    impl Job for Noop {
+        const TYPE: &'static str = "Noop";
+        const QUEUE: &'static str = "default";
+        fn idempotency_key(&self) -> String {
+            "noop".into()
+        }
+    }
+
+    async fn noop(_ctx: JobContext, _job: Noop) -> Result<(), JobError> {
+        Ok(())
+    }
+
+    async fn other_noop(_ctx: JobContext, _job: Noop) -> Result<(), JobError> {
+        Err(JobError::Permanent(anyhow::anyhow!("the second handler")))
+    }
+
+    #[test]
+    fn a_job_type_registered_twice_is_refused() {
+        let mut r = Registry::default();
+        r.register(noop);
+        assert!(r.check().is_ok());
+        r.register(other_noop);
+        let err = r.check().unwrap_err();
+        assert_eq!(err.problems, vec!["job type Noop is registered twice"]);
+        assert_eq!(r.registered_types(), vec!["Noop"]);
+    }
+
+    #[test]
+    fn the_default_registry_is_consistent() {
+        let r = crate::default_registry();
+        r.check().unwrap();
+        let types = r.registered_types();
+        for t in ["DemoPing", "DeliverNotification", "CloseDueSessions"] {
+            assert!(types.contains(&t), "{t} is registered");
+        }
+        let mut sorted = types.clone();
+        sorted.sort_unstable();
+        assert_eq!(types, sorted);
+    }
+
+    #[test]
+    fn schedules_must_name_a_timetable_row_and_a_registered_job() {
+        #[derive(Serialize, Deserialize)]
+        struct Tick(DateTime<Utc>);
+        impl Job for Tick {
+            const TYPE: &'static str = "Tick";
+            const QUEUE: &'static str = "default";
+            fn idempotency_key(&self) -> String {
+                format!("close_due_sessions:{}", self.0.timestamp())
+            }
+        }
+        let mut r = Registry::default();
+        r.schedule("no_such_schedule", Tick);
+        r.schedule("close_due_sessions", Tick);
+        let err = r.check().unwrap_err();
+        assert_eq!(
+            err.problems,
+            vec![
+                "schedule no_such_schedule is not in the timetable",
+                "schedule close_due_sessions enqueues Tick, which has no handler",
+            ]
+        );
+    }
 
     #[test]
     fn backoff_doubles_is_capped_and_jittered() {

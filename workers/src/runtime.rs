@@ -1,4 +1,5 @@
-//! Runs the registered jobs: the relay plus one apalis worker per queue.
+//! Runs the registered jobs: the relay, the cron scheduler, and one apalis worker per queue,
+//! each restarted with a backoff whenever it ends on its own (Redis gone or restarted).
 
 use crate::registry::Registry;
 use anyhow::Context as _;
@@ -64,14 +65,9 @@ impl Executor {
         drop(conn);
         let Some(registered) = self.registry.jobs.get(claimed.job_type.as_str()).cloned() else {
             let mut conn = self.core.pool.get().await?;
-            outbox::fail(
-                &mut conn,
-                &claimed,
-                &self.worker,
-                "no handler is registered for this job type",
-                None,
-            )
-            .await?;
+            let reason = outbox::no_handler_reason(&claimed.job_type);
+            outbox::fail(&mut conn, &claimed, &self.worker, &reason, None).await?;
+            tracing::error!(job_id = %claimed.id, job_type = %claimed.job_type, "job dead-lettered: {reason}");
             return Ok(Outcome::Dead);
         };
         let policy = self.registry.policy(registered.queue);
@@ -171,11 +167,13 @@ async fn connect_redis(core: &Core) -> redis::aio::ConnectionManager {
     }
 }
 
-/// Runs the relay and every queue's workers until `shutdown` resolves.
+/// Runs the relay, the cron scheduler and every queue's workers until `shutdown` resolves.
+/// Refuses to start when the registry is inconsistent (see [`Registry::check`]).
 pub async fn run<S>(core: Core, registry: Registry, shutdown: S) -> anyhow::Result<()>
 where
     S: Future<Output = ()> + Send + 'static,
 {
+    registry.check()?;
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
     let worker_name: Arc<str> = format!(
         "{host}-{}-{}",
@@ -197,37 +195,107 @@ where
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let relay = tokio::spawn(crate::relay::run(
         core.clone(),
-        registry.job_types(),
+        registry.registered_types(),
         storages.clone(),
-        stop_rx,
+        stop_rx.clone(),
     ));
+    let scheduler = tokio::spawn(
+        crate::cron::Scheduler::new(
+            core.clone(),
+            registry.schedules().to_vec(),
+            worker_name.clone(),
+        )
+        .run(stop_rx.clone()),
+    );
 
     let exec = Arc::new(Executor::new(
         core.clone(),
         registry.clone(),
         worker_name.clone(),
     ));
-    let mut monitor = Monitor::new().shutdown_timeout(Duration::from_secs(20));
+    let mut consumers = Vec::new();
     for (queue, storage) in storages {
-        let policy = registry.policy(&queue);
-        let exec = exec.clone();
-        let name = format!("{queue}@{worker_name}");
-        monitor = monitor.register(move |_restarts| {
-            WorkerBuilder::new(name.as_str())
-                .backend(storage.clone())
-                .data(exec.clone())
-                .concurrency(policy.concurrency.max(1))
-                .build(handle)
-        });
+        consumers.push(tokio::spawn(consume(
+            format!("{queue}@{worker_name}"),
+            storage,
+            exec.clone(),
+            registry.policy(&queue),
+            stop_rx.clone(),
+        )));
     }
     tracing::info!(worker = %worker_name, "job runtime started");
-    let result = monitor
-        .run_with_signal(async move {
-            shutdown.await;
-            Ok(())
-        })
-        .await;
+    shutdown.await;
+    tracing::info!(worker = %worker_name, "job runtime stopping");
     let _ = stop_tx.send(true);
-    let _ = relay.await;
-    result.map_err(|e| anyhow::anyhow!("job runtime stopped: {e}"))
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        for consumer in consumers {
+            let _ = consumer.await;
+        }
+        let _ = relay.await;
+        let _ = scheduler.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(worker = %worker_name, "job runtime stopped before every job finished; the outbox will send them again");
+    }
+    Ok(())
+}
+
+/// How long a stopping process waits for jobs in progress.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Runs one queue's apalis worker until `stop`, starting it again whenever it ends on its own.
+///
+/// An apalis-redis worker ends with an error when Redis goes away or forgets it (a restarted
+/// Redis no longer knows the worker's registration), and would not come back by itself; a
+/// process whose consumers had ended would keep relaying jobs that nobody runs. Restarting under
+/// the same name also re-queues what the previous run had fetched and not finished.
+async fn consume(
+    name: String,
+    storage: RedisStorage<QueuedJob>,
+    exec: Arc<Executor>,
+    policy: crate::registry::QueuePolicy,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    const FIRST_DELAY: Duration = Duration::from_millis(100);
+    const LONGEST_DELAY: Duration = Duration::from_secs(5);
+    let mut delay = FIRST_DELAY;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let worker = WorkerBuilder::new(name.as_str())
+            .backend(storage.clone())
+            .data(exec.clone())
+            .concurrency(policy.concurrency.max(1))
+            .build(handle);
+        let mut signal = stop.clone();
+        let started = std::time::Instant::now();
+        let run = tokio::spawn(worker.run_until(async move {
+            let _ = signal.wait_for(|stopping| *stopping).await;
+            Ok::<(), std::io::Error>(())
+        }));
+        let ended = run.await;
+        if *stop.borrow() {
+            return;
+        }
+        match ended {
+            Ok(Ok(())) => tracing::warn!(worker = %name, "queue worker ended; starting it again"),
+            Ok(Err(e)) => {
+                tracing::warn!(worker = %name, error = %e, "queue worker failed; starting it again")
+            }
+            Err(e) => {
+                tracing::error!(worker = %name, error = %e, "queue worker panicked; starting it again")
+            }
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            delay = FIRST_DELAY;
+        }
+        let mut signal = stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = signal.wait_for(|stopping| *stopping) => return,
+        }
+        delay = (delay * 2).min(LONGEST_DELAY);
+    }
 }

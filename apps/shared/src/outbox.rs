@@ -12,6 +12,10 @@
 //!
 //! Redis may lose a message; the relay re-sends rows left `queued` or `running` for too long,
 //! and the claim makes any duplicate harmless.
+//!
+//! For ops: [`list_failed_jobs`] pages through dead letters and jobs waiting to be retried, with
+//! their last error; [`count_failed_jobs`] counts them; [`retry_dead`] sends one back. Rows of a
+//! type no process can run are dead-lettered by the relay ([`dead_letter_unknown_types`]).
 
 use crate::ids::JobId;
 use crate::schema::outbox_jobs;
@@ -288,4 +292,216 @@ pub async fn counts_by_status(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(
         .select((outbox_jobs::status, diesel::dsl::count_star()))
         .load(conn)
         .await
+}
+
+/// The `last_error` of a row dead-lettered because no process can run its type.
+pub fn no_handler_reason(job_type: &str) -> String {
+    format!("no handler registered for job type \"{job_type}\"")
+}
+
+/// Dead-letters `pending` rows whose type is not in `known_types` and that have been due for
+/// longer than `grace_secs`, with the reason "no handler registered …", and returns them.
+///
+/// The grace period lets a rolling deploy finish: a newer process that knows the type may be
+/// about to start. After it, ops see the row among the dead letters (and can
+/// [`retry_dead`] it once a handler exists) instead of it waiting unseen forever.
+pub async fn dead_letter_unknown_types(
+    conn: &mut AsyncPgConnection,
+    known_types: &[&str],
+    grace_secs: i64,
+    batch: i64,
+) -> QueryResult<Vec<DueJob>> {
+    diesel::sql_query(
+        "WITH unknown AS (
+             SELECT id FROM outbox_jobs
+              WHERE status = 'pending'
+                AND run_after < now() - make_interval(secs => $1)
+                AND NOT (job_type = ANY($2))
+              ORDER BY run_after
+              LIMIT $3
+              FOR UPDATE SKIP LOCKED)
+         UPDATE outbox_jobs o
+            SET status = 'dead', finished_at = now(), locked_by = NULL,
+                last_error = 'no handler registered for job type \"' || o.job_type || '\"'
+           FROM unknown
+          WHERE o.id = unknown.id
+      RETURNING o.id, o.job_type, o.queue",
+    )
+    .bind::<diesel::sql_types::Double, _>(grace_secs as f64)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(known_types)
+    .bind::<diesel::sql_types::BigInt, _>(batch)
+    .load::<DueJobRow>(conn)
+    .await
+    .map(|rows| rows.into_iter().map(DueJob::from).collect())
+}
+
+/// Which failed jobs ops want to see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailedJobsFilter {
+    /// Dead letters: failed their last attempt (or permanently), waiting for ops.
+    #[default]
+    Dead,
+    /// Failed at least once and will be tried again (`pending`, `queued` or `running` with an
+    /// error recorded).
+    Retrying,
+    /// Both.
+    All,
+}
+
+/// Where a page of [`list_failed_jobs`] ends: pass it back to get the next page. Pages are in
+/// descending `failed_at` order, ties broken by descending id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailedJobsCursor {
+    /// `failed_at` of the last row of the page.
+    pub failed_at: DateTime<Utc>,
+    /// Id of the last row of the page.
+    pub id: JobId,
+}
+
+impl FailedJobsCursor {
+    /// The cursor as text (`<microseconds since the epoch>.<job id>`), for an opaque API cursor.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.failed_at.timestamp_micros(), self.id)
+    }
+
+    /// Parses [`encode`](Self::encode)'s output; `None` for anything else.
+    pub fn decode(text: &str) -> Option<Self> {
+        let (micros, id) = text.split_once('.')?;
+        Some(Self {
+            failed_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+/// One failed job, as ops see it.
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct FailedJob {
+    /// The outbox row.
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub id: JobId,
+    /// The job's type name.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub job_type: String,
+    /// Its queue.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub queue: String,
+    /// `dead`, or `pending`/`queued`/`running` for a job that will be tried again.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub status: String,
+    /// The payload as enqueued (ids, never copies of state).
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    pub payload: serde_json::Value,
+    /// What makes the job unique among jobs of its type.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub idempotency_key: String,
+    /// Attempts made.
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub attempts: i32,
+    /// Attempts allowed.
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub max_attempts: i32,
+    /// The error of the latest failed attempt.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub last_error: Option<String>,
+    /// When it was enqueued.
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    /// When the next attempt may start (for a retrying job).
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub run_after: DateTime<Utc>,
+    /// When it was dead-lettered; for a retrying job, when its latest attempt started.
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub failed_at: DateTime<Utc>,
+}
+
+/// A page of failed jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedJobsPage {
+    /// The jobs, most recently failed first.
+    pub jobs: Vec<FailedJob>,
+    /// The cursor of the next page; `None` on the last page.
+    pub next: Option<FailedJobsCursor>,
+}
+
+fn failed_condition(filter: FailedJobsFilter) -> &'static str {
+    match filter {
+        FailedJobsFilter::Dead => "status = 'dead'",
+        FailedJobsFilter::Retrying => {
+            "status IN ('pending', 'queued', 'running') AND last_error IS NOT NULL"
+        }
+        FailedJobsFilter::All => {
+            "(status = 'dead' OR (status IN ('pending', 'queued', 'running') AND last_error IS NOT NULL))"
+        }
+    }
+}
+
+/// Lists failed jobs for ops, most recently failed first, `limit` (1–500) at a time, after
+/// `after` (the previous page's [`FailedJobsPage::next`]). `job_type` narrows to one type.
+/// Keyset paging: a page does not shift when new failures arrive while ops read.
+pub async fn list_failed_jobs(
+    conn: &mut AsyncPgConnection,
+    filter: FailedJobsFilter,
+    job_type: Option<&str>,
+    after: Option<FailedJobsCursor>,
+    limit: i64,
+) -> QueryResult<FailedJobsPage> {
+    let limit = limit.clamp(1, 500);
+    let sql = format!(
+        "SELECT * FROM (
+             SELECT id, job_type, queue, status, payload, idempotency_key, attempts,
+                    max_attempts, last_error, created_at, run_after,
+                    COALESCE(finished_at, started_at, created_at) AS failed_at
+               FROM outbox_jobs
+              WHERE {}
+                AND ($1::text IS NULL OR job_type = $1)) f
+          WHERE ($2::timestamptz IS NULL OR (f.failed_at, f.id) < ($2, $3))
+          ORDER BY f.failed_at DESC, f.id DESC
+          LIMIT $4",
+        failed_condition(filter)
+    );
+    let mut jobs: Vec<FailedJob> = diesel::sql_query(sql)
+        .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(job_type)
+        .bind::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>, _>(
+            after.map(|c| c.failed_at),
+        )
+        .bind::<diesel::sql_types::Uuid, _>(after.map(|c| c.id.uuid()).unwrap_or_default())
+        .bind::<diesel::sql_types::BigInt, _>(limit + 1)
+        .load(conn)
+        .await?;
+    let more = i64::try_from(jobs.len()).unwrap_or(i64::MAX) > limit;
+    if more {
+        jobs.pop();
+    }
+    let next = if more {
+        jobs.last().map(|j| FailedJobsCursor {
+            failed_at: j.failed_at,
+            id: j.id,
+        })
+    } else {
+        None
+    };
+    Ok(FailedJobsPage { jobs, next })
+}
+
+/// How many jobs [`list_failed_jobs`] would list in all, for a total next to the pages.
+pub async fn count_failed_jobs(
+    conn: &mut AsyncPgConnection,
+    filter: FailedJobsFilter,
+    job_type: Option<&str>,
+) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let sql = format!(
+        "SELECT count(*) AS n FROM outbox_jobs WHERE {} AND ($1::text IS NULL OR job_type = $1)",
+        failed_condition(filter)
+    );
+    diesel::sql_query(sql)
+        .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(job_type)
+        .get_result::<Count>(conn)
+        .await
+        .map(|c| c.n)
 }
