@@ -85,10 +85,6 @@ pub struct AccountsSettings {
     /// Server-side secret mixed into login-code hashes, so a leaked table cannot be brute-forced
     /// offline. At least 16 bytes; change it in every real deployment.
     pub login_code_pepper: Secret,
-    /// How long a driver's session token lives, in days.
-    pub driver_session_days: i64,
-    /// How long a staff session lives, in hours.
-    pub staff_session_hours: i64,
     /// Whether the staff session cookie is marked `Secure` (off only for plain-HTTP development).
     pub staff_cookie_secure: bool,
 }
@@ -97,8 +93,6 @@ impl Default for AccountsSettings {
     fn default() -> Self {
         Self {
             login_code_pepper: Secret::new("development-only-login-code-pepper"),
-            driver_session_days: 30,
-            staff_session_hours: 12,
             staff_cookie_secure: false,
         }
     }
@@ -457,12 +451,6 @@ impl Settings {
             return Err(invalid(
                 "accounts.login_code_pepper",
                 "must be at least 16 bytes",
-            ));
-        }
-        if self.accounts.driver_session_days <= 0 || self.accounts.staff_session_hours <= 0 {
-            return Err(invalid(
-                "accounts.driver_session_days",
-                "session lifetimes must be positive",
             ));
         }
         for (key, url) in [
