@@ -113,13 +113,16 @@ pub async fn request_login_code(
     let id = LoginCodeId::new();
 
     conn.transaction::<_, AccountsError, _>(async |conn| {
-        diesel::update(login_codes::table)
+        let superseded: Vec<LoginCodeId> = diesel::update(login_codes::table)
             .filter(login_codes::phone.eq(phone.as_str()))
             .filter(login_codes::used_at.is_null())
             .filter(login_codes::superseded_at.is_null())
             .set(login_codes::superseded_at.eq(now))
-            .execute(conn)
+            .returning(login_codes::id)
+            .get_results(conn)
             .await?;
+        // A replaced code is worthless: its text is withdrawn (and not sent, if still queued).
+        withdraw_code_texts(conn, &superseded).await?;
         diesel::insert_into(login_codes::table)
             .values(NewLoginCode {
                 id,
@@ -165,6 +168,18 @@ pub async fn request_login_code(
         phone_e164: phone.as_str().to_owned(),
         expires_at,
     })
+}
+
+/// Blanks the stored texts of the sign-in SMS of `codes` (see [`notifications::withdraw_texts`]).
+async fn withdraw_code_texts(
+    conn: &mut AsyncPgConnection,
+    codes: &[LoginCodeId],
+) -> Result<(), AccountsError> {
+    let causes: Vec<String> = codes.iter().map(|id| format!("login_code:{id}")).collect();
+    notifications::withdraw_texts(conn, &causes)
+        .await
+        .map_err(|e| AccountsError::Internal(e.into()))?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -246,6 +261,8 @@ pub async fn verify_login_code(
             if used != 1 {
                 return Err(AccountsError::CodeAlreadyUsed);
             }
+            // The code has done its job; the SMS text that carries it is not kept.
+            withdraw_code_texts(conn, &[row.id]).await?;
             let (driver_id, new_driver) = find_or_create_driver(conn, &phone, now).await?;
             let SessionToken {
                 session_id,

@@ -81,6 +81,8 @@ pub mod reason {
     pub const AMBIGUOUS_DELIVERY: &str = "ambiguous_delivery";
     /// The delivery job ran out of attempts.
     pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
+    /// The message was withdrawn before it went out (e.g. a sign-in code used or replaced).
+    pub const WITHDRAWN: &str = "withdrawn";
 }
 
 /// One SMS or email.
@@ -400,6 +402,35 @@ pub async fn erase_recipient(
     if n > 0 {
         tracing::info!(erased = n, "notifications erased with their recipient");
     }
+    Ok(n)
+}
+
+/// Withdraws the texts of the notifications caused by `causes` once they no longer matter (a
+/// sign-in code that was used, replaced or expired): their bodies are blanked, and those not yet
+/// sent become `failed` with reason `withdrawn` and will not be sent. A message whose attempt is in
+/// flight (`sending`) keeps its text, which the delivery job needs to look the attempt up at the
+/// provider; it is left to a later call. Returns how many notifications changed.
+pub async fn withdraw_texts(
+    conn: &mut AsyncPgConnection,
+    causes: &[String],
+) -> Result<usize, NotificationsError> {
+    if causes.is_empty() {
+        return Ok(0);
+    }
+    let n = diesel::sql_query(
+        "UPDATE notifications SET
+             status = CASE WHEN status = 'pending' THEN 'failed' ELSE status END,
+             failure_reason = CASE WHEN status = 'pending' THEN $2 ELSE failure_reason END,
+             failed_at = CASE WHEN status = 'pending' THEN now() ELSE failed_at END,
+             body_text = '',
+             body_html = NULL,
+             updated_at = now()
+         WHERE cause = ANY($1) AND status <> 'sending' AND (body_text <> '' OR body_html IS NOT NULL)",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(causes)
+    .bind::<diesel::sql_types::Text, _>(reason::WITHDRAWN)
+    .execute(conn)
+    .await?;
     Ok(n)
 }
 

@@ -378,6 +378,40 @@ async fn a_new_code_supersedes_the_old_one() {
         .await
         .unwrap();
     assert_eq!(superseded, 1);
+
+    // Neither text is kept once its code is worthless: the replaced one, still queued, is
+    // withdrawn and will not be sent; the used one is blanked.
+    let sms = sms_sent(&mut conn).await;
+    assert_eq!(sms.len(), 2);
+    for n in &sms {
+        assert_eq!(n.body_text, "", "{n:?}");
+        assert_eq!(n.status, notifications::Status::Failed);
+        assert_eq!(n.failure_reason.as_deref(), Some("withdrawn"));
+    }
+}
+
+#[tokio::test]
+async fn a_sent_code_text_is_blanked_once_the_code_is_used() {
+    let db = TestDb::new().await.unwrap();
+    let mut conn = db.conn().await.unwrap();
+    let clock = clock();
+    request_login_code(&mut conn, &clock, PHONE, &settings())
+        .await
+        .unwrap();
+    let right = latest_code(&mut conn, PHONE_E164).await;
+    // The SMS went out before the driver typed the code.
+    conn.batch_execute("UPDATE notifications SET status = 'sent', sent_at = now()")
+        .await
+        .unwrap();
+    verify_login_code(&mut conn, &clock, PHONE, &right, &settings())
+        .await
+        .unwrap();
+    let sms = sms_sent(&mut conn).await;
+    assert_eq!(sms.len(), 1);
+    assert_eq!(sms[0].body_text, "");
+    // Its delivery record stands.
+    assert_eq!(sms[0].status, notifications::Status::Sent);
+    assert_eq!(sms[0].failure_reason, None);
 }
 
 #[tokio::test]
