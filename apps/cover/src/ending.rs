@@ -521,3 +521,85 @@ pub async fn current_charge(
     }
     preview_charge(conn, session, clock.now()).await.map(Some)
 }
+
+/// Moves an active session's start earlier, to `started_at`: a partner's late event shows that
+/// work (and so cover) began before the session was started. The maximum end moves by the same
+/// amount (the session's maximum length stays), a scheduled end is kept within it, and the
+/// start never goes back past the end of the driver's previous session (sessions never
+/// overlap). A start that is not earlier changes nothing.
+///
+/// Errors: `SESSION_NOT_FOUND`, `SESSION_ALREADY_ENDED`.
+pub async fn backdate_session_start(
+    conn: &mut AsyncPgConnection,
+    session_id: CoverSessionId,
+    started_at: DateTime<Utc>,
+    actor: Actor,
+) -> Result<CoverSession, CoverError> {
+    let owner: DriverId = cover_sessions::table
+        .filter(cover_sessions::id.eq(session_id))
+        .select(cover_sessions::driver_id)
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(CoverError::SessionNotFound)?;
+    conn.transaction::<_, CoverError, _>(async |conn| {
+        lock_driver(conn, owner).await?;
+        let row: SessionRow = cover_sessions::table
+            .find(session_id)
+            .select(SessionRow::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or(CoverError::SessionNotFound)?;
+        if row.status != SessionStatus::Active.as_str() {
+            return Err(CoverError::SessionAlreadyEnded);
+        }
+        let previous_end: Option<Option<DateTime<Utc>>> = cover_sessions::table
+            .filter(cover_sessions::driver_id.eq(owner))
+            .filter(cover_sessions::id.ne(session_id))
+            .filter(cover_sessions::started_at.lt(row.started_at))
+            .select(cover_sessions::ended_at)
+            .order(cover_sessions::ended_at.desc().nulls_last())
+            .first(conn)
+            .await
+            .optional()?;
+        let floor = previous_end.flatten();
+        let new_start = match floor {
+            Some(end) => started_at.max(end),
+            None => started_at,
+        };
+        if new_start >= row.started_at {
+            return CoverSession::try_from(row);
+        }
+        let shift = row.started_at - new_start;
+        let max_end_at = row.max_end_at - shift;
+        let scheduled_end_at = row.scheduled_end_at.map(|s| s.clamp(new_start, max_end_at));
+        let updated: SessionRow = diesel::update(cover_sessions::table.find(session_id))
+            .set((
+                cover_sessions::started_at.eq(new_start),
+                cover_sessions::max_end_at.eq(max_end_at),
+                cover_sessions::scheduled_end_at.eq(scheduled_end_at),
+            ))
+            .returning(SessionRow::as_returning())
+            .get_result(conn)
+            .await?;
+        let session = CoverSession::try_from(updated)?;
+        audit(
+            conn,
+            actor,
+            "cover.session_backdated",
+            "cover_session",
+            session.id.to_string(),
+            None,
+            serde_json::json!({
+                "from": row.started_at,
+                "to": new_start,
+                "max_end_at": max_end_at,
+            }),
+        )
+        .await?;
+        Ok(session)
+    })
+    .await
+}

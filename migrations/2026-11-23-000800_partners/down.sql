@@ -1,0 +1,9 @@
+DROP TABLE webhook_attempts;
+DROP TABLE webhook_deliveries;
+DROP TABLE webhook_endpoints;
+DROP TABLE partner_sessions;
+DROP TABLE shift_event_rejections;
+DROP TABLE shift_events;
+DROP TABLE partner_shift_rules;
+DROP TABLE partner_driver_links;
+DROP TABLE partner_link_codes;
