@@ -21,10 +21,46 @@ say "dependency rules"
 "$ROOT/infra/dev/check-deps.sh"
 
 say "tests"
+# Every test database is kept until the suite ends (apps/testkit lists them in this file), so that
+# the ledger check below sees every money movement any test made; then they are dropped.
+kept="$CARGO_TARGET_DIR/test-databases.$$.txt"
+mkdir -p "$CARGO_TARGET_DIR" && : > "$kept"
+drop_kept() {
+    [ -s "$kept" ] || { rm -f "$kept"; return 0; }
+    # In parallel: each DROP DATABASE waits for a checkpoint, and concurrent ones share it.
+    sort -u "$kept" | grep -E '^sc_test_[0-9a-f]{32}$' \
+        | xargs -r -P 16 -I{} psql -q "$(PG_URL_BASE)/postgres" \
+            -c 'DROP DATABASE IF EXISTS {} WITH (FORCE)' >/dev/null 2>&1 || true
+    rm -f "$kept"
+}
+trap drop_kept EXIT
+tests_ok=true
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast --status-level fail --final-status-level slow
+    SHIFTCOVER_TEST_KEEP_DATABASES="$kept" cargo nextest run --workspace --no-fail-fast \
+        --status-level fail --final-status-level slow || tests_ok=false
 else
-    cargo test --workspace --no-fail-fast
+    SHIFTCOVER_TEST_KEEP_DATABASES="$kept" cargo test --workspace --no-fail-fast || tests_ok=false
 fi
+
+say "ledger check over the $(sort -u "$kept" | wc -l) databases the tests left"
+# Each ledger transaction sums to zero, each wallet's balance equals its entries, each top-up and
+# refund is booked once (`shiftcover ledger check`, the command finance runs too).
+existing=$(psql "$(PG_URL_BASE)/postgres" -qAtc \
+    "select datname from pg_database where datname like 'sc\_test\_%'" | sort)
+checks=()
+for db in $(sort -u "$kept" | comm -12 - <(echo "$existing")); do
+    checks+=(--database-url "$(PG_URL_BASE)/$db")
+done
+ledger_ok=true
+if [ ${#checks[@]} -gt 0 ]; then
+    # The binary the tests just built (the end-to-end tests run it), else a build of it.
+    bin="$CARGO_TARGET_DIR/debug/shiftcover"
+    [ -x "$bin" ] || { cargo build -q --bin shiftcover && bin="$CARGO_TARGET_DIR/debug/shiftcover"; }
+    SHIFTCOVER__ENVIRONMENT=test SHIFTCOVER__LOG__FILTER=error \
+        "$bin" ledger check "${checks[@]}" || ledger_ok=false
+fi
+drop_kept
+$tests_ok || die "tests failed"
+$ledger_ok || die "the ledger check failed"
 
 say "all checks passed in $(( $(date +%s) - start ))s"

@@ -112,6 +112,30 @@ fn parse_sum(text: &str) -> Result<i128, LedgerError> {
         .map_err(|_| LedgerError::Internal(anyhow::anyhow!("sum {text:?} out of range")))
 }
 
+#[derive(diesel::QueryableByName)]
+struct WalletRow {
+    #[diesel(sql_type = Text)]
+    owner: String,
+    #[diesel(sql_type = Text)]
+    currency: String,
+}
+
+/// Every driver wallet account, as (owner, currency), in owner order: for checks that walk all
+/// wallets (finance, the test suite). Never on a request path.
+pub async fn wallet_accounts(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<(String, Currency)>, LedgerError> {
+    let rows: Vec<WalletRow> = diesel::sql_query(
+        "SELECT owner_id AS owner, currency FROM ledger_accounts \
+         WHERE kind = 'driver_wallet' AND owner_id IS NOT NULL ORDER BY owner_id, currency",
+    )
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| Ok((r.owner, parse_currency(&r.currency)?)))
+        .collect()
+}
+
 /// Checks every transaction and posting (see the module doc).
 pub async fn check_integrity(conn: &mut AsyncPgConnection) -> Result<IntegrityReport, LedgerError> {
     let counts: Counts = diesel::sql_query(

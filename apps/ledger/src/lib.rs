@@ -48,7 +48,7 @@ pub use history::{
     AccountEntry, EntryCursor, EntryPage, MAX_PAGE_SIZE, Page, PageOrder, transactions_for_account,
 };
 pub use ids::{AccountId, TransactionId};
-pub use integrity::{IntegrityReport, UnbalancedTransaction, check_integrity};
+pub use integrity::{IntegrityReport, UnbalancedTransaction, check_integrity, wallet_accounts};
 pub use reversal::{Portion, reverse, scale_balanced};
 pub use transactions::{
     Cause, LedgerTransaction, Line, MAX_LINE_MINOR, NewTransaction, Posted, Posting,

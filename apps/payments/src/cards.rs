@@ -433,6 +433,22 @@ pub async fn get_payment_method(
         .ok_or(PaymentsError::NotFound("paymentMethodId"))
 }
 
+/// A saved card by id, whoever's it is (ops, the API's `node`; the caller checks who may see it).
+///
+/// Errors: `NOT_FOUND` (`paymentMethodId`).
+pub async fn find_payment_method(
+    conn: &mut AsyncPgConnection,
+    id: PaymentMethodId,
+) -> Result<PaymentMethod, PaymentsError> {
+    payment_methods::table
+        .find(id)
+        .select(PaymentMethod::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(PaymentsError::NotFound("paymentMethodId"))
+}
+
 /// Removes a saved card: it is no longer shown or charged, and it is detached at Stripe. When it
 /// was the default, the newest remaining card becomes the default. Removing a removed card only
 /// retries the detach.

@@ -73,6 +73,12 @@ pub enum PaymentsError {
     /// The session has no charge to take yet (still active). `SESSION_NOT_ENDED`.
     #[error("the session has not ended")]
     SessionNotEnded,
+    /// A page cursor that is not one of ours. `INVALID_CURSOR`, field `after`.
+    #[error("invalid cursor")]
+    InvalidCursor,
+    /// A page size outside 1 to 100. `INVALID_PAGE_SIZE`, field `first`.
+    #[error("invalid page size")]
+    InvalidPageSize,
     /// A webhook body that is not a Stripe event. `INVALID_EVENT`.
     #[error("invalid event: {0}")]
     InvalidEvent(&'static str),
@@ -163,6 +169,16 @@ impl PaymentsError {
                 Some("sessionId"),
                 "SESSION_NOT_ENDED",
                 "The session has not ended yet.".into(),
+            ),
+            InvalidCursor => (
+                Some("after"),
+                "INVALID_CURSOR",
+                "`after` is not a cursor of this list.".into(),
+            ),
+            InvalidPageSize => (
+                Some("first"),
+                "INVALID_PAGE_SIZE",
+                "Ask for 1 to 100 items.".into(),
             ),
             InvalidEvent(why) => (None, "INVALID_EVENT", format!("Not a Stripe event: {why}.")),
             ClaimLost | Stripe(_) | Ledger(_) | Database(_) | Internal(_) => return None,

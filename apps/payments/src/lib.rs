@@ -13,7 +13,11 @@
 //!   [`WalletFunds`] (cover's [`cover::FundsCheck`]), the overdraft limit and suspension for lack
 //!   of funds.
 //! - [`webhooks`]: [`verify_stripe_signature`], [`record_event`] and [`apply_stripe_event`].
-//! - [`refunds`]: [`refund`] a top-up (to the card) or a session charge (to the wallet).
+//! - [`refunds`]: [`refund`] a top-up (to the card) or a session charge (to the wallet);
+//!   [`refund_with_key`] once per client idempotency key.
+//! - [`checks`]: [`check_wallets`], every wallet against its entries and every top-up and refund
+//!   against the ledger (finance, the test suite's closing check).
+//! - [`history`]: the wallet's ledger entries and the driver's top-ups, a page at a time.
 //! - [`stripe`]: the Stripe API as used here, over async-stripe, with an `Idempotency-Key` on
 //!   every write.
 //! - [`jobs`]: the job payloads and handlers the workers register.
@@ -32,8 +36,10 @@
 
 pub mod auto_top_up;
 pub mod cards;
+pub mod checks;
 pub mod env;
 pub mod error;
+pub mod history;
 pub mod ids;
 pub mod jobs;
 pub mod refunds;
@@ -50,18 +56,23 @@ pub use auto_top_up::{
 };
 pub use cards::{
     CardSetup, PaymentMethod, confirm_card_setup, create_card_setup, default_payment_method,
-    ensure_stripe_customer, get_payment_method, payment_methods, remove_payment_method,
-    set_default_payment_method, stripe_customer_id,
+    ensure_stripe_customer, find_payment_method, get_payment_method, payment_methods,
+    remove_payment_method, set_default_payment_method, stripe_customer_id,
 };
+pub use checks::{WalletReport, check_wallets};
 pub use env::PaymentsEnv;
 pub use error::PaymentsError;
+pub use history::{
+    TopUpPage, WalletEntry, WalletEntryKind, WalletPage, get_top_ups, list_top_ups_page,
+    wallet_history,
+};
 pub use ids::{CardSetupId, PaymentMethodId, RefundId, StripeEventRowId, TopUpId};
 pub use jobs::{
     ChargeSession, JOB_TYPES, run_apply_stripe_event, run_charge_auto_top_up, run_charge_session,
 };
 pub use refunds::{
-    Refund, RefundRequest, RefundStatus, RefundTarget, get_refund, list_refunds, refund,
-    retry_refund,
+    KeyedRefundRequest, Refund, RefundRequest, RefundStatus, RefundTarget, get_refund,
+    list_refunds, refund, refund_with_key, refundable_amount, refunds_of_top_ups, retry_refund,
 };
 pub use stripe::{StripeApi, StripeFailure};
 pub use top_ups::{

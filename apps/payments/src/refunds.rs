@@ -194,6 +194,175 @@ pub async fn refund(
     env: &PaymentsEnv,
     request: RefundRequest,
 ) -> Result<Refund, PaymentsError> {
+    refund_inner(conn, env, &request, None).await
+}
+
+/// A refund asked for by a person, with their client's idempotency key.
+#[derive(Debug, Clone)]
+pub struct KeyedRefundRequest {
+    /// What to refund.
+    pub target: RefundTarget,
+    /// How much; `None` for everything still refundable (see [`refundable_amount`]).
+    pub amount: Option<Money>,
+    /// Why, for the audit log and the driver's statement.
+    pub reason: String,
+    /// Who asks.
+    pub actor: Actor,
+    /// The client's key: the same key with the same request returns the first refund.
+    pub idempotency_key: String,
+}
+
+/// What identifies a refund request under one idempotency key.
+fn refund_fingerprint(request: &KeyedRefundRequest) -> String {
+    use sha2::{Digest, Sha256};
+    let target = match request.target {
+        RefundTarget::TopUp(t) => format!("top_up:{t}"),
+        RefundTarget::SessionCharge(s) => format!("session_charge:{s}"),
+    };
+    let amount = match request.amount {
+        Some(m) => format!("{}:{}", m.minor, m.currency.code()),
+        None => "whole".to_owned(),
+    };
+    let mut h = Sha256::new();
+    h.update(format!("{target}|{amount}|{}", request.reason.trim()).as_bytes());
+    hex::encode(h.finalize())
+}
+
+async fn find_by_key(
+    conn: &mut AsyncPgConnection,
+    key: &str,
+) -> Result<Option<(RefundRow, Option<String>)>, PaymentsError> {
+    Ok(refunds::table
+        .filter(refunds::idempotency_key.eq(key))
+        .select((RefundRow::as_select(), refunds::request_fingerprint))
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// The refund made earlier under the same key: the same request gets it back (finished at
+/// Stripe if it was left pending), another request is refused.
+async fn repeat_of(
+    conn: &mut AsyncPgConnection,
+    env: &PaymentsEnv,
+    row: RefundRow,
+    stored_fingerprint: Option<String>,
+    fingerprint: &str,
+) -> Result<Refund, PaymentsError> {
+    if stored_fingerprint.as_deref() != Some(fingerprint) {
+        return Err(PaymentsError::IdempotencyKeyReused);
+    }
+    if RefundStatus::parse(&row.status)? == RefundStatus::Pending && row.top_up_id.is_some() {
+        return retry_refund(conn, env, row.id).await;
+    }
+    row.to_refund()
+}
+
+/// Refunds like [`refund`], once per idempotency key: the same key with the same request
+/// returns the first refund (and finishes it at Stripe if it was left pending); with another
+/// request it is refused. Without an amount, refunds everything still refundable.
+///
+/// Errors: those of [`refund`], plus `INVALID_IDEMPOTENCY_KEY`, `IDEMPOTENCY_KEY_REUSED`, and
+/// `NOT_REFUNDABLE` when nothing is left to refund.
+pub async fn refund_with_key(
+    conn: &mut AsyncPgConnection,
+    env: &PaymentsEnv,
+    request: KeyedRefundRequest,
+) -> Result<Refund, PaymentsError> {
+    let key = request.idempotency_key.as_str();
+    let chars = key.chars().count();
+    if chars == 0
+        || chars > crate::top_ups::MAX_IDEMPOTENCY_KEY_CHARS
+        || key.chars().any(char::is_control)
+    {
+        return Err(PaymentsError::InvalidIdempotencyKey);
+    }
+    let fingerprint = refund_fingerprint(&request);
+    if let Some((row, stored)) = find_by_key(conn, key).await? {
+        return repeat_of(conn, env, row, stored, &fingerprint).await;
+    }
+    let amount = match request.amount {
+        Some(amount) => amount,
+        None => {
+            let whole = refundable_amount(conn, request.target).await?;
+            if whole.minor <= 0 {
+                return Err(PaymentsError::NotRefundable("nothing is left to refund"));
+            }
+            whole
+        }
+    };
+    let plain = RefundRequest {
+        target: request.target,
+        amount,
+        reason: request.reason.clone(),
+        actor: request.actor,
+    };
+    match refund_inner(conn, env, &plain, Some((key, &fingerprint))).await {
+        // A concurrent request with the same key won the insert: answer as a repeat.
+        Err(PaymentsError::Database(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            info,
+        ))) if info.constraint_name() == Some("refunds_idempotency_key_unique") => {
+            let (row, stored) = find_by_key(conn, key)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("refund with key vanished"))?;
+            repeat_of(conn, env, row, stored, &fingerprint).await
+        }
+        other => other,
+    }
+}
+
+/// What can still be refunded of a top-up (what is left of it, and no more than the wallet
+/// holds) or of a session charge (what is left of it).
+///
+/// Errors: `NOT_FOUND` (`topUpId`, `sessionId`), `NOT_REFUNDABLE`.
+pub async fn refundable_amount(
+    conn: &mut AsyncPgConnection,
+    target: RefundTarget,
+) -> Result<Money, PaymentsError> {
+    match target {
+        RefundTarget::TopUp(top_up_id) => {
+            let top_up = crate::top_ups::load_row(conn, top_up_id)
+                .await?
+                .ok_or(PaymentsError::NotFound("topUpId"))?;
+            if top_up.status()? != TopUpStatus::Succeeded {
+                return Err(PaymentsError::NotRefundable("the top-up has not succeeded"));
+            }
+            let amount = top_up.amount()?;
+            let left = amount.minor - refunded_so_far(conn, Some(top_up_id), None).await?;
+            let balance = crate::wallet::wallet_balance(conn, top_up.driver_id).await?;
+            Ok(Money {
+                minor: left.min(balance.minor).max(0),
+                currency: amount.currency,
+            })
+        }
+        RefundTarget::SessionCharge(session_id) => {
+            let session =
+                cover::get_session(conn, session_id)
+                    .await
+                    .map_err(|e| match e.user_error() {
+                        Some(_) => PaymentsError::NotFound("sessionId"),
+                        None => PaymentsError::Internal(anyhow::anyhow!("reading session: {e}")),
+                    })?;
+            let total = session
+                .charge
+                .map(|c| c.total)
+                .ok_or(PaymentsError::NotRefundable("the session has no charge"))?;
+            Ok(Money {
+                minor: (total.minor - refunded_so_far(conn, None, Some(session_id.uuid())).await?)
+                    .max(0),
+                currency: total.currency,
+            })
+        }
+    }
+}
+
+async fn refund_inner(
+    conn: &mut AsyncPgConnection,
+    env: &PaymentsEnv,
+    request: &RefundRequest,
+    key: Option<(&str, &str)>,
+) -> Result<Refund, PaymentsError> {
     let reason = request.reason.trim();
     if reason.is_empty()
         || reason.chars().count() > MAX_REASON_CHARS
@@ -206,11 +375,11 @@ pub async fn refund(
     }
     match request.target {
         RefundTarget::TopUp(top_up_id) => {
-            let row = record_top_up_refund(conn, env, top_up_id, &request, reason).await?;
+            let row = record_top_up_refund(conn, env, top_up_id, request, reason, key).await?;
             send_to_stripe(conn, env, row).await
         }
         RefundTarget::SessionCharge(session_id) => {
-            refund_session_charge(conn, env, session_id, &request, reason).await
+            refund_session_charge(conn, env, session_id, request, reason, key).await
         }
     }
 }
@@ -240,6 +409,7 @@ async fn record_top_up_refund(
     top_up_id: TopUpId,
     request: &RefundRequest,
     reason: &str,
+    key: Option<(&str, &str)>,
 ) -> Result<RefundRow, PaymentsError> {
     let now = env.clock.now();
     conn.transaction::<_, PaymentsError, _>(async |conn| {
@@ -277,6 +447,7 @@ async fn record_top_up_refund(
                 amount: request.amount,
                 reason,
                 actor: request.actor,
+                key,
                 now,
             },
         )
@@ -294,6 +465,8 @@ struct NewRefund<'a> {
     amount: Money,
     reason: &'a str,
     actor: Actor,
+    /// The client's idempotency key and the fingerprint of the request.
+    key: Option<(&'a str, &'a str)>,
     now: DateTime<Utc>,
 }
 
@@ -316,6 +489,8 @@ async fn insert_refund(
             refunds::actor_type.eq(actor_type),
             refunds::actor_id.eq(&actor_id),
             refunds::status.eq(RefundStatus::Pending.as_str()),
+            refunds::idempotency_key.eq(new.key.map(|k| k.0)),
+            refunds::request_fingerprint.eq(new.key.map(|k| k.1)),
             refunds::created_at.eq(new.now),
             refunds::updated_at.eq(new.now),
         ))
@@ -550,6 +725,7 @@ async fn refund_session_charge(
     session_id: CoverSessionId,
     request: &RefundRequest,
     reason: &str,
+    key: Option<(&str, &str)>,
 ) -> Result<Refund, PaymentsError> {
     let now = env.clock.now();
     conn.transaction::<_, PaymentsError, _>(async |conn| {
@@ -591,6 +767,7 @@ async fn refund_session_charge(
                 amount: request.amount,
                 reason,
                 actor: request.actor,
+                key,
                 now,
             },
         )
@@ -650,6 +827,27 @@ pub async fn list_refunds(
         .iter()
         .map(RefundRow::to_refund)
         .collect()
+}
+
+/// The refunds of several top-ups, newest first for each (for loaders); top-ups without
+/// refunds are absent from the map.
+pub async fn refunds_of_top_ups(
+    conn: &mut AsyncPgConnection,
+    top_up_ids: &[TopUpId],
+) -> Result<std::collections::HashMap<TopUpId, Vec<Refund>>, PaymentsError> {
+    let rows: Vec<RefundRow> = refunds::table
+        .filter(refunds::top_up_id.eq_any(top_up_ids))
+        .order((refunds::created_at.desc(), refunds::id.desc()))
+        .select(RefundRow::as_select())
+        .load(conn)
+        .await?;
+    let mut out: std::collections::HashMap<TopUpId, Vec<Refund>> = Default::default();
+    for row in rows {
+        if let Some(t) = row.top_up_id {
+            out.entry(t).or_default().push(row.to_refund()?);
+        }
+    }
+    Ok(out)
 }
 
 /// Re-reads from Stripe the pending refunds of a top-up's PaymentIntent and applies them (the

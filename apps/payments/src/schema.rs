@@ -1,5 +1,6 @@
 //! Diesel table definitions for the payments tables. Kept by hand in step with
-//! `migrations/2026-11-23-000600_payments`.
+//! `migrations/2026-11-23-000600_payments` and
+//! `migrations/2026-11-23-000650_refund_idempotency_keys`.
 
 diesel::table! {
     stripe_customers (driver_id) {
@@ -105,6 +106,8 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         succeeded_at -> Nullable<Timestamptz>,
+        idempotency_key -> Nullable<Text>,
+        request_fingerprint -> Nullable<Text>,
     }
 }
 

@@ -3,7 +3,13 @@
 //!
 //! The template is built once per set of migrations (its name carries a hash of the migration
 //! files) under a PostgreSQL advisory lock, so parallel test processes build it once between them.
-//! Each test's database is dropped when its [`TestDb`] is dropped.
+//! Each test's database is dropped when its [`TestDb`] is dropped, except during a full run of the
+//! suite (`infra/dev/test.sh`), which sets [`KEEP_DATABASES_ENV`] to a file: each test database's
+//! name is appended to it when created, the database is kept, and after the suite the script runs
+//! `shiftcover ledger check` over every database listed (so every money movement any test made is
+//! checked: each ledger transaction sums to zero, each wallet equals its postings) and then drops
+//! them. A test that breaks the ledger on purpose calls [`TestDb::broken_on_purpose`]: its
+//! database is dropped as usual and left out of the check.
 
 pub mod localstripe;
 pub mod throwaway;
@@ -106,11 +112,35 @@ pub async fn ensure_template() -> anyhow::Result<String> {
     result.map(|_| name)
 }
 
-/// A database of one test's own, dropped when this value is dropped.
+/// When set to a file path, test databases are kept after their test and their names appended
+/// to that file, for the suite's closing ledger check (see the crate docs).
+pub const KEEP_DATABASES_ENV: &str = "SHIFTCOVER_TEST_KEEP_DATABASES";
+
+/// Appends a database name to the list of kept databases: one short line in append mode, so lines
+/// from parallel test processes never interleave.
+fn record_kept(list: &Path, name: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(list)?;
+    file.write_all(format!("{name}\n").as_bytes())?;
+    Ok(())
+}
+
+fn keep_list() -> Option<std::path::PathBuf> {
+    std::env::var_os(KEEP_DATABASES_ENV)
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+}
+
+/// A database of one test's own, dropped when this value is dropped (or, in a full suite run,
+/// kept for the closing ledger check: see the crate docs).
 pub struct TestDb {
     name: String,
     url: String,
     pool: DbPool,
+    keep: std::sync::atomic::AtomicBool,
 }
 
 impl TestDb {
@@ -123,13 +153,40 @@ impl TestDb {
             "CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY"
         ))
         .await?;
+        let keep = match keep_list() {
+            Some(list) => {
+                record_kept(&list, &name)?;
+                true
+            }
+            None => false,
+        };
         let url = url_with_db(&admin_url(), &name);
         let pool = build_pool(&DatabaseSettings {
             url: Secret::new(url.clone()),
             pool_size: 8,
             acquire_timeout_ms: 5_000,
         })?;
-        Ok(Self { name, url, pool })
+        Ok(Self {
+            name,
+            url,
+            pool,
+            keep: std::sync::atomic::AtomicBool::new(keep),
+        })
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// For a test that breaks invariants on purpose (an unbalanced ledger, to see it reported):
+    /// the database is dropped when the test ends and never given to the suite's closing check.
+    pub fn broken_on_purpose(&self) {
+        std::sync::atomic::AtomicBool::store(
+            &self.keep,
+            false,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// The database's URL.
@@ -152,6 +209,9 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
         self.pool.close();
+        if std::sync::atomic::AtomicBool::load(&self.keep, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         // Async work cannot run in Drop; a short-lived thread with its own runtime drops the database.
         let _ = std::thread::spawn(move || {
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
