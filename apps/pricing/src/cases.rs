@@ -242,6 +242,113 @@ pub fn run_cases(terms: &VersionTerms, cases: &[RatingCase]) -> Vec<CaseFailure>
     cases.iter().filter_map(|c| run_case(terms, c)).collect()
 }
 
+/// A case document as ops paste it: the `[[case]]` tables of a case file, with the `product`
+/// line optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseDocument {
+    #[serde(default)]
+    product: Option<String>,
+    #[serde(rename = "case", default)]
+    cases: Vec<RatingCase>,
+}
+
+/// Parses and checks the cases of one product from a case document (the format of
+/// `products/<code>.cases.toml`); the `product` line may be left out, and when given must name
+/// `product_code`. Errors: `INVALID_TEST_CASES` (field `testCases`, or `testCases[i]` for the
+/// case at fault).
+pub fn parse_rating_cases_for(
+    text: &str,
+    product_code: &str,
+) -> Result<Vec<RatingCase>, FieldError> {
+    let doc: CaseDocument = toml::from_str(text).map_err(|e| {
+        FieldError::field(
+            "testCases",
+            "INVALID_TEST_CASES",
+            format!("The test cases do not parse: {}", e.message()),
+        )
+    })?;
+    if let Some(product) = &doc.product
+        && product != product_code
+    {
+        return Err(FieldError::field(
+            "testCases",
+            "INVALID_TEST_CASES",
+            format!("The test cases are for product {product:?}, not {product_code:?}."),
+        ));
+    }
+    check_cases(&doc.cases)?;
+    Ok(doc.cases)
+}
+
+/// What one case gave, passing or not (for ops checking a draft).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CaseResult {
+    /// The case's name.
+    pub name: String,
+    /// Whether the outcome is the expected one ([`run_case`] found nothing wrong).
+    pub passed: bool,
+    /// What was expected, as a sentence.
+    pub expected: String,
+    /// What rating gave, as a sentence.
+    pub actual: String,
+    /// The hourly rate rating gave, in minor units (`None`: declined).
+    pub actual_hourly_minor: Option<i64>,
+    /// The decline code rating gave (`None`: rated).
+    pub actual_decline: Option<String>,
+    /// The explanation lines rating gave (empty when declined).
+    pub actual_explanation: Vec<String>,
+}
+
+/// Runs one case and describes the outcome whether it passes or not.
+pub fn case_result(terms: &VersionTerms, case: &RatingCase) -> CaseResult {
+    let money = |minor| shared::Money {
+        minor,
+        currency: terms.currency,
+    };
+    let failure = run_case(terms, case);
+    let outcome = terms.rate(&case.input());
+    let (actual, actual_hourly_minor, actual_decline, actual_explanation) = match &outcome {
+        Ok(rate) => (
+            format!("{}/hour", rate.hourly),
+            Some(rate.hourly.minor),
+            None,
+            rate.explanation_lines(),
+        ),
+        Err(d) => (
+            format!("decline {} ({})", d.code, d.reason),
+            None,
+            Some(d.code.as_str().to_owned()),
+            Vec::new(),
+        ),
+    };
+    let expected = match (&case.expect_hourly_minor, &case.expect_decline) {
+        (Some(h), _) => format!("{}/hour", money(*h)),
+        (None, Some(code)) => format!("decline {code}"),
+        (None, None) => "an expectation".to_owned(),
+    };
+    match failure {
+        Some(f) => CaseResult {
+            name: f.name,
+            passed: false,
+            expected: f.expected,
+            actual: f.actual,
+            actual_hourly_minor,
+            actual_decline,
+            actual_explanation,
+        },
+        None => CaseResult {
+            name: case.name.clone(),
+            passed: true,
+            expected,
+            actual,
+            actual_hourly_minor,
+            actual_decline,
+            actual_explanation,
+        },
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -259,6 +366,35 @@ postcode = "E1 6AN"
 start = "2026-07-01T23:00:00+01:00"
 expect_hourly_minor = 100
 "#;
+
+    #[test]
+    fn case_documents_for_a_product_and_results_of_passing_and_failing_cases() {
+        let cases = parse_rating_cases_for(ONE, "p").unwrap();
+        assert_eq!(cases.len(), 1);
+        let without_product = ONE.replace("product = \"p\"", "");
+        assert_eq!(
+            parse_rating_cases_for(&without_product, "p").unwrap(),
+            cases
+        );
+        let e = parse_rating_cases_for(ONE, "other").unwrap_err();
+        assert_eq!(e.code, "INVALID_TEST_CASES");
+        assert!(e.message.contains("other"), "{}", e.message);
+
+        let food = crate::seed::demo_products().unwrap().remove(0);
+        for case in &food.cases {
+            let r = case_result(&food.terms, case);
+            assert!(r.passed, "{r:?}");
+            // A decline's actual adds its reason: "decline UNDER_MINIMUM_AGE (…)".
+            assert_eq!(r.expected, r.actual.split(" (").next().unwrap(), "{r:?}");
+        }
+        let mut wrong = food.cases[0].clone();
+        wrong.expect_hourly_minor = Some(1);
+        let r = case_result(&food.terms, &wrong);
+        assert!(!r.passed);
+        assert_eq!(r.expected, "£0.01/hour");
+        assert_eq!(r.actual_hourly_minor, food.cases[0].expect_hourly_minor);
+        assert!(!r.actual_explanation.is_empty());
+    }
 
     #[test]
     fn case_files_parse_and_are_checked() {

@@ -533,6 +533,99 @@ pub async fn create_draft_version(
     .await
 }
 
+/// Starts a new draft of a product from one of its versions: a copy of `from`'s terms and test
+/// cases (by default the published version, else the newest), numbered after the highest. One
+/// transaction, audited (`product_version.draft_created`, then `product_version.draft_copied`
+/// naming the version copied).
+///
+/// Errors: `PRODUCT_NOT_FOUND`; `VERSION_NOT_FOUND` (field `fromVersionId`) when `from` is not a
+/// version of this product; `NO_VERSION_TO_COPY` (field `fromVersionId`) when the product has no
+/// version at all (create the first with [`create_draft_version`] and its terms).
+pub async fn create_draft_from(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    actor: Actor,
+    product_id: ProductId,
+    from: Option<ProductVersionId>,
+) -> Result<(ProductVersion, Vec<RatingCase>), PricingError> {
+    conn.transaction::<_, PricingError, _>(async |conn| {
+        lock_product(conn, product_id).await?;
+        let source = match from {
+            Some(id) => match get_version(conn, id).await {
+                Ok(v) if v.product_id == product_id => v,
+                Ok(_) | Err(PricingError::VersionNotFound) => {
+                    return Err(PricingError::Invalid(FieldError::field(
+                        "fromVersionId",
+                        "VERSION_NOT_FOUND",
+                        "There is no such version of this product.",
+                    )));
+                }
+                Err(e) => return Err(e),
+            },
+            None => {
+                let versions = list_versions(conn, product_id).await?;
+                let published = versions
+                    .iter()
+                    .position(|v| v.status == VersionStatus::Published);
+                match published.or(if versions.is_empty() { None } else { Some(0) }) {
+                    Some(i) => versions[i].clone(),
+                    None => {
+                        return Err(PricingError::Invalid(FieldError::field(
+                            "fromVersionId",
+                            "NO_VERSION_TO_COPY",
+                            "The product has no version to start a draft from.",
+                        )));
+                    }
+                }
+            }
+        };
+        let cases = list_test_cases(conn, source.id).await?;
+        let draft = create_draft_version(conn, clock, actor, product_id, &source.terms).await?;
+        if !cases.is_empty() {
+            set_test_cases(conn, clock, actor, draft.id, &cases).await?;
+        }
+        audit_version(
+            conn,
+            actor,
+            "product_version.draft_copied",
+            &draft,
+            serde_json::json!({
+                "from_version_id": source.id.to_string(),
+                "from_version_number": source.version_number,
+                "test_cases": cases.len(),
+            }),
+        )
+        .await?;
+        Ok((draft, cases))
+    })
+    .await
+}
+
+/// Parses a version's terms from a TOML document in the format of the product files
+/// (`products/<code>.toml`): either a whole file's `[terms]` table (its `code` and `name` are
+/// ignored) or the terms alone (`wording_version`, `[rules]`, `[rate_table…]`). The terms are
+/// not validated here; [`create_draft_version`] and [`update_draft`] do that.
+///
+/// Errors: `INVALID_TERMS_DOCUMENT` (field `terms`) with the parser's message.
+pub fn parse_terms_document(text: &str) -> Result<VersionTerms, PricingError> {
+    let bad = |message: String| {
+        PricingError::Invalid(FieldError::field(
+            "terms",
+            "INVALID_TERMS_DOCUMENT",
+            message,
+        ))
+    };
+    let mut table: toml::Table = toml::from_str(text)
+        .map_err(|e| bad(format!("The terms do not parse: {}", e.message())))?;
+    let value = match table.remove("terms") {
+        Some(terms) => terms,
+        None => toml::Value::Table(table),
+    };
+    value
+        .try_into::<VersionTerms>()
+        .map_err(|e| bad(format!("The terms do not fit: {}", e.message())))
+}
+
 /// Replaces a draft's terms (its test cases are kept).
 ///
 /// Errors: `VERSION_NOT_FOUND`, `VERSION_NOT_DRAFT`, and the validation codes of
@@ -671,6 +764,34 @@ pub async fn list_test_cases(
                 .map_err(|e| anyhow::anyhow!("stored test case does not parse: {e}").into())
         })
         .collect()
+}
+
+/// The rating test cases of several versions at once, in order, by version (one query; versions
+/// without cases, or unknown, are left out).
+pub async fn list_test_cases_of(
+    conn: &mut AsyncPgConnection,
+    version_ids: &[ProductVersionId],
+) -> Result<std::collections::HashMap<ProductVersionId, Vec<RatingCase>>, PricingError> {
+    let rows: Vec<(ProductVersionId, serde_json::Value)> = rating_test_cases::table
+        .filter(rating_test_cases::product_version_id.eq_any(version_ids))
+        .order((
+            rating_test_cases::product_version_id.asc(),
+            rating_test_cases::position.asc(),
+        ))
+        .select((
+            rating_test_cases::product_version_id,
+            rating_test_cases::case_data,
+        ))
+        .load(conn)
+        .await?;
+    let mut out: std::collections::HashMap<ProductVersionId, Vec<RatingCase>> =
+        std::collections::HashMap::new();
+    for (id, data) in rows {
+        let case: RatingCase = serde_json::from_value(data)
+            .map_err(|e| anyhow::anyhow!("stored test case does not parse: {e}"))?;
+        out.entry(id).or_default().push(case);
+    }
+    Ok(out)
 }
 
 /// The price sanity checks publication runs: across every combination of factors and every
@@ -860,4 +981,30 @@ pub async fn retire_version(
         crate::quotes::forget_published(v.product_id);
     }
     result
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    const FOOD: &str = include_str!("../products/food_delivery_hourly.toml");
+
+    #[test]
+    fn terms_documents_parse_whole_files_or_the_terms_alone() {
+        let whole = parse_terms_document(FOOD).unwrap();
+        let demo = crate::seed::demo_products().unwrap().remove(0);
+        assert_eq!(whole, demo.terms);
+        let alone = FOOD
+            .split_once("[terms]")
+            .unwrap()
+            .1
+            .replace("[terms.", "[");
+        assert_eq!(parse_terms_document(&alone).unwrap(), demo.terms);
+        let e = parse_terms_document("wording_version = ").unwrap_err();
+        assert_eq!(e.code(), Some("INVALID_TERMS_DOCUMENT"));
+        let e = parse_terms_document(&FOOD.replace("minimum_age", "min_age")).unwrap_err();
+        assert_eq!(e.code(), Some("INVALID_TERMS_DOCUMENT"));
+        assert!(format!("{:?}", e.user_error()).contains("min_age"));
+    }
 }

@@ -16,6 +16,8 @@
 //! For ops: [`list_failed_jobs`] pages through dead letters and jobs waiting to be retried, with
 //! their last error; [`count_failed_jobs`] counts them; [`retry_dead`] sends one back. Rows of a
 //! type no process can run are dead-lettered by the relay ([`dead_letter_unknown_types`]).
+//! The staff actions — [`retry_dead_job`], [`retry_dead_jobs`], [`discard_job`] — are audited in
+//! the transaction that makes them; [`queue_depths`] and [`list_jobs`] feed the ops view.
 
 use crate::ids::JobId;
 use crate::schema::outbox_jobs;
@@ -50,6 +52,8 @@ pub mod status {
     pub const DONE: &str = "done";
     /// Failed its last attempt; waits for ops.
     pub const DEAD: &str = "dead";
+    /// Given up by ops (with a reason in the audit log); never runs. Terminal.
+    pub const DISCARDED: &str = "discarded";
 }
 
 #[derive(Insertable)]
@@ -504,4 +508,387 @@ pub async fn count_failed_jobs(
         .get_result::<Count>(conn)
         .await
         .map(|c| c.n)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ops view: queue depths, every job with its payload, and the staff actions on dead letters.
+
+/// One outbox row in full, as ops see it.
+#[derive(Debug, Clone, PartialEq, Queryable, QueryableByName, Selectable)]
+#[diesel(table_name = outbox_jobs)]
+pub struct OutboxJob {
+    /// The outbox row.
+    pub id: JobId,
+    /// The job's type name.
+    pub job_type: String,
+    /// Its queue.
+    pub queue: String,
+    /// The payload as enqueued (ids, never copies of state).
+    pub payload: serde_json::Value,
+    /// What makes the job unique among jobs of its type.
+    pub idempotency_key: String,
+    /// One of [`status`].
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// When the next attempt may start.
+    pub run_after: DateTime<Utc>,
+    /// The error of the latest failed attempt.
+    pub last_error: Option<String>,
+    /// The worker holding it, while running.
+    pub locked_by: Option<String>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When the relay last sent it to Redis.
+    pub queued_at: Option<DateTime<Utc>>,
+    /// When its latest attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished, was dead-lettered or discarded.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A job by id.
+pub async fn get_job(conn: &mut AsyncPgConnection, id: JobId) -> QueryResult<Option<OutboxJob>> {
+    outbox_jobs::table
+        .find(id)
+        .select(OutboxJob::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The depths of one queue, from [`queue_depths`].
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct QueueDepth {
+    /// The queue.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub queue: String,
+    /// Waiting in the outbox for the relay, never failed (due or scheduled for later).
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub pending: i64,
+    /// Of those waiting (fresh or retrying), how many are due now.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub due: i64,
+    /// Sent to Redis, not yet claimed by a worker.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub queued: i64,
+    /// Claimed by a worker.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub running: i64,
+    /// Failed at least once, waiting in the outbox for their next attempt.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub retrying: i64,
+    /// Dead-lettered, waiting for ops.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub dead: i64,
+    /// When the job that has been due the longest became due.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    pub oldest_due_at: Option<DateTime<Utc>>,
+}
+
+/// Every queue with outstanding work (anything not done or discarded), with its depths, by
+/// name. One grouped query over the unfinished rows (the partial indexes of the relay and the
+/// dead letters hold them), however many queues there are.
+pub async fn queue_depths(conn: &mut AsyncPgConnection) -> QueryResult<Vec<QueueDepth>> {
+    diesel::sql_query(
+        "SELECT queue,
+                count(*) FILTER (WHERE status = 'pending' AND last_error IS NULL) AS pending,
+                count(*) FILTER (WHERE status = 'pending' AND run_after <= now()) AS due,
+                count(*) FILTER (WHERE status = 'queued') AS queued,
+                count(*) FILTER (WHERE status = 'running') AS running,
+                count(*) FILTER (WHERE status = 'pending' AND last_error IS NOT NULL) AS retrying,
+                count(*) FILTER (WHERE status = 'dead') AS dead,
+                min(run_after) FILTER (WHERE status = 'pending' AND run_after <= now())
+                    AS oldest_due_at
+           FROM outbox_jobs
+          WHERE status IN ('pending', 'queued', 'running', 'dead')
+          GROUP BY queue
+          ORDER BY queue",
+    )
+    .load(conn)
+    .await
+}
+
+/// Which jobs [`list_jobs`] returns; every condition given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobsFilter {
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this status (one of [`status`]).
+    pub status: Option<String>,
+    /// Only this job type.
+    pub job_type: Option<String>,
+    /// `Some(true)`: only jobs with an error recorded (failed at least once and not since
+    /// done); `Some(false)`: only jobs without.
+    pub has_error: Option<bool>,
+}
+
+/// A page of [`list_jobs`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobsPage {
+    /// The jobs, newest first.
+    pub jobs: Vec<OutboxJob>,
+    /// Whether more jobs follow the last one.
+    pub has_more: bool,
+}
+
+/// Lists jobs newest first (ids are time-ordered), `limit` (1–500) at a time, after the job
+/// `after` (the last id of the previous page). Keyset paging on the primary key: pages do not
+/// shift when jobs are added or change status while ops read.
+pub async fn list_jobs(
+    conn: &mut AsyncPgConnection,
+    filter: &JobsFilter,
+    after: Option<JobId>,
+    limit: i64,
+) -> QueryResult<JobsPage> {
+    let limit = limit.clamp(1, 500);
+    let mut query = outbox_jobs::table
+        .select(OutboxJob::as_select())
+        .order(outbox_jobs::id.desc())
+        .limit(limit + 1)
+        .into_boxed();
+    if let Some(q) = &filter.queue {
+        query = query.filter(outbox_jobs::queue.eq(q.clone()));
+    }
+    if let Some(s) = &filter.status {
+        query = query.filter(outbox_jobs::status.eq(s.clone()));
+    }
+    if let Some(t) = &filter.job_type {
+        query = query.filter(outbox_jobs::job_type.eq(t.clone()));
+    }
+    match filter.has_error {
+        Some(true) => query = query.filter(outbox_jobs::last_error.is_not_null()),
+        Some(false) => query = query.filter(outbox_jobs::last_error.is_null()),
+        None => {}
+    }
+    if let Some(after) = after {
+        query = query.filter(outbox_jobs::id.lt(after));
+    }
+    let mut jobs: Vec<OutboxJob> = query.load(conn).await?;
+    let has_more = i64::try_from(jobs.len()).unwrap_or(i64::MAX) > limit;
+    if has_more {
+        jobs.pop();
+    }
+    Ok(JobsPage { jobs, has_more })
+}
+
+/// How many jobs match `filter` in all.
+pub async fn count_jobs(conn: &mut AsyncPgConnection, filter: &JobsFilter) -> QueryResult<i64> {
+    let mut query = outbox_jobs::table.count().into_boxed();
+    if let Some(q) = &filter.queue {
+        query = query.filter(outbox_jobs::queue.eq(q.clone()));
+    }
+    if let Some(s) = &filter.status {
+        query = query.filter(outbox_jobs::status.eq(s.clone()));
+    }
+    if let Some(t) = &filter.job_type {
+        query = query.filter(outbox_jobs::job_type.eq(t.clone()));
+    }
+    match filter.has_error {
+        Some(true) => query = query.filter(outbox_jobs::last_error.is_not_null()),
+        Some(false) => query = query.filter(outbox_jobs::last_error.is_null()),
+        None => {}
+    }
+    query.get_result(conn).await
+}
+
+/// Why an ops action on a job was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum JobActionError {
+    /// No such job.
+    #[error("job not found")]
+    NotFound,
+    /// The job is not in a state the action applies to; carries its status.
+    #[error("job is {0}")]
+    WrongStatus(String),
+    /// The database failed.
+    #[error("database error")]
+    Database(#[from] diesel::result::Error),
+}
+
+fn staff_audit<'a>(
+    staff_id: &str,
+    action: &'a str,
+    job: &OutboxJob,
+    reason: Option<&'a str>,
+    details: serde_json::Value,
+) -> crate::audit::AuditEntry<'a> {
+    let mut details = details;
+    if let Some(map) = details.as_object_mut() {
+        map.insert("job_type".into(), job.job_type.clone().into());
+        map.insert("queue".into(), job.queue.clone().into());
+    }
+    crate::audit::AuditEntry {
+        actor_type: crate::audit::ActorType::Staff,
+        actor_id: Some(staff_id.to_owned()),
+        action,
+        subject_type: "outbox_job",
+        subject_id: job.id.to_string(),
+        reason,
+        details,
+    }
+}
+
+async fn refusal(conn: &mut AsyncPgConnection, id: JobId) -> JobActionError {
+    match get_job(conn, id).await {
+        Ok(Some(job)) => JobActionError::WrongStatus(job.status),
+        Ok(None) => JobActionError::NotFound,
+        Err(e) => JobActionError::Database(e),
+    }
+}
+
+/// Sends a dead job back to the queue with a fresh set of attempts, on behalf of the staff user
+/// `staff_id`, and records it in the audit log (`job.retried`) in the same transaction.
+///
+/// Errors: [`JobActionError::NotFound`], [`JobActionError::WrongStatus`] when it is not dead.
+pub async fn retry_dead_job(
+    conn: &mut AsyncPgConnection,
+    staff_id: &str,
+    id: JobId,
+) -> Result<OutboxJob, JobActionError> {
+    use diesel_async::AsyncConnection;
+    conn.transaction::<_, JobActionError, _>(async |conn| {
+        let before = match get_job(conn, id).await? {
+            Some(j) => j,
+            None => return Err(JobActionError::NotFound),
+        };
+        if !retry_dead(conn, id).await? {
+            return Err(refusal(conn, id).await);
+        }
+        let job = get_job(conn, id).await?.ok_or(JobActionError::NotFound)?;
+        crate::audit::record(
+            conn,
+            &staff_audit(
+                staff_id,
+                "job.retried",
+                &job,
+                None,
+                serde_json::json!({
+                    "attempts_before": before.attempts,
+                    "last_error": before.last_error,
+                }),
+            ),
+        )
+        .await?;
+        Ok(job)
+    })
+    .await
+}
+
+/// The most dead jobs one [`retry_dead_jobs`] call sends back.
+pub const MAX_BULK_RETRY: i64 = 500;
+
+/// Sends dead jobs back to their queues (at most [`MAX_BULK_RETRY`], oldest dead first),
+/// optionally only of one queue and/or one type, each with a fresh set of attempts and an audit
+/// entry (`job.retried`, with `bulk: true`), all in one transaction. Returns the ids retried.
+pub async fn retry_dead_jobs(
+    conn: &mut AsyncPgConnection,
+    staff_id: &str,
+    queue: Option<&str>,
+    job_type: Option<&str>,
+) -> Result<Vec<JobId>, JobActionError> {
+    use diesel_async::AsyncConnection;
+    conn.transaction::<_, JobActionError, _>(async |conn| {
+        let dead: Vec<OutboxJob> = diesel::sql_query(
+            "SELECT * FROM outbox_jobs
+              WHERE status = 'dead'
+                AND ($1::text IS NULL OR queue = $1)
+                AND ($2::text IS NULL OR job_type = $2)
+              ORDER BY finished_at, id
+              LIMIT $3
+              FOR UPDATE SKIP LOCKED",
+        )
+        .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(queue)
+        .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(job_type)
+        .bind::<diesel::sql_types::BigInt, _>(MAX_BULK_RETRY)
+        .load(conn)
+        .await?;
+        let ids: Vec<JobId> = dead.iter().map(|j| j.id).collect();
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        diesel::update(outbox_jobs::table)
+            .filter(outbox_jobs::id.eq_any(&ids))
+            .filter(outbox_jobs::status.eq(status::DEAD))
+            .set((
+                outbox_jobs::status.eq(status::PENDING),
+                outbox_jobs::attempts.eq(0),
+                outbox_jobs::run_after.eq(diesel::dsl::now),
+                outbox_jobs::finished_at.eq(None::<DateTime<Utc>>),
+                outbox_jobs::locked_by.eq(None::<String>),
+            ))
+            .execute(conn)
+            .await?;
+        for job in &dead {
+            crate::audit::record(
+                conn,
+                &staff_audit(
+                    staff_id,
+                    "job.retried",
+                    job,
+                    None,
+                    serde_json::json!({
+                        "bulk": true,
+                        "attempts_before": job.attempts,
+                        "last_error": job.last_error,
+                    }),
+                ),
+            )
+            .await?;
+        }
+        Ok(ids)
+    })
+    .await
+}
+
+/// Gives up on a job for good, on behalf of the staff user `staff_id`, with their reason: a dead
+/// job, or one waiting in the outbox to retry after a failure, becomes
+/// [`status::DISCARDED`] (terminal: never run, never listed among dead letters again). Audited
+/// (`job.discarded`, with the reason) in the same transaction.
+///
+/// Errors: [`JobActionError::NotFound`], [`JobActionError::WrongStatus`] for any other state
+/// (a job that never failed, is with a worker, or is finished).
+pub async fn discard_job(
+    conn: &mut AsyncPgConnection,
+    staff_id: &str,
+    id: JobId,
+    reason: &str,
+) -> Result<OutboxJob, JobActionError> {
+    use diesel_async::AsyncConnection;
+    conn.transaction::<_, JobActionError, _>(async |conn| {
+        let updated = diesel::update(outbox_jobs::table)
+            .filter(outbox_jobs::id.eq(id))
+            .filter(
+                outbox_jobs::status.eq(status::DEAD).or(outbox_jobs::status
+                    .eq(status::PENDING)
+                    .and(outbox_jobs::last_error.is_not_null())),
+            )
+            .set((
+                outbox_jobs::status.eq(status::DISCARDED),
+                outbox_jobs::finished_at.eq(diesel::dsl::now),
+                outbox_jobs::locked_by.eq(None::<String>),
+            ))
+            .returning(OutboxJob::as_returning())
+            .get_result::<OutboxJob>(conn)
+            .await
+            .optional()?;
+        let Some(job) = updated else {
+            return Err(refusal(conn, id).await);
+        };
+        crate::audit::record(
+            conn,
+            &staff_audit(
+                staff_id,
+                "job.discarded",
+                &job,
+                Some(reason),
+                serde_json::json!({ "attempts": job.attempts, "last_error": job.last_error }),
+            ),
+        )
+        .await?;
+        Ok(job)
+    })
+    .await
 }

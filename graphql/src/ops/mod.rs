@@ -1,0 +1,33 @@
+//! The ops (staff) part of the schema: background jobs (queue depths, the job list with payloads,
+//! retrying and discarding dead letters) and product versions (drafting, test cases, checking,
+//! publishing and retiring). Every field requires the ops role (admin holds every role); every
+//! change is audited by the function that makes it, in the same transaction.
+
+pub mod jobs;
+pub mod products;
+
+pub use jobs::{Job, JobsMutation, JobsQuery};
+pub use products::{ProductVersionsMutation, ProductVersionsQuery};
+
+use async_graphql::MergedObject;
+
+/// The ops queries.
+#[derive(MergedObject, Default)]
+pub struct OpsQuery(JobsQuery, ProductVersionsQuery);
+
+/// The ops mutations.
+#[derive(MergedObject, Default)]
+pub struct OpsMutation(JobsMutation, ProductVersionsMutation);
+
+/// A user error on `field` with `code`.
+pub(crate) fn user_error(
+    field: &str,
+    code: &str,
+    message: impl Into<String>,
+) -> crate::errors::UserError {
+    crate::errors::UserError {
+        field: Some(field.to_owned()),
+        code: code.to_owned(),
+        message: message.into(),
+    }
+}
