@@ -55,7 +55,7 @@ pub use quotes::{
 };
 pub use rate_table::{Band, RateTable, RegionFactors, TimeBand, TimeOfDay};
 pub use rating::{Decline, DeclineCode, FactorKind, FactorLine, Rate, RatingInput, rate};
-pub use seed::{demo_products, seed_demo_products};
+pub use seed::{demo_products, seed_demo_products, seed_demo_products_at};
 pub use version::{
     Product, ProductSummary, ProductVersion, VersionRules, VersionStatus, VersionTerms,
 };

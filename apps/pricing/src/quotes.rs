@@ -7,18 +7,22 @@
 //! - its one-hour breakdown adds up to its hourly rate (a database check);
 //! - a driver only ever sees their own quotes: another driver's answers `QUOTE_NOT_FOUND`.
 //!
-//! `create_quote` is on the hot path of the API, so it keeps round trips down: published
-//! versions are immutable, so the one last seen for each product is kept in memory, and the
-//! insert's trigger confirms it is still the published one. When it is not (a new version was
-//! published or it was retired), the version is read again and the quote rated again.
+//! `create_quote` is on the hot path of the API, so it keeps round trips down (with the version
+//! remembered: the driver, the vehicle, the insert): published versions are immutable, so the one
+//! last seen for each product is kept in memory, with its product (whose code and name nothing
+//! changes), and the insert's trigger confirms it is still the published one. When it is not (a
+//! new version was published or it was retired), the version is read again and the quote rated
+//! again. Callers that already hold the driver and vehicle use [`create_quote_for`] and save two
+//! reads; [`quote_labels`] gives the product and version number a quote is shown with, from
+//! memory for quotes on the remembered version.
 
 use crate::charges::ChargeBreakdown;
 use crate::error::PricingError;
 use crate::ids::{ProductId, ProductVersionId, QuoteId};
-use crate::products::get_published;
+use crate::products::{get_product, get_published};
 use crate::rating::{FactorLine, RATING_TIME_ZONE, RatingInput};
-use crate::schema::{product_version_rules, product_versions, quotes};
-use crate::version::ProductVersion;
+use crate::schema::{product_version_rules, product_versions, products, quotes};
+use crate::version::{Product, ProductVersion};
 use accounts::{AccountsError, Driver, DriverId, Vehicle, VehicleId};
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
@@ -159,7 +163,14 @@ impl QuoteRow {
 // ---------------------------------------------------------------------------------------------
 // The published version last seen per product.
 
-static PUBLISHED: LazyLock<RwLock<HashMap<ProductId, Arc<ProductVersion>>>> =
+/// A product's published version as last seen, with its product.
+#[derive(Debug)]
+struct Published {
+    version: Arc<ProductVersion>,
+    product: Arc<Product>,
+}
+
+static PUBLISHED: LazyLock<RwLock<HashMap<ProductId, Published>>> =
     LazyLock::new(|| RwLock::new(HashMap::new()));
 
 fn remembered_published(product_id: ProductId) -> Option<Arc<ProductVersion>> {
@@ -167,7 +178,20 @@ fn remembered_published(product_id: ProductId) -> Option<Arc<ProductVersion>> {
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .get(&product_id)
-        .cloned()
+        .map(|p| Arc::clone(&p.version))
+}
+
+/// The product and version number of a version, when it is the remembered published one.
+fn remembered_labels(product_id: ProductId, version_id: ProductVersionId) -> Option<QuoteLabels> {
+    PUBLISHED
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&product_id)
+        .filter(|p| p.version.id == version_id)
+        .map(|p| QuoteLabels {
+            product: Arc::clone(&p.product),
+            version_number: p.version.version_number,
+        })
 }
 
 /// Forgets the published version remembered for a product (after it changed in this process; other
@@ -184,11 +208,80 @@ async fn load_published(
     product_id: ProductId,
 ) -> Result<Arc<ProductVersion>, PricingError> {
     let version = Arc::new(get_published(conn, product_id).await?);
-    PUBLISHED
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(product_id, Arc::clone(&version));
+    let product = Arc::new(get_product(conn, product_id).await?);
+    PUBLISHED.write().unwrap_or_else(|p| p.into_inner()).insert(
+        product_id,
+        Published {
+            version: Arc::clone(&version),
+            product,
+        },
+    );
     Ok(version)
+}
+
+/// The published version of a product, as last seen by this process (read and remembered when
+/// not seen yet). Published versions never change, but another process may since have published
+/// a newer one or retired this one: what is stored on the strength of it must be checked by the
+/// database, as the quote insert is. Errors: `PRODUCT_NOT_FOUND`, `PRODUCT_NOT_AVAILABLE`.
+pub async fn published_version(
+    conn: &mut AsyncPgConnection,
+    product_id: ProductId,
+) -> Result<Arc<ProductVersion>, PricingError> {
+    match remembered_published(product_id) {
+        Some(v) => Ok(v),
+        None => load_published(conn, product_id).await,
+    }
+}
+
+/// What a quote is shown with: its product and the number of the version it was rated on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuoteLabels {
+    /// The product.
+    pub product: Arc<Product>,
+    /// The number of the version the quote was rated on.
+    pub version_number: i32,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = products)]
+struct ProductLabelRow {
+    id: ProductId,
+    code: String,
+    name: String,
+    created_at: DateTime<Utc>,
+}
+
+/// The product and version number of a quote: from memory when the quote is on the remembered
+/// published version (every quote just made is), else in one read.
+///
+/// Errors: `VERSION_NOT_FOUND`.
+pub async fn quote_labels(
+    conn: &mut AsyncPgConnection,
+    quote: &Quote,
+) -> Result<QuoteLabels, PricingError> {
+    if let Some(labels) = remembered_labels(quote.product_id, quote.product_version_id) {
+        return Ok(labels);
+    }
+    let (row, version_number): (ProductLabelRow, i32) = product_versions::table
+        .inner_join(products::table)
+        .filter(product_versions::id.eq(quote.product_version_id))
+        .select((
+            ProductLabelRow::as_select(),
+            product_versions::version_number,
+        ))
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(PricingError::VersionNotFound)?;
+    Ok(QuoteLabels {
+        product: Arc::new(Product {
+            id: row.id,
+            code: row.code,
+            name: row.name,
+            created_at: row.created_at,
+        }),
+        version_number,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,11 +405,7 @@ pub async fn create_quote(
     vehicle_id: VehicleId,
     product_id: ProductId,
 ) -> Result<Quote, PricingError> {
-    let now = clock.now();
-    let mut version = match remembered_published(product_id) {
-        Some(v) => v,
-        None => load_published(conn, product_id).await?,
-    };
+    let version = published_version(conn, product_id).await?;
     let driver = accounts::get_driver(conn, driver_id)
         .await
         .map_err(|e| match e {
@@ -329,9 +418,40 @@ pub async fn create_quote(
             AccountsError::NotFound(_) => PricingError::VehicleNotFound,
             other => PricingError::Internal(other.into()),
         })?;
-    let input = rating_input_for(&driver, &vehicle, now)?;
+    store_new_quote(conn, clock.now(), version, &driver, &vehicle).await
+}
+
+/// [`create_quote`] for a caller that has just read the driver and the vehicle (through the
+/// accounts app), saving the two reads.
+///
+/// Errors: those of [`create_quote`]; `VEHICLE_NOT_FOUND` when the vehicle is not the driver's.
+pub async fn create_quote_for(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    driver: &Driver,
+    vehicle: &Vehicle,
+    product_id: ProductId,
+) -> Result<Quote, PricingError> {
+    let version = published_version(conn, product_id).await?;
+    if vehicle.driver_id != driver.id {
+        return Err(PricingError::VehicleNotFound);
+    }
+    store_new_quote(conn, clock.now(), version, driver, vehicle).await
+}
+
+/// Rates and stores a quote on `version`, rating again on the newly published version when the
+/// insert finds `version` is no longer the published one.
+async fn store_new_quote(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    mut version: Arc<ProductVersion>,
+    driver: &Driver,
+    vehicle: &Vehicle,
+) -> Result<Quote, PricingError> {
+    let product_id = version.product_id;
+    let input = rating_input_for(driver, vehicle, now)?;
     for _ in 0..STALE_VERSION_RETRIES {
-        let quote = build_quote(&version, driver_id, vehicle_id, input.clone(), now)?;
+        let quote = build_quote(&version, driver.id, vehicle.id, input.clone(), now)?;
         let row = QuoteRow::from_quote(&quote)?;
         match insert_quote(conn, &row).await {
             Ok(_) => return Ok(quote),

@@ -14,7 +14,7 @@ use accounts::Actor;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::Deserialize;
-use shared::SystemClock;
+use shared::{Clock, SystemClock};
 
 /// The data files of the demo products: (terms, test cases).
 const FILES: [(&str, &str); 2] = [
@@ -76,7 +76,15 @@ pub fn demo_products() -> Result<Vec<ProductDefinition>, PricingError> {
 pub async fn seed_demo_products(
     conn: &mut AsyncPgConnection,
 ) -> Result<Vec<ProductVersion>, PricingError> {
-    let clock = SystemClock;
+    seed_demo_products_at(conn, &SystemClock).await
+}
+
+/// [`seed_demo_products`] with the publication dated by `clock` (tests that run on a fixed clock
+/// seed with it, so that versions they publish later come after the seeded ones).
+pub async fn seed_demo_products_at(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+) -> Result<Vec<ProductVersion>, PricingError> {
     let mut published = Vec::new();
     for def in demo_products()? {
         let version = conn
@@ -85,8 +93,7 @@ pub async fn seed_demo_products(
                 let product = match get_product_by_code(conn, &def.code).await {
                     Ok(p) => p,
                     Err(PricingError::ProductNotFound) => {
-                        match create_product(conn, &clock, Actor::System, &def.code, &def.name)
-                            .await
+                        match create_product(conn, clock, Actor::System, &def.code, &def.name).await
                         {
                             Ok(p) => p,
                             Err(PricingError::DuplicateProductCode) => {
@@ -118,10 +125,10 @@ pub async fn seed_demo_products(
                     }
                 }
                 let draft =
-                    create_draft_version(conn, &clock, Actor::System, product.id, &def.terms)
+                    create_draft_version(conn, clock, Actor::System, product.id, &def.terms)
                         .await?;
-                set_test_cases(conn, &clock, Actor::System, draft.id, &def.cases).await?;
-                publish_version(conn, &clock, Actor::System, draft.id).await
+                set_test_cases(conn, clock, Actor::System, draft.id, &def.cases).await?;
+                publish_version(conn, clock, Actor::System, draft.id).await
             })
             .await?;
         published.push(version);

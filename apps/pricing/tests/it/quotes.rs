@@ -6,13 +6,16 @@ use accounts::{Actor, VehicleType};
 use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use pricing::{
     ProductId, VersionStatus, create_draft_version, create_product, create_quote, get_quote,
-    get_valid_quote, publish_version, rate, seed_demo_products, set_test_cases,
+    get_valid_quote, publish_version, rate, set_test_cases,
 };
 use shared::Clock;
 use testkit::TestDb;
 
 async fn seeded(conn: &mut diesel_async::AsyncPgConnection) -> (ProductId, ProductId) {
-    let versions = seed_demo_products(conn).await.unwrap();
+    // Published at the tests' fixed time, so versions a test publishes come after.
+    let versions = pricing::seed_demo_products_at(conn, &clock())
+        .await
+        .unwrap();
     (versions[0].product_id, versions[1].product_id)
 }
 
