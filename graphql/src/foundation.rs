@@ -7,7 +7,7 @@
 
 use crate::errors::{InternalExt, UserError};
 use crate::guard;
-use crate::relay::{from_global_id, to_global_id};
+use crate::relay::from_global_id;
 use async_graphql::{Context, ID, InputObject, Interface, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -21,7 +21,7 @@ use shared::schema::outbox_jobs;
 #[derive(Interface)]
 #[graphql(field(name = "id", ty = "ID", desc = "The object's global id."))]
 pub enum Node {
-    /// A background job (ops, outside production).
+    /// A background job (ops).
     Job(Job),
     /// A driver (the driver themself, ops).
     Driver(crate::accounts::Driver),
@@ -29,57 +29,20 @@ pub enum Node {
     Vehicle(crate::accounts::Vehicle),
     /// A partner platform (the partner itself, ops).
     Partner(crate::accounts::Partner),
+    /// A driver's enrolment in a product (its driver, ops).
+    Enrolment(crate::cover::Enrolment),
+    /// A period on cover (its driver, ops).
+    CoverSession(crate::cover::CoverSession),
+    /// A payment into a wallet (its driver, ops, finance).
+    Payment(crate::payments::Payment),
+    /// A refund (its driver, ops, finance).
+    Refund(crate::payments::Refund),
+    /// A saved card (its driver, ops, finance).
+    PaymentMethod(crate::payments::PaymentMethod),
 }
 
-/// A background job in the outbox.
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = outbox_jobs)]
-pub struct Job {
-    id: JobId,
-    job_type: String,
-    status: String,
-    attempts: i32,
-    max_attempts: i32,
-    last_error: Option<String>,
-    created_at: DateTime<Utc>,
-    finished_at: Option<DateTime<Utc>>,
-}
-
-#[Object]
-impl Job {
-    /// The global id.
-    async fn id(&self) -> ID {
-        to_global_id("Job", &self.id)
-    }
-    /// The job's type name, e.g. `SendSms`.
-    async fn job_type(&self) -> &str {
-        &self.job_type
-    }
-    /// `pending`, `queued`, `running`, `done` or `dead`.
-    async fn status(&self) -> &str {
-        &self.status
-    }
-    /// Attempts made so far.
-    async fn attempts(&self) -> i32 {
-        self.attempts
-    }
-    /// Attempts allowed before the job is dead-lettered.
-    async fn max_attempts(&self) -> i32 {
-        self.max_attempts
-    }
-    /// The last attempt's error.
-    async fn last_error(&self) -> Option<&str> {
-        self.last_error.as_deref()
-    }
-    /// When the job was enqueued.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.created_at
-    }
-    /// When the job finished or was dead-lettered.
-    async fn finished_at(&self) -> Option<DateTime<Utc>> {
-        self.finished_at
-    }
-}
+/// A background job in the outbox (defined with the ops part of the schema).
+pub use crate::ops::Job;
 
 /// Facts about the running server.
 #[derive(SimpleObject)]
@@ -133,9 +96,7 @@ async fn resolve_node(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Optio
     };
     match type_name.as_str() {
         "Job" => {
-            if guard::require_non_production(ctx).is_err()
-                || !guard::may_view_jobs(guard::principal(ctx))
-            {
+            if !guard::may_view_jobs(guard::principal(ctx)) {
                 return Ok(None);
             }
             let Ok(job_id) = raw.parse::<JobId>() else {
@@ -152,6 +113,21 @@ async fn resolve_node(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Optio
         "Partner" => Ok(crate::accounts::partner_node(ctx, &raw)
             .await?
             .map(Node::Partner)),
+        "Enrolment" => Ok(crate::cover::enrolments::enrolment_node(ctx, &raw)
+            .await?
+            .map(Node::Enrolment)),
+        "CoverSession" => Ok(crate::cover::sessions::session_node(ctx, &raw)
+            .await?
+            .map(Node::CoverSession)),
+        "Payment" => Ok(crate::payments::payment_node(ctx, &raw)
+            .await?
+            .map(Node::Payment)),
+        "Refund" => Ok(crate::payments::refund_node(ctx, &raw)
+            .await?
+            .map(Node::Refund)),
+        "PaymentMethod" => Ok(crate::payments::payment_method_node(ctx, &raw)
+            .await?
+            .map(Node::PaymentMethod)),
         _ => Ok(None),
     }
 }

@@ -1,8 +1,9 @@
-//! The actix-web server: `/graphql`, `/healthz`, `/readyz`, `/metrics`, and the routes of
-//! [`crate::webhooks`].
+//! The actix-web server: `/graphql`, the subscriptions' WebSocket `/graphql/ws`, `/healthz`,
+//! `/readyz`, `/metrics`, and the routes of [`crate::certificates`] and [`crate::webhooks`].
 
 use crate::accounts::loaders::AccountsLoader;
 use crate::context::{ClientAddr, RequestId};
+use crate::cover::loaders::CoverLoader;
 use crate::limits;
 use crate::metrics::Metrics;
 use crate::schema::{ApiSchema, build_schema};
@@ -11,7 +12,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::middleware::{Next, from_fn};
+use actix_web::middleware::{Condition, Next, from_fn};
 use actix_web::{App, HttpMessage, HttpRequest, HttpResponse, HttpServer, web};
 use async_graphql::{ErrorExtensionValues, Response, ServerError};
 use futures::StreamExt;
@@ -59,11 +60,14 @@ pub fn start_server(core: Core) -> anyhow::Result<RunningServer> {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
+    // Without a DSN there is no Sentry client, and the middleware's per-request hub and copy of
+    // the request would be pure overhead.
+    let sentry = !core.settings.sentry.dsn.is_empty();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .wrap(from_fn(request_context))
-            .wrap(sentry_actix::Sentry::new())
+            .wrap(Condition::new(sentry, sentry_actix::Sentry::new()))
             .configure(routes)
     })
     .workers(workers)
@@ -79,10 +83,22 @@ pub fn start_server(core: Core) -> anyhow::Result<RunningServer> {
 /// The routes, for the server and for tests that build an app in-process.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/graphql", web::post().to(graphql_post))
+        // A WebSocket upgrade of `/graphql` is a subscription connection, as at `/graphql/ws`.
+        .route(
+            "/graphql",
+            web::get()
+                .guard(actix_web::guard::Header("upgrade", "websocket"))
+                .to(crate::cover::subscription::graphql_ws),
+        )
         .route("/graphql", web::get().to(graphql_get))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
+        .route(
+            "/graphql/ws",
+            web::get().to(crate::cover::subscription::graphql_ws),
+        )
+        .configure(crate::certificates::routes)
         .configure(crate::webhooks::routes);
 }
 
@@ -209,6 +225,7 @@ async fn graphql_get(
         if gql.ide && state.core.settings.environment != Environment::Production {
             let html = async_graphql::http::GraphiQLSource::build()
                 .endpoint("/graphql")
+                .subscription_endpoint("/graphql/ws")
                 .title("ShiftCover GraphQL")
                 .finish();
             return HttpResponse::Ok()
@@ -267,7 +284,8 @@ async fn execute(
         .data(request_id.clone())
         .data(viewer)
         .data(ClientAddr(req.peer_addr().map(|a| a.ip())))
-        .data(AccountsLoader::data_loader(state.core.pool.clone()));
+        .data(AccountsLoader::data_loader(state.core.pool.clone()))
+        .data(CoverLoader::data_loader(state.core.pool.clone()));
     let mut response = state.schema.execute(request).await;
     label_errors(&mut response);
     let mut http = HttpResponse::Ok();

@@ -6,6 +6,7 @@
 //! every other error carries `extensions.code` and never internals.
 
 pub mod accounts;
+pub mod certificates;
 pub mod context;
 pub mod cover;
 pub mod errors;
@@ -14,6 +15,9 @@ pub mod guard;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod money;
+pub mod ops;
+pub mod payments;
 pub mod relay;
 pub mod schema;
 pub mod viewer;

@@ -4,14 +4,20 @@ use crate::accounts::admin::AdminMutation;
 use crate::accounts::driver::DriverMutation;
 use crate::accounts::query::AccountsQuery;
 use crate::accounts::sign_in::SignInMutation;
-use crate::cover::CoverQuery;
+use crate::cover::{CoverMutation, CoverQuery, CoverSubscription};
 use crate::foundation::{FoundationMutation, FoundationQuery};
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder};
 use shared::settings::GraphqlSettings;
 
 /// All queries.
 #[derive(MergedObject, Default)]
-pub struct Query(FoundationQuery, AccountsQuery, CoverQuery);
+pub struct Query(
+    FoundationQuery,
+    AccountsQuery,
+    CoverQuery,
+    crate::ops::OpsQuery,
+    crate::payments::PaymentsQuery,
+);
 
 /// All mutations.
 #[derive(MergedObject, Default)]
@@ -20,20 +26,29 @@ pub struct Mutation(
     SignInMutation,
     DriverMutation,
     AdminMutation,
+    CoverMutation,
+    crate::ops::OpsMutation,
+    crate::payments::PaymentsMutation,
 );
 
+/// All subscriptions (served over WebSocket at `/graphql/ws`).
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(CoverSubscription);
+
 /// The executable schema.
-pub type ApiSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type ApiSchema = Schema<Query, Mutation, Subscription>;
 
 /// A schema builder with the configured limits; callers add request-independent data.
-pub fn build_schema(
-    settings: &GraphqlSettings,
-) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(settings.max_depth)
-        .limit_complexity(settings.max_complexity)
-        .limit_recursive_depth(32)
-        .limit_directives(10);
+pub fn build_schema(settings: &GraphqlSettings) -> SchemaBuilder<Query, Mutation, Subscription> {
+    let mut builder = Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .limit_depth(settings.max_depth)
+    .limit_complexity(settings.max_complexity)
+    .limit_recursive_depth(32)
+    .limit_directives(10);
     if !settings.introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }

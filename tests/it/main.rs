@@ -6,9 +6,12 @@
 mod api;
 mod authorization;
 mod cli;
+mod cover_flow;
 mod job_faults;
 mod jobs;
 mod operations;
+mod ops_api;
+mod payments_flow;
 mod readiness;
 mod schema_drift;
 mod seed_and_staff_cli;

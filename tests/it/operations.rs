@@ -108,6 +108,13 @@ async fn every_client_operation_validates_against_the_schema() {
         "UpdateProfile",
         "SignOut",
         "Partner",
+        "CreateQuote",
+        "Enrol",
+        "CancelEnrolment",
+        "StartCover",
+        "EndCover",
+        "CoverSessions",
+        "CoverStatus",
     ] {
         assert!(
             names.iter().any(|n| n == required),
@@ -125,6 +132,8 @@ async fn a_broken_operation_is_caught() {
         // Over the complexity limit.
         "query Broken { a: me { vehicles(first: 50) { edges { node { id registration make model } } } } b: me { vehicles(first: 50) { edges { node { id registration make model } } } } }",
         "query { me { id }",
+        // Subscriptions are validated like the rest.
+        "subscription Broken { coverStatus { noSuchField } }",
     ];
     for doc in broken {
         let results = validate(doc).await;

@@ -76,6 +76,18 @@ pub const TIMETABLE: &[TimetableRow] = &[
         purpose: "end cover sessions past their maximum length or a partner's gap rule",
     },
     TimetableRow {
+        name: "notify_ended_partner_sessions",
+        expression: "15 * * * * *",
+        zone: Zone::Utc,
+        purpose: "send partners cover.ended for their sessions that ended since the last run",
+    },
+    TimetableRow {
+        name: "flag_stale_partner_links",
+        expression: "0 10 4 * * *",
+        zone: Zone::Utc,
+        purpose: "flag partner driver links with no shift event for 30 days",
+    },
+    TimetableRow {
         name: "auto_top_up_sweep",
         expression: "30 */5 * * * *",
         zone: Zone::Utc,

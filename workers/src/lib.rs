@@ -7,6 +7,7 @@
 //! letters are kept in PostgreSQL, where ops can see them, not in Redis. Cron schedules
 //! ([`cron`]) enqueue their jobs through the same outbox, once per tick across all processes.
 
+pub mod cover_jobs;
 pub mod cron;
 pub mod registry;
 pub mod relay;
@@ -28,14 +29,36 @@ pub fn default_registry() -> Registry {
     );
     r.register(shared::demo::run_demo_ping);
     r.register(notifications::jobs::deliver_notification);
-    r.register(cover::jobs::close_due_sessions_handler);
+    r.register(cover_jobs::close_due_sessions_and_charge);
     r.register(payments::jobs::run_charge_auto_top_up);
     r.register(payments::jobs::run_apply_stripe_event);
     r.register(payments::jobs::run_charge_session);
+    // Partner webhooks: an endpoint that fails is retried for three days (the delivery's own
+    // deadline), with a backoff that reaches an hour.
+    r.queue(
+        partners::jobs::QUEUE,
+        QueuePolicy {
+            concurrency: 8,
+            timeout: std::time::Duration::from_secs(30),
+            backoff_base: std::time::Duration::from_secs(30),
+            backoff_cap: std::time::Duration::from_secs(3600),
+        },
+    );
+    r.register(partners::jobs::deliver_partner_webhook);
+    r.register(partners::jobs::run_notify_ended_partner_sessions);
+    r.register(partners::jobs::run_flag_stale_links);
 
     r.schedule(
         "close_due_sessions",
         cover::jobs::CloseDueSessions::for_tick,
+    );
+    r.schedule(
+        "notify_ended_partner_sessions",
+        partners::jobs::NotifyEndedPartnerSessions::for_tick,
+    );
+    r.schedule(
+        "flag_stale_partner_links",
+        partners::jobs::FlagStaleLinks::for_tick,
     );
     r
 }

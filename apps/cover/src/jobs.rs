@@ -5,10 +5,10 @@
 //! and completes the job in one transaction, so a lost claim undoes its work and a rerun finds
 //! nothing left to do.
 
-use crate::ending::close_due_sessions;
+use crate::ending::{ClosedSessions, close_due_sessions};
 use crate::events::CoverEvent;
 use chrono::{DateTime, Utc};
-use diesel_async::AsyncConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde::{Deserialize, Serialize};
 use shared::jobs::{JobContext, JobError};
 use shared::outbox::Job;
@@ -45,20 +45,35 @@ impl Job for CloseDueSessions {
     }
 }
 
-/// Ends the due sessions (as of the handler's clock, not the tick) and completes the job, in one
-/// transaction. Returns the `Ended` events, which the caller publishes (see
-/// [`crate::events::publish_cover_events`]) — they are committed once this returns.
-pub async fn run_close_due_sessions(
+/// What [`run_close_due_sessions`] runs on the sessions it ended, inside its transaction.
+pub type AfterClose<'c> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), JobError>> + Send + 'c>>;
+
+/// Ends the due sessions (as of the handler's clock, not the tick), runs `then` on them, and
+/// completes the job, all in one transaction: what must follow an end (the payments side queues
+/// each session's charge) commits with it or not at all. Returns the `Ended` events, which the
+/// caller publishes (see [`crate::events::publish_cover_events`]) — they are committed once this
+/// returns.
+///
+/// The cover crate knows nothing of payments, so the job is registered by the process that does
+/// (`shiftcover work`), with a `then` that queues the charges.
+pub async fn run_close_due_sessions<F>(
     ctx: JobContext,
     job: CloseDueSessions,
-) -> Result<Vec<CoverEvent>, JobError> {
+    then: F,
+) -> Result<Vec<CoverEvent>, JobError>
+where
+    F: for<'c> Fn(&'c mut AsyncPgConnection, &'c ClosedSessions) -> AfterClose<'c> + Send + Sync,
+{
     let mut conn = ctx.pool.get().await?;
     let ctx = &ctx;
+    let then = &then;
     let closed = conn
         .transaction::<_, JobError, _>(async |conn| {
             let closed = close_due_sessions(conn, &*ctx.clock, job.limit)
                 .await
                 .map_err(|e| JobError::Retry(anyhow::Error::new(e)))?;
+            then(conn, &closed).await?;
             ctx.complete_in(conn).await?;
             Ok(closed)
         })
@@ -71,13 +86,4 @@ pub async fn run_close_due_sessions(
     }
     tracing::info!(closed = closed.sessions.len(), "due cover sessions closed");
     Ok(closed.events)
-}
-
-/// [`run_close_due_sessions`] for a registry that takes `Result<(), JobError>` handlers: the
-/// events are dropped (the apps see the ended session at their next read).
-pub async fn close_due_sessions_handler(
-    ctx: JobContext,
-    job: CloseDueSessions,
-) -> Result<(), JobError> {
-    run_close_due_sessions(ctx, job).await.map(|_| ())
 }

@@ -52,8 +52,8 @@ pub mod test_support;
 pub use certificate::{Certificate, certificate, render_certificate_html, render_certificate_pdf};
 pub use eligibility::{Eligible, check_eligibility};
 pub use ending::{
-    ClosedSessions, SessionEndScheduled, SessionEnded, close_due_sessions, current_charge,
-    end_session, end_session_as, mark_session_charged, schedule_session_end,
+    ClosedSessions, SessionEndScheduled, SessionEnded, backdate_session_start, close_due_sessions,
+    current_charge, end_session, end_session_as, mark_session_charged, schedule_session_end,
 };
 pub use enrolments::{
     AWAITING_FUNDS, AWAITING_PAYMENT_METHOD, CancelPreview, EnrolInput, Enrolment,

@@ -254,6 +254,20 @@ impl Driver {
         }
         Ok(connection)
     }
+    /// The driver's cover: `enrolments`, `coverSessions`, `activeSession`.
+    #[graphql(flatten)]
+    async fn cover(&self, _ctx: &Context<'_>) -> crate::cover::sessions::DriverCover {
+        crate::cover::sessions::DriverCover::new(self.inner.id, self.viewer.clone())
+    }
+    /// The driver's wallet: balance, movements, payments and cards (the driver themself, ops).
+    async fn wallet(&self) -> Option<crate::payments::Wallet> {
+        crate::payments::may_view_money(&self.viewer, self.inner.id).then(|| {
+            crate::payments::Wallet {
+                driver_id: self.inner.id,
+                viewer: self.viewer.clone(),
+            }
+        })
+    }
 }
 
 /// A vehicle of a driver.

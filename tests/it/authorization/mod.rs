@@ -141,8 +141,14 @@ struct Fx {
     sign_in_password: String,
     job: String,
     // ---- cover fixtures (see cover.rs) ----
+    /// Driver A's enrolment (active) in the food delivery product, and its running session.
+    cover: cover::CoverFx,
     // ---- payments fixtures (see payments.rs) ----
+    /// Driver A's card, a payment on it (not charged) and a pending refund of it.
+    payments: payments::PaymentsFx,
     // ---- ops fixtures (see ops.rs) ----
+    /// A dead job, and a product of its own with a published version and a draft.
+    ops: ops::OpsFx,
     // ---- partners fixtures (see partners.rs) ----
 }
 
@@ -538,6 +544,10 @@ async fn fixture(app: &TestApp, staff: &Staff) -> Fx {
         .unwrap();
         global_id("Job", &id)
     };
+    // ---- cover fixtures (made before `a` moves into `Fx`) ----
+    let cover = cover::fixture(app, &a, &a_vehicle).await;
+    // ---- payments fixtures (made before `a` moves into `Fx`) ----
+    let payments = payments::fixture(app, &a).await;
     Fx {
         a,
         b,
@@ -552,8 +562,11 @@ async fn fixture(app: &TestApp, staff: &Staff) -> Fx {
         sign_in_password: PASSWORD.into(),
         job,
         // ---- cover fixtures ----
+        cover,
         // ---- payments fixtures ----
+        payments,
         // ---- ops fixtures ----
+        ops: ops::fixture(app).await,
         // ---- partners fixtures ----
     }
 }
