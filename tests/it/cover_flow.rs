@@ -797,15 +797,10 @@ async fn next_json(ws: &mut Ws) -> Option<Value> {
     }
 }
 
-#[tokio::test]
-async fn the_driver_sees_cover_start_and_end_live_and_strangers_are_refused() {
-    let app = TestApp::spawn().await;
-    let (food, _) = seed_products(&app).await;
-    let d = driver(&app).await;
-    credit(&app, d.who.id, Money::gbp(5_000)).await;
-    enrol(&app, &d, &food).await;
-
-    let mut ws = open_ws(&app, "/graphql/ws").await;
+/// A `coverStatus` subscription of `d` (id "1") selecting `selection`, returned once the server
+/// listens on the driver's channel.
+async fn subscribe_live(app: &TestApp, d: &Driver, selection: &str) -> Ws {
+    let mut ws = open_ws(app, "/graphql/ws").await;
     send(
         &mut ws,
         json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {}", d.who.token) } }),
@@ -814,12 +809,11 @@ async fn the_driver_sees_cover_start_and_end_live_and_strangers_are_refused() {
     assert_eq!(next_json(&mut ws).await.unwrap()["type"], "connection_ack");
     send(
         &mut ws,
-        json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { coverStatus { kind at session { id status } } }" } }),
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": format!("subscription {{ coverStatus {selection} }}") } }),
     )
     .await;
-    // The subscription is live once the server has subscribed to the driver's channel.
     let channel = cover::cover_channel(app.core.redis.prefix(), d.who.id);
-    let mut redis = app.core.redis.conn().await.unwrap();
+    let redis = app.core.redis.conn().await.unwrap();
     assert!(
         eventually(Duration::from_secs(5), || {
             let mut redis = redis.clone();
@@ -834,9 +828,21 @@ async fn the_driver_sees_cover_start_and_end_live_and_strangers_are_refused() {
                 counts.first().is_some_and(|(_, n)| *n > 0)
             }
         })
-        .await
+        .await,
+        "the server subscribes to the driver's channel"
     );
-    let _: () = redis::cmd("PING").query_async(&mut redis).await.unwrap();
+    ws
+}
+
+#[tokio::test]
+async fn the_driver_sees_cover_start_and_end_live_and_strangers_are_refused() {
+    let app = TestApp::spawn().await;
+    let (food, _) = seed_products(&app).await;
+    let d = driver(&app).await;
+    credit(&app, d.who.id, Money::gbp(5_000)).await;
+    enrol(&app, &d, &food).await;
+
+    let mut ws = subscribe_live(&app, &d, "{ kind at session { id status } }").await;
 
     let started = start(&app, &d, "tap-1", json!({})).await;
     let session = started["session"]["id"].as_str().unwrap().to_owned();
@@ -910,36 +916,7 @@ async fn a_session_the_cron_closes_is_charged_and_its_end_is_pushed_live() {
         .to_owned();
 
     // The driver listens, then forgets the session past its maximum length.
-    let mut ws = open_ws(&app, "/graphql/ws").await;
-    send(
-        &mut ws,
-        json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {}", d.who.token) } }),
-    )
-    .await;
-    assert_eq!(next_json(&mut ws).await.unwrap()["type"], "connection_ack");
-    send(
-        &mut ws,
-        json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { coverStatus { kind session { id status endReason } } }" } }),
-    )
-    .await;
-    let channel = cover::cover_channel(app.core.redis.prefix(), d.who.id);
-    let redis = app.core.redis.conn().await.unwrap();
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let mut redis = redis.clone();
-            let channel = channel.clone();
-            async move {
-                let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
-                    .arg("NUMSUB")
-                    .arg(&channel)
-                    .query_async(&mut redis)
-                    .await
-                    .unwrap();
-                counts.first().is_some_and(|(_, n)| *n > 0)
-            }
-        })
-        .await
-    );
+    let mut ws = subscribe_live(&app, &d, "{ kind session { id status endReason } }").await;
     clock.advance(chrono::Duration::hours(17));
 
     // One cron tick's job, run as `shiftcover work` runs it.
