@@ -207,15 +207,7 @@ async fn end_with(
         .optional()?
         .ok_or(CoverError::SessionNotFound)?;
     conn.transaction::<_, CoverError, _>(async |conn| {
-        lock_driver(conn, owner).await?;
-        let row: SessionRow = cover_sessions::table
-            .find(session_id)
-            .select(SessionRow::as_select())
-            .for_update()
-            .first(conn)
-            .await
-            .optional()?
-            .ok_or(CoverError::SessionNotFound)?;
+        let row = lock_session(conn, owner, session_id).await?;
         let actor = actor.unwrap_or_else(|| actor_for(reason, &row));
         let session = end_locked(conn, row, now, reason, actor).await?;
         Ok(SessionEnded {
@@ -522,6 +514,26 @@ pub async fn current_charge(
     preview_charge(conn, session, clock.now()).await.map(Some)
 }
 
+/// Locks the session's driver (the lock every change of a driver's cover takes first), then the
+/// session's row, and returns the row. Call inside a transaction.
+///
+/// Errors: `SESSION_NOT_FOUND`.
+async fn lock_session(
+    conn: &mut AsyncPgConnection,
+    owner: DriverId,
+    session_id: CoverSessionId,
+) -> Result<SessionRow, CoverError> {
+    lock_driver(conn, owner).await?;
+    cover_sessions::table
+        .find(session_id)
+        .select(SessionRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(CoverError::SessionNotFound)
+}
+
 /// Moves an active session's start earlier, to `started_at`: a partner's late event shows that
 /// work (and so cover) began before the session was started. The maximum end moves by the same
 /// amount (the session's maximum length stays), a scheduled end is kept within it, and the
@@ -543,15 +555,7 @@ pub async fn backdate_session_start(
         .optional()?
         .ok_or(CoverError::SessionNotFound)?;
     conn.transaction::<_, CoverError, _>(async |conn| {
-        lock_driver(conn, owner).await?;
-        let row: SessionRow = cover_sessions::table
-            .find(session_id)
-            .select(SessionRow::as_select())
-            .for_update()
-            .first(conn)
-            .await
-            .optional()?
-            .ok_or(CoverError::SessionNotFound)?;
+        let row = lock_session(conn, owner, session_id).await?;
         if row.status != SessionStatus::Active.as_str() {
             return Err(CoverError::SessionAlreadyEnded);
         }
