@@ -66,7 +66,9 @@ async fn certificate_document(
     let viewer = match viewer::authenticate(core, &req).await {
         Ok(v) => v,
         Err(Refusal::Unauthenticated { reason, .. }) => return unauthenticated(reason),
-        Err(Refusal::RateLimited { retry_after_secs }) => {
+        Err(Refusal::RateLimited {
+            retry_after_secs, ..
+        }) => {
             return HttpResponse::TooManyRequests()
                 .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
                 .finish();

@@ -32,7 +32,28 @@ pub fn check(query: &str, max_aliases: usize) -> Result<DocumentFacts, Refusal> 
         code: "GRAPHQL_PARSE_FAILED",
         message: e.to_string(),
     })?;
-    let facts = facts(&doc);
+    check_document(&doc, max_aliases)
+}
+
+/// Parses the request's document, keeping it in the request so that execution does not parse
+/// it again, and checks it against the limits.
+pub fn check_request(
+    request: &mut async_graphql::Request,
+    max_aliases: usize,
+) -> Result<DocumentFacts, Refusal> {
+    let doc = request.parsed_query().map_err(|e| Refusal {
+        code: "GRAPHQL_PARSE_FAILED",
+        message: e.message,
+    })?;
+    check_document(doc, max_aliases)
+}
+
+/// Checks a parsed document against the limits.
+pub fn check_document(
+    doc: &ExecutableDocument,
+    max_aliases: usize,
+) -> Result<DocumentFacts, Refusal> {
+    let facts = facts(doc);
     if facts.aliases > max_aliases {
         return Err(Refusal {
             code: "TOO_MANY_ALIASES",
@@ -114,5 +135,19 @@ mod tests {
             "GRAPHQL_PARSE_FAILED"
         );
         assert!(check("mutation { x }", 50).unwrap().has_mutation);
+    }
+
+    #[test]
+    fn a_checked_request_keeps_its_parsed_document() {
+        let mut request = async_graphql::Request::new("mutation { a: x b: x }");
+        let facts = check_request(&mut request, 10).unwrap();
+        assert_eq!(facts.aliases, 2);
+        assert!(facts.has_mutation);
+        // Parsed once: the document is in the request, for execution.
+        assert!(request.parsed_query().is_ok());
+        let mut bad = async_graphql::Request::new("{ unclosed");
+        let refusal = check_request(&mut bad, 10).unwrap_err();
+        assert_eq!(refusal.code, "GRAPHQL_PARSE_FAILED");
+        assert_eq!(refusal, check("{ unclosed", 10).unwrap_err());
     }
 }

@@ -49,13 +49,13 @@ const VERIFY: &str =
     "query($t: String!) { verifyCover(token: $t) { status reason certificateNumber } }";
 
 /// One signed-in driver with a complete profile and a car, and the demo products.
-struct Driver {
-    who: SignedInDriver,
-    vehicle: String,
-    registration: String,
+pub(crate) struct Driver {
+    pub(crate) who: SignedInDriver,
+    pub(crate) vehicle: String,
+    pub(crate) registration: String,
 }
 
-async fn seed_products(app: &TestApp) -> (String, String) {
+pub(crate) async fn seed_products(app: &TestApp) -> (String, String) {
     let mut conn = app.db.conn().await.unwrap();
     let mut versions = pricing::seed_demo_products(&mut conn).await.unwrap();
     let hire = versions.pop().unwrap();
@@ -81,7 +81,7 @@ fn registration() -> String {
     )
 }
 
-async fn driver(app: &TestApp) -> Driver {
+pub(crate) async fn driver(app: &TestApp) -> Driver {
     let who = app.driver().await;
     let (_, body) = app
         .gql_as(
@@ -119,7 +119,7 @@ async fn driver(app: &TestApp) -> Driver {
 }
 
 /// Credits the driver's wallet through the ledger, as a settled card top-up would.
-async fn credit(app: &TestApp, driver: accounts::DriverId, amount: Money) {
+pub(crate) async fn credit(app: &TestApp, driver: accounts::DriverId, amount: Money) {
     let mut conn = app.db.conn().await.unwrap();
     ledger::post(
         &mut conn,
@@ -137,7 +137,7 @@ async fn credit(app: &TestApp, driver: accounts::DriverId, amount: Money) {
     .unwrap();
 }
 
-async fn enrol(app: &TestApp, d: &Driver, product: &str) -> Value {
+pub(crate) async fn enrol(app: &TestApp, d: &Driver, product: &str) -> Value {
     let (_, body) = app
         .gql_as(
             &d.who.auth(),

@@ -6,7 +6,7 @@
 use crate::enrolments::{Enrolment, EnrolmentStatus, accounts_error, list_enrolments};
 use crate::error::CoverError;
 use crate::funds::{Funding, FundsCheck};
-use accounts::{Driver, DriverId, Vehicle, VehicleId};
+use accounts::{AccountsError, Driver, DriverId, Vehicle, VehicleId};
 use diesel_async::AsyncPgConnection;
 use pricing::{ProductId, ProductVersion, Quote};
 use shared::Clock;
@@ -22,7 +22,8 @@ pub struct Eligible {
     pub vehicle: Vehicle,
     /// The product's published version the price comes from.
     pub version: ProductVersion,
-    /// The price now, rated in memory and not stored (its id names no stored quote).
+    /// The price now, rated in memory and not stored here (a start without a quote stores it
+    /// with its session).
     pub quote: Quote,
 }
 
@@ -66,18 +67,56 @@ pub async fn check_eligibility(
     product_id: Option<ProductId>,
     funds: &dyn FundsCheck,
 ) -> Result<Eligible, CoverError> {
+    eligibility(
+        conn,
+        clock,
+        driver_id,
+        vehicle_id,
+        product_id,
+        funds,
+        VersionSource::Read,
+    )
+    .await
+}
+
+/// Where [`eligibility`] takes the product's published version from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VersionSource {
+    /// Read now: the answer is exact.
+    Read,
+    /// The version this process remembers ([`pricing::published_version`]), saving a read: for a
+    /// caller that stores the price it gets with [`pricing::store_quote`], whose insert the
+    /// database refuses if that version is no longer the published one.
+    Remembered,
+}
+
+/// [`check_eligibility`], with the published version from `versions`.
+pub(crate) async fn eligibility(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    driver_id: DriverId,
+    vehicle_id: VehicleId,
+    product_id: Option<ProductId>,
+    funds: &dyn FundsCheck,
+    versions: VersionSource,
+) -> Result<Eligible, CoverError> {
     let now = clock.now();
     let enrolment = pick_enrolment(conn, driver_id, product_id).await?;
     if enrolment.status == EnrolmentStatus::Suspended {
         return Err(CoverError::EnrolmentSuspended);
     }
-    let driver = accounts::get_driver(conn, driver_id)
+    let (driver, vehicle) = accounts::get_driver_and_vehicle(conn, driver_id, vehicle_id)
         .await
-        .map_err(|e| accounts_error(e, CoverError::DriverNotFound))?;
-    let vehicle = accounts::get_vehicle_for_driver(conn, driver_id, vehicle_id)
-        .await
-        .map_err(|e| accounts_error(e, CoverError::VehicleNotFound))?;
-    let version = pricing::get_published(conn, enrolment.product_id).await?;
+        .map_err(|e| match e {
+            AccountsError::NotFound("driverId") => CoverError::DriverNotFound,
+            other => accounts_error(other, CoverError::VehicleNotFound),
+        })?;
+    let version = match versions {
+        VersionSource::Read => pricing::get_published(conn, enrolment.product_id).await?,
+        VersionSource::Remembered => {
+            ProductVersion::clone(&*pricing::published_version(conn, enrolment.product_id).await?)
+        }
+    };
     let rating = pricing::rating_input_for(&driver, &vehicle, now)?;
     let quote = pricing::build_quote(&version, driver_id, vehicle_id, rating, now)?;
     match funds

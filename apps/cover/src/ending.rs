@@ -96,7 +96,8 @@ async fn price(
     row: &SessionRow,
     at: DateTime<Utc>,
 ) -> Result<SessionCharge, CoverError> {
-    let version = pricing::get_version(conn, row.product_version_id).await?;
+    // Published versions never change: the remembered one saves a read.
+    let version = pricing::get_version_terms(conn, row.product_version_id).await?;
     let already =
         already_charged_today(conn, row.driver_id, row.id, row.started_at, &row.currency).await?;
     let rate = money(row.hourly_rate_minor, &row.currency)?;
@@ -193,20 +194,20 @@ async fn end_with(
     actor: Option<Actor>,
 ) -> Result<SessionEnded, CoverError> {
     let now = clock.now();
-    // The driver lock comes before the row lock; find whose session it is first.
-    let mut owner = cover_sessions::table
-        .filter(cover_sessions::id.eq(session_id))
-        .select(cover_sessions::driver_id)
-        .into_boxed();
-    if let Some(driver_id) = driver_id {
-        owner = owner.filter(cover_sessions::driver_id.eq(driver_id));
-    }
-    let owner: DriverId = owner
-        .first(conn)
-        .await
-        .optional()?
-        .ok_or(CoverError::SessionNotFound)?;
-    conn.transaction::<_, CoverError, _>(async |conn| {
+    // The driver lock comes before the row lock. A driver ending their own session names
+    // themself: their lock is taken and the row is then read for them only (another driver's
+    // session answers as an unknown one). Otherwise, find whose session it is first.
+    let owner: DriverId = match driver_id {
+        Some(driver_id) => driver_id,
+        None => cover_sessions::table
+            .filter(cover_sessions::id.eq(session_id))
+            .select(cover_sessions::driver_id)
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or(CoverError::SessionNotFound)?,
+    };
+    let end = async |conn: &mut AsyncPgConnection| -> Result<SessionEnded, CoverError> {
         let row = lock_session(conn, owner, session_id).await?;
         let actor = actor.unwrap_or_else(|| actor_for(reason, &row));
         let session = end_locked(conn, row, now, reason, actor).await?;
@@ -219,11 +220,18 @@ async fn end_with(
             }],
             session,
         })
-    })
-    .await
+    };
+    if driver_id.is_some() && shared::db::in_transaction(conn) {
+        // The caller's transaction holds the ending together (and the caller rolls it back on
+        // an error, as with any failed statement): a savepoint would only add round trips.
+        end(conn).await
+    } else {
+        conn.transaction::<_, CoverError, _>(end).await
+    }
 }
 
-/// Ends one of the driver's sessions now and prices it.
+/// Ends one of the driver's sessions now and prices it. Called inside a transaction, it runs in
+/// that transaction (no savepoint): roll it back on an error.
 ///
 /// The audit entry names the driver for reason `driver`, the session's partner for `partner`,
 /// and the system otherwise. An ending asked for after a deadline ends at that deadline (see the
@@ -526,6 +534,7 @@ async fn lock_session(
     lock_driver(conn, owner).await?;
     cover_sessions::table
         .find(session_id)
+        .filter(cover_sessions::driver_id.eq(owner))
         .select(SessionRow::as_select())
         .for_update()
         .first(conn)

@@ -14,7 +14,7 @@
 //! Functions that start or end a session return the [`CoverEvent`]s to publish once the caller's
 //! transaction has committed (see [`crate::events`]).
 
-use crate::eligibility::{Eligible, check_eligibility};
+use crate::eligibility::{Eligible, VersionSource, eligibility};
 use crate::enrolments::{EnrolmentStatus, lock_enrolment, set_status};
 use crate::error::CoverError;
 use crate::events::{CoverEvent, CoverEventKind};
@@ -28,7 +28,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use pricing::{ChargeRule, ProductId, ProductVersionId, QuoteId};
+use pricing::{ChargeRule, ProductId, ProductVersionId, Quote, QuoteId};
 use rand::Rng;
 use serde::Serialize;
 use shared::error::is_unique_violation;
@@ -43,6 +43,8 @@ pub const MAX_PAGE_SIZE: i64 = 100;
 const KEY_CONSTRAINT: &str = "cover_sessions_driver_key_unique";
 const ONE_ACTIVE_INDEX: &str = "cover_sessions_one_active_per_driver";
 const CERTIFICATE_CONSTRAINT: &str = "cover_sessions_certificate_unique";
+/// Starts tried before giving up when the product's published version keeps changing under them.
+const VERSION_ATTEMPTS: usize = 3;
 /// Draws of a certificate number before giving up (2⁴⁰ numbers: a second draw is already rare).
 const CERTIFICATE_ATTEMPTS: usize = 5;
 /// Crockford's base 32: no I, L, O or U, so a number read out over the phone is unambiguous.
@@ -468,14 +470,14 @@ fn check_source(source: &SessionSource) -> Result<(), CoverError> {
 /// Steps: a repeated idempotency key returns its session (or `IDEMPOTENCY_KEY_REUSED` when the
 /// parameters differ); a driver already on cover gets `ALREADY_ON_COVER`; the quote, when given,
 /// must still be valid and be for this vehicle (and product, when given); eligibility is checked
-/// ([`check_eligibility`]); without a quote a fresh one is made. The session is then stored with
+/// ([`crate::check_eligibility`]); without a quote a fresh one is made. The session is then stored with
 /// the quote's version and rate, a certificate number, and `max_end_at` = now +
 /// `settings.max_session_hours`, together with its audit entry and the "cover started" SMS. A
 /// pending enrolment whose driver can now pay becomes active in the same transaction.
 ///
 /// Errors: `INVALID_IDEMPOTENCY_KEY`, `INVALID_PARTNER_REF`, `IDEMPOTENCY_KEY_REUSED`,
 /// `ALREADY_ON_COVER`, `QUOTE_NOT_FOUND`, `QUOTE_EXPIRED`, `QUOTE_MISMATCH`, and those of
-/// [`check_eligibility`].
+/// [`crate::check_eligibility`].
 pub async fn start_session(
     conn: &mut AsyncPgConnection,
     clock: &dyn Clock,
@@ -486,10 +488,11 @@ pub async fn start_session(
 ) -> Result<SessionStarted, CoverError> {
     check_key(&input.idempotency_key)?;
     check_source(&input.source)?;
-    if let Some(existing) = find_by_key(conn, driver_id, &input.idempotency_key).await? {
+    let (by_key, on_cover) = key_or_active(conn, driver_id, &input.idempotency_key).await?;
+    if let Some(existing) = by_key {
         return replay(conn, existing, &input).await;
     }
-    if active_session_for_driver(conn, driver_id).await?.is_some() {
+    if on_cover {
         return Err(CoverError::AlreadyOnCover);
     }
     let quote = match input.quote_id {
@@ -505,21 +508,72 @@ pub async fn start_session(
         }
         (None, asked) => asked,
     };
-    let eligible =
-        check_eligibility(conn, clock, driver_id, input.vehicle_id, product_id, funds).await?;
-    let quote = match quote {
-        Some(q) => q,
-        None => {
-            pricing::create_quote(
-                conn,
-                clock,
-                driver_id,
-                input.vehicle_id,
-                eligible.enrolment.product_id,
-            )
-            .await?
-        }
+    // Without a quote, the price is rated on the published version this process remembers and
+    // the new quote is stored in the session's transaction (one commit for both): its insert
+    // checks that the version is still the published one; when it is not, the start is tried
+    // again on the new version. With a quote, eligibility reads the published version now.
+    let versions = match quote {
+        Some(_) => VersionSource::Read,
+        None => VersionSource::Remembered,
     };
+    for _ in 0..VERSION_ATTEMPTS {
+        let eligible = eligibility(
+            conn,
+            clock,
+            driver_id,
+            input.vehicle_id,
+            product_id,
+            funds,
+            versions,
+        )
+        .await?;
+        let attempt = match &quote {
+            Some(q) => {
+                insert_new_session(
+                    conn, clock, settings, driver_id, &input, &eligible, q, false,
+                )
+                .await
+            }
+            None => {
+                insert_new_session(
+                    conn,
+                    clock,
+                    settings,
+                    driver_id,
+                    &input,
+                    &eligible,
+                    &eligible.quote,
+                    true,
+                )
+                .await
+            }
+        };
+        match attempt {
+            Err(CoverError::Database(e))
+                if quote.is_none() && pricing::is_version_not_published(&e) =>
+            {
+                continue;
+            }
+            other => return other,
+        }
+    }
+    Err(anyhow::anyhow!("the published version kept changing while cover started").into())
+}
+
+/// Stores a new session priced on `quote` (and, when `store_quote`, the quote itself, in the
+/// same transaction), drawing certificate numbers until one is unused; a start that lost a race
+/// to the same key or to another start answers as [`start_session`] says.
+#[allow(clippy::too_many_arguments)]
+async fn insert_new_session(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    settings: &CoverSettings,
+    driver_id: DriverId,
+    input: &StartCover,
+    eligible: &Eligible,
+    quote: &Quote,
+    store_quote: bool,
+) -> Result<SessionStarted, CoverError> {
     let now = clock.now();
     let max_end_at = now + Duration::hours(settings.max_session_hours);
     let (partner_id, partner_ref) = match &input.source {
@@ -564,7 +618,8 @@ pub async fn start_session(
             disputed_at: None,
             adjusted_at: None,
         };
-        match insert_session(conn, row, &eligible, &input.source, now).await {
+        let new_quote = store_quote.then_some(quote);
+        match insert_session(conn, row, eligible, new_quote, &input.source, now).await {
             Ok(session) => {
                 let events = vec![CoverEvent {
                     driver_id,
@@ -589,7 +644,7 @@ pub async fn start_session(
             {
                 // Lost a race: to the same request (return its session) or to another start.
                 return match find_by_key(conn, driver_id, &input.idempotency_key).await? {
-                    Some(existing) => replay(conn, existing, &input).await,
+                    Some(existing) => replay(conn, existing, input).await,
                     None => Err(CoverError::AlreadyOnCover),
                 };
             }
@@ -599,10 +654,39 @@ pub async fn start_session(
     Err(anyhow::anyhow!("no unused certificate number after {CERTIFICATE_ATTEMPTS} draws").into())
 }
 
+/// In one read: the session the driver started with this idempotency key, if any, and whether
+/// the driver has an active session.
+async fn key_or_active(
+    conn: &mut AsyncPgConnection,
+    driver_id: DriverId,
+    idempotency_key: &str,
+) -> Result<(Option<CoverSession>, bool), CoverError> {
+    let rows: Vec<SessionRow> = cover_sessions::table
+        .filter(cover_sessions::driver_id.eq(driver_id))
+        .filter(
+            cover_sessions::idempotency_key
+                .eq(idempotency_key)
+                .or(cover_sessions::status.eq(SessionStatus::Active.as_str())),
+        )
+        .select(SessionRow::as_select())
+        .load(conn)
+        .await?;
+    let on_cover = rows
+        .iter()
+        .any(|r| r.status == SessionStatus::Active.as_str());
+    let by_key = rows
+        .into_iter()
+        .find(|r| r.idempotency_key == idempotency_key)
+        .map(CoverSession::try_from)
+        .transpose()?;
+    Ok((by_key, on_cover))
+}
+
 async fn insert_session(
     conn: &mut AsyncPgConnection,
     row: SessionRow,
     eligible: &Eligible,
+    new_quote: Option<&Quote>,
     source: &SessionSource,
     now: DateTime<Utc>,
 ) -> Result<CoverSession, CoverError> {
@@ -610,6 +694,9 @@ async fn insert_session(
     conn.transaction::<_, CoverError, _>(async |conn| {
         // Serialises with suspension and cancellation of the enrolment.
         let enrolment = lock_enrolment(conn, eligible.enrolment.id).await?;
+        if let Some(quote) = new_quote {
+            pricing::store_quote(conn, quote).await?;
+        }
         match enrolment.status {
             EnrolmentStatus::Active => {}
             EnrolmentStatus::Pending => {

@@ -50,8 +50,9 @@ pub use products::{
     list_versions, publish_version, retire_version, set_test_cases, update_draft,
 };
 pub use quotes::{
-    QUOTE_VALIDITY_MINUTES, Quote, build_quote, create_quote, get_quote, get_valid_quote,
-    rating_input_for,
+    QUOTE_VALIDITY_MINUTES, Quote, QuoteLabels, build_quote, create_quote, create_quote_for,
+    get_quote, get_valid_quote, get_version_terms, is_version_not_published, published_version,
+    quote_labels, rating_input_for, store_quote,
 };
 pub use rate_table::{Band, RateTable, RegionFactors, TimeBand, TimeOfDay};
 pub use rating::{Decline, DeclineCode, FactorKind, FactorLine, Rate, RatingInput, rate};

@@ -8,13 +8,23 @@
 //! - a driver only ever sees their own quotes: another driver's answers `QUOTE_NOT_FOUND`.
 //!
 //! `create_quote` is on the hot path of the API, so it keeps round trips down (with the version
-//! remembered: the driver, the vehicle, the insert): published versions are immutable, so the one
+//! remembered: the driver with the vehicle in one read, then the insert): published versions are
+//! immutable, so the one
 //! last seen for each product is kept in memory, with its product (whose code and name nothing
 //! changes), and the insert's trigger confirms it is still the published one. When it is not (a
 //! new version was published or it was retired), the version is read again and the quote rated
-//! again. Callers that already hold the driver and vehicle use [`create_quote_for`] and save two
-//! reads; [`quote_labels`] gives the product and version number a quote is shown with, from
+//! again. Callers that already hold the driver and vehicle use [`create_quote_for`] and save the
+//! read; [`quote_labels`] gives the product and version number a quote is shown with, from
 //! memory for quotes on the remembered version.
+//!
+//! Durability: a quote moves no money and a driver can ask for another at once, so a quote made
+//! on its own (not inside a caller's transaction) does not wait for its commit to reach the disk
+//! (`synchronous_commit` off for that one insert). A crash of the database can lose the last
+//! few such quotes, and nothing else: whatever durable change records a quote (a cover session)
+//! commits after it, and a durable commit flushes the write-ahead log up to its own commit
+//! record, so also the quote's, which comes before it. A quote stored inside a caller's
+//! transaction ([`store_quote`], or [`create_quote_for`] within one) is as durable as that
+//! transaction.
 
 use crate::charges::ChargeBreakdown;
 use crate::error::PricingError;
@@ -26,9 +36,7 @@ use crate::version::{Product, ProductVersion};
 use accounts::{AccountsError, Driver, DriverId, Vehicle, VehicleId};
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
-use diesel_async::{
-    AnsiTransactionManager, AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager,
-};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use shared::{Clock, Money};
 use std::collections::HashMap;
@@ -233,6 +241,29 @@ pub async fn published_version(
     }
 }
 
+/// A version by id for pricing what was sold on it: from memory when it is a remembered
+/// published version, else read. A version's terms never change once published; its status
+/// here is as last seen (it may have been retired since).
+///
+/// Errors: `VERSION_NOT_FOUND`.
+pub async fn get_version_terms(
+    conn: &mut AsyncPgConnection,
+    version_id: ProductVersionId,
+) -> Result<Arc<ProductVersion>, PricingError> {
+    let remembered = PUBLISHED
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .find(|p| p.version.id == version_id)
+        .map(|p| Arc::clone(&p.version));
+    match remembered {
+        Some(v) => Ok(v),
+        None => Ok(Arc::new(
+            crate::products::get_version(conn, version_id).await?,
+        )),
+    }
+}
+
 /// What a quote is shown with: its product and the number of the version it was rated on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuoteLabels {
@@ -348,22 +379,14 @@ pub fn build_quote(
     })
 }
 
-/// Whether `conn` is inside a transaction (where a failed statement would abort it).
-fn in_transaction(conn: &mut AsyncPgConnection) -> bool {
-    !matches!(
-        <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::transaction_manager_status_mut(conn)
-            .transaction_depth(),
-        Ok(None)
-    )
-}
-
 /// Inserts a quote. Inside a caller's transaction, the insert runs in a savepoint, so that a
-/// refusal (stale version) leaves the caller's transaction usable for the retry.
+/// refusal (stale version) leaves the caller's transaction usable for the retry. On its own, the
+/// insert commits without waiting for the disk (see the module's "Durability").
 async fn insert_quote(
     conn: &mut AsyncPgConnection,
     row: &QuoteRow,
 ) -> Result<(), diesel::result::Error> {
-    if in_transaction(conn) {
+    if shared::db::in_transaction(conn) {
         conn.transaction::<_, diesel::result::Error, _>(async |conn| {
             diesel::insert_into(quotes::table)
                 .values(row)
@@ -373,12 +396,46 @@ async fn insert_quote(
         })
         .await
     } else {
-        diesel::insert_into(quotes::table)
-            .values(row)
-            .execute(conn)
-            .await
-            .map(drop)
+        insert_quote_async_commit(conn, row).await
     }
+}
+
+/// The quote insert as one statement that is its own transaction, with `synchronous_commit`
+/// off for that transaction only: `set_config(…, true)` lasts until the end of the current
+/// transaction, which here is the statement's, and its commit is the one it relaxes. One round
+/// trip, like a plain insert.
+async fn insert_quote_async_commit(
+    conn: &mut AsyncPgConnection,
+    row: &QuoteRow,
+) -> Result<(), diesel::result::Error> {
+    use diesel::sql_types::{BigInt, Jsonb, Text, Timestamptz, Uuid};
+    diesel::sql_query(
+        "INSERT INTO quotes (id, driver_id, vehicle_id, product_version_id, currency,
+                hourly_rate_minor, minimum_charge_minor, daily_cap_minor, one_hour_net_minor,
+                one_hour_commission_minor, one_hour_ipt_minor, one_hour_total_minor,
+                explanation, rating_input, created_at, expires_at)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16
+           FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed_commit",
+    )
+    .bind::<Uuid, _>(row.id.uuid())
+    .bind::<Uuid, _>(row.driver_id.uuid())
+    .bind::<Uuid, _>(row.vehicle_id.uuid())
+    .bind::<Uuid, _>(row.product_version_id.uuid())
+    .bind::<Text, _>(&row.currency)
+    .bind::<BigInt, _>(row.hourly_rate_minor)
+    .bind::<BigInt, _>(row.minimum_charge_minor)
+    .bind::<BigInt, _>(row.daily_cap_minor)
+    .bind::<BigInt, _>(row.one_hour_net_minor)
+    .bind::<BigInt, _>(row.one_hour_commission_minor)
+    .bind::<BigInt, _>(row.one_hour_ipt_minor)
+    .bind::<BigInt, _>(row.one_hour_total_minor)
+    .bind::<Jsonb, _>(&row.explanation)
+    .bind::<Jsonb, _>(&row.rating_input)
+    .bind::<Timestamptz, _>(row.created_at)
+    .bind::<Timestamptz, _>(row.expires_at)
+    .execute(conn)
+    .await
+    .map(drop)
 }
 
 fn is_stale_version(e: &diesel::result::Error) -> bool {
@@ -387,6 +444,37 @@ fn is_stale_version(e: &diesel::result::Error) -> bool {
         diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::CheckViolation, info)
             if info.constraint_name() == Some("quotes_version_published")
     )
+}
+
+/// Whether a database error is the refusal of a quote whose version is no longer the product's
+/// published one (see [`store_quote`]).
+pub fn is_version_not_published(e: &diesel::result::Error) -> bool {
+    is_stale_version(e)
+}
+
+/// Stores a quote rated in memory (by [`build_quote`] on [`published_version`]) inside the
+/// caller's transaction, with no savepoint of its own: it is as durable as that transaction and
+/// costs one round trip.
+///
+/// When the quote's version is no longer the published one, the database refuses the insert
+/// and the caller's transaction is aborted: the error is `Database`, recognised by
+/// [`is_version_not_published`]; the caller rolls back and may rate again on
+/// [`published_version`], which will have read the new version (this one is forgotten).
+pub async fn store_quote(conn: &mut AsyncPgConnection, quote: &Quote) -> Result<(), PricingError> {
+    let row = QuoteRow::from_quote(quote)?;
+    match diesel::insert_into(quotes::table)
+        .values(&row)
+        .execute(conn)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            if is_stale_version(&e) {
+                forget_published(quote.product_id);
+            }
+            Err(e.into())
+        }
+    }
 }
 
 /// Quotes cover for a driver's vehicle on a product's published version, and stores the quote.
@@ -406,15 +494,10 @@ pub async fn create_quote(
     product_id: ProductId,
 ) -> Result<Quote, PricingError> {
     let version = published_version(conn, product_id).await?;
-    let driver = accounts::get_driver(conn, driver_id)
+    let (driver, vehicle) = accounts::get_driver_and_vehicle(conn, driver_id, vehicle_id)
         .await
         .map_err(|e| match e {
-            AccountsError::NotFound(_) => PricingError::DriverNotFound,
-            other => PricingError::Internal(other.into()),
-        })?;
-    let vehicle = accounts::get_vehicle_for_driver(conn, driver_id, vehicle_id)
-        .await
-        .map_err(|e| match e {
+            AccountsError::NotFound("driverId") => PricingError::DriverNotFound,
             AccountsError::NotFound(_) => PricingError::VehicleNotFound,
             other => PricingError::Internal(other.into()),
         })?;
@@ -422,7 +505,7 @@ pub async fn create_quote(
 }
 
 /// [`create_quote`] for a caller that has just read the driver and the vehicle (through the
-/// accounts app), saving the two reads.
+/// accounts app), saving the read.
 ///
 /// Errors: those of [`create_quote`]; `VEHICLE_NOT_FOUND` when the vehicle is not the driver's.
 pub async fn create_quote_for(

@@ -179,27 +179,25 @@ impl CreateQuotePayload {
     }
 }
 
-/// Builds the GraphQL quote (reads the version number and product).
+/// Builds the GraphQL quote, with its product and version number (from memory for a quote on
+/// the published version the process remembers, which every quote just made is).
 pub(crate) async fn quote_object(
     ctx: &Context<'_>,
     conn: &mut diesel_async::AsyncPgConnection,
     q: pricing::Quote,
 ) -> async_graphql::Result<Quote> {
-    let version = pricing::get_version(conn, q.product_version_id)
-        .await
-        .map_err(|e| internal(ctx, e))?;
-    let product = pricing::get_product(conn, q.product_id)
+    let labels = pricing::quote_labels(conn, &q)
         .await
         .map_err(|e| internal(ctx, e))?;
     Ok(Quote {
         id: to_global_id("Quote", &q.id),
         product: Product {
-            id: to_global_id("Product", &product.id),
-            code: product.code,
-            name: product.name,
-            version_number: version.version_number,
+            id: to_global_id("Product", &labels.product.id),
+            code: labels.product.code.clone(),
+            name: labels.product.name.clone(),
+            version_number: labels.version_number,
         },
-        product_version_number: version.version_number,
+        product_version_number: labels.version_number,
         vehicle_id: to_global_id("Vehicle", &q.vehicle_id),
         hourly_rate: q.hourly_rate.into(),
         minimum_charge: q.minimum_charge.into(),

@@ -612,7 +612,7 @@ impl SessionMutation {
             Ok(started) => {
                 publish_events(core, &started.events).await;
                 if !started.replayed {
-                    schedule_auto_top_up(core, &mut conn, driver.driver_id).await;
+                    schedule_auto_top_up(ctx, core, &mut conn, driver.driver_id).await;
                 }
                 Ok(StartCoverPayload {
                     session: Some(CoverSession::new(
@@ -685,18 +685,27 @@ impl SessionMutation {
 /// asks callers to, before cover runs). Best effort: the session has started either way, and
 /// the session charge schedules one too.
 async fn schedule_auto_top_up(
+    ctx: &Context<'_>,
     core: &Core,
     conn: &mut diesel_async::AsyncPgConnection,
     driver_id: DriverId,
 ) {
-    let env = match payments::PaymentsEnv::from_settings(&core.settings, core.clock.clone()) {
-        Ok(env) => env,
-        Err(e) => {
-            tracing::warn!(error = %e, "auto top-up not checked: payments environment");
-            return;
-        }
+    // The server's, built once at start (a Stripe client sets up TLS: too costly per request).
+    let built;
+    let env = match ctx.data_opt::<payments::PaymentsEnv>() {
+        Some(env) => env,
+        None => match payments::PaymentsEnv::from_settings(&core.settings, core.clock.clone()) {
+            Ok(env) => {
+                built = env;
+                &built
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "auto top-up not checked: payments environment");
+                return;
+            }
+        },
     };
-    if let Err(e) = payments::maybe_schedule_auto_top_up(conn, &env, driver_id).await {
+    if let Err(e) = payments::maybe_schedule_auto_top_up(conn, env, driver_id).await {
         tracing::warn!(%driver_id, error = %e, "auto top-up not scheduled after cover started");
     }
 }

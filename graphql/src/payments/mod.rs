@@ -59,8 +59,12 @@ pub fn require_money_staff(ctx: &Context<'_>) -> async_graphql::Result<accounts:
     }
 }
 
-/// The payments handles (Stripe client, clock, public URL) for this process's settings.
+/// The payments handles (Stripe client, clock, public URL) for this process's settings: the
+/// server's, built once at start, else built now.
 pub(crate) fn payments_env(ctx: &Context<'_>) -> async_graphql::Result<payments::PaymentsEnv> {
+    if let Some(env) = ctx.data_opt::<payments::PaymentsEnv>() {
+        return Ok(env.clone());
+    }
     let core = crate::accounts::core(ctx)?;
     payments::PaymentsEnv::from_settings(&core.settings, core.clock.clone())
         .map_err(|e| internal(ctx, e))
