@@ -14,8 +14,10 @@
 //! a client holding a dead credential learns so at once. A refused staff cookie is cleared in the
 //! same response so that the browser can sign in again.
 //!
-//! Partner calls are rate limited per key ([`accounts::rate_limit::PARTNER_API_PER_KEY`]),
-//! failing open when Redis is down: an outage of the limiter must not stop cover being switched.
+//! Partner calls are rate limited per key and per partner over all its keys
+//! ([`accounts::rate_limit::partner_api_per_key`], [`accounts::rate_limit::partner_api_per_partner`],
+//! limits from settings), failing open when Redis is down: an outage of the limiter must not stop
+//! cover being switched.
 
 use crate::context::Viewer;
 use accounts::rate_limit::{self, RateLimitError};
@@ -95,9 +97,22 @@ pub enum Refusal {
     RateLimited {
         /// Seconds until calls are accepted again.
         retry_after_secs: u64,
+        /// Which limit was reached.
+        by: LimitedBy,
+        /// Requests allowed per minute under that limit.
+        limit: u32,
     },
     /// The credential could not be checked (the database is unavailable).
     Unavailable(anyhow::Error),
+}
+
+/// Which partner rate limit a request reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitedBy {
+    /// The API key's own limit.
+    Key,
+    /// The partner's limit over all its keys.
+    Partner,
 }
 
 fn refused(err: AuthError, clear_cookie: bool) -> Refusal {
@@ -137,7 +152,7 @@ pub async fn authenticate(core: &Core, req: &HttpRequest) -> Result<Viewer, Refu
                 .await
                 .map_err(|e| refused(e, false))?;
             drop(conn);
-            check_partner_rate_limit(core, &partner.key_id.to_string()).await?;
+            check_partner_rate_limit(core, &partner).await?;
             Principal::Partner(partner)
         }
         Credential::StaffCookie(token) => accounts::authenticate_staff(&mut conn, clock, &token)
@@ -149,7 +164,10 @@ pub async fn authenticate(core: &Core, req: &HttpRequest) -> Result<Viewer, Refu
     Ok(Viewer(principal))
 }
 
-async fn check_partner_rate_limit(core: &Core, key_id: &str) -> Result<(), Refusal> {
+async fn check_partner_rate_limit(
+    core: &Core,
+    partner: &accounts::PartnerPrincipal,
+) -> Result<(), Refusal> {
     let mut redis = match core.redis.conn().await {
         Ok(r) => r,
         Err(e) => {
@@ -157,23 +175,37 @@ async fn check_partner_rate_limit(core: &Core, key_id: &str) -> Result<(), Refus
             return Ok(());
         }
     };
-    match rate_limit::check_policy(
-        &mut redis,
-        core.redis.prefix(),
-        &rate_limit::PARTNER_API_PER_KEY,
-        key_id,
-    )
-    .await
-    {
-        Ok(()) => Ok(()),
-        Err(RateLimitError::Limited(limited)) => Err(Refusal::RateLimited {
-            retry_after_secs: limited.retry_after_secs,
-        }),
-        Err(RateLimitError::Redis(e)) => {
-            tracing::warn!(error = %e, "partner rate limit skipped: Redis unavailable");
-            Ok(())
+    let limits = &core.settings.accounts;
+    let checks = [
+        (
+            rate_limit::partner_api_per_key(limits.partner_key_requests_per_minute),
+            partner.key_id.to_string(),
+            LimitedBy::Key,
+        ),
+        (
+            rate_limit::partner_api_per_partner(limits.partner_requests_per_minute),
+            partner.partner_id.to_string(),
+            LimitedBy::Partner,
+        ),
+    ];
+    for (policy, subject, by) in checks {
+        match rate_limit::check_policy(&mut redis, core.redis.prefix(), &policy, &subject).await {
+            Ok(()) => {}
+            Err(RateLimitError::Limited(limited)) => {
+                tracing::info!(partner_id = %partner.partner_id, key_id = %partner.key_id, by = ?by, "partner rate limited");
+                return Err(Refusal::RateLimited {
+                    retry_after_secs: limited.retry_after_secs,
+                    by,
+                    limit: policy.limit,
+                });
+            }
+            Err(RateLimitError::Redis(e)) => {
+                tracing::warn!(error = %e, "partner rate limit skipped: Redis unavailable");
+                return Ok(());
+            }
         }
     }
+    Ok(())
 }
 
 /// The `Set-Cookie` value that stores a staff session token until `expires_at`.

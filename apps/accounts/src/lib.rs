@@ -63,6 +63,6 @@ pub use staff::{
     generate_password, get_staff, staff_sign_in, staff_sign_out,
 };
 pub use vehicles::{
-    NewVehicle, Vehicle, VehicleType, add_vehicle, get_vehicle_for_driver, get_vehicles,
-    list_vehicles, list_vehicles_of_drivers, remove_vehicle,
+    NewVehicle, Vehicle, VehicleType, add_vehicle, get_driver_and_vehicle, get_vehicle_for_driver,
+    get_vehicles, list_vehicles, list_vehicles_of_drivers, remove_vehicle,
 };

@@ -56,12 +56,24 @@ pub const STAFF_SIGN_IN_PER_EMAIL: Policy = Policy {
     window: Duration::from_secs(15 * 60),
 };
 
-/// Partner API calls per key.
-pub const PARTNER_API_PER_KEY: Policy = Policy {
-    bucket: "partner_api_key",
-    limit: 600,
-    window: Duration::from_secs(60),
-};
+/// Partner API calls per key, per minute (the limit comes from settings).
+pub fn partner_api_per_key(limit: u32) -> Policy {
+    Policy {
+        bucket: "partner_api_key",
+        limit,
+        window: Duration::from_secs(60),
+    }
+}
+
+/// Partner API calls per partner over all its keys, per minute (the limit comes from settings):
+/// a partner cannot multiply its allowance by making more keys.
+pub fn partner_api_per_partner(limit: u32) -> Policy {
+    Policy {
+        bucket: "partner_api_partner",
+        limit,
+        window: Duration::from_secs(60),
+    }
+}
 
 /// The subject has used its allowance for this window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

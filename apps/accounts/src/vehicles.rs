@@ -359,6 +359,38 @@ pub async fn get_vehicle_for_driver(
     Vehicle::try_from(row)
 }
 
+/// A driver and one of their vehicles not removed, in one read (what quoting and starting cover
+/// need, on their hot path).
+///
+/// Errors: `NOT_FOUND` (`driverId`) for an unknown or deleted driver, then `NOT_FOUND`
+/// (`vehicleId`) for a vehicle that is unknown, removed or another driver's — as
+/// [`get_driver`](crate::get_driver) followed by [`get_vehicle_for_driver`] would answer.
+pub async fn get_driver_and_vehicle(
+    conn: &mut AsyncPgConnection,
+    driver_id: DriverId,
+    vehicle_id: VehicleId,
+) -> Result<(crate::Driver, Vehicle), AccountsError> {
+    let (driver, vehicle): (crate::drivers::DriverRow, Option<VehicleRow>) = drivers::table
+        .left_join(
+            vehicles::table.on(vehicles::driver_id
+                .eq(drivers::id)
+                .and(vehicles::id.eq(vehicle_id))
+                .and(vehicles::removed_at.is_null())),
+        )
+        .filter(drivers::id.eq(driver_id))
+        .filter(drivers::deleted_at.is_null())
+        .select((
+            crate::drivers::DriverRow::as_select(),
+            Option::<VehicleRow>::as_select(),
+        ))
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(AccountsError::NotFound("driverId"))?;
+    let vehicle = vehicle.ok_or(AccountsError::NotFound("vehicleId"))?;
+    Ok((crate::Driver::from(driver), Vehicle::try_from(vehicle)?))
+}
+
 /// Vehicles by id, removed ones included (past cover sessions name the vehicle they covered), for
 /// DataLoaders and other apps. The caller checks that the viewer may see each one.
 pub async fn get_vehicles(

@@ -214,7 +214,8 @@ fn check_recipient(channel: Channel, recipient: &str) -> Result<(), Notification
 }
 
 /// Records a message and commits its delivery job, on `conn` (inside the caller's transaction
-/// when there is one). Returns the notification's id — the existing one when `cause` was already
+/// when there is one, which then holds the two writes together: no savepoint of its own, so a
+/// failure leaves that transaction to be rolled back). Returns the notification's id — the existing one when `cause` was already
 /// recorded, in which case nothing is written.
 ///
 /// The template is rendered now, so the stored text is exactly what is sent. When it cannot be
@@ -235,8 +236,8 @@ pub async fn enqueue_notification(
     let id = NotificationId::new();
     let new = &new;
     let rendered = &rendered;
-    let (id, inserted) = conn
-        .transaction::<_, NotificationsError, _>(async |conn| {
+    let record =
+        async |conn: &mut AsyncPgConnection| -> Result<(NotificationId, bool), NotificationsError> {
             let failure = rendered.as_ref().err().map(|e| e.reason());
             let ok = rendered.as_ref().ok();
             let row = NotificationInsert {
@@ -283,8 +284,12 @@ pub async fn enqueue_notification(
                 .await?;
             }
             Ok((id, true))
-        })
-        .await?;
+        };
+    let (id, inserted) = if shared::db::in_transaction(conn) {
+        record(conn).await?
+    } else {
+        conn.transaction::<_, NotificationsError, _>(record).await?
+    };
     match (inserted, rendered) {
         (false, _) => {
             tracing::debug!(notification_id = %id, cause = %new.cause, "notification already recorded for this cause")

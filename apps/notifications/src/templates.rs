@@ -78,6 +78,11 @@ pub enum Template {
     WeeklyStatement,
     /// A claim was received. Variables: `reference`.
     ClaimReceived,
+    /// A claim moved on. Variables: `reference`, `status` (e.g. `under review`).
+    ClaimUpdated,
+    /// A dispute of a session's charge was resolved. Variables: `certificate`, `outcome` (e.g.
+    /// `£4.20 refunded to your wallet`).
+    DisputeResolved,
 }
 
 text_enum!(Template {
@@ -87,6 +92,8 @@ text_enum!(Template {
     TopUpActionNeeded => "top_up_action_needed",
     WeeklyStatement => "weekly_statement",
     ClaimReceived => "claim_received",
+    ClaimUpdated => "claim_updated",
+    DisputeResolved => "dispute_resolved",
 });
 
 /// The sources of one template.
@@ -167,6 +174,22 @@ impl Template {
                        Our claims team will be in touch. Quote the reference whenever you contact us about it.",
                 html: "<p>We've received your claim <strong>{{reference}}</strong>.</p>\n\
                        <p>Our claims team will be in touch. Quote the reference whenever you contact us about it.</p>",
+            },
+            Template::ClaimUpdated => Source {
+                sms: "ShiftCover: your claim {{reference}} is now {{status}}. See the app for details.",
+                subject: "Your claim {{reference}} is now {{status}}",
+                text: "Your claim {{reference}} is now {{status}}.\n\n\
+                       See the app for details, and quote the reference whenever you contact us about it.",
+                html: "<p>Your claim <strong>{{reference}}</strong> is now <strong>{{status}}</strong>.</p>\n\
+                       <p>See the app for details, and quote the reference whenever you contact us about it.</p>",
+            },
+            Template::DisputeResolved => Source {
+                sms: "ShiftCover: we've looked at your dispute of the charge for {{certificate}}: {{outcome}}.",
+                subject: "Your charge dispute for {{certificate}}",
+                text: "We've looked at your dispute of the charge for cover {{certificate}}.\n\n\
+                       Outcome: {{outcome}}.",
+                html: "<p>We've looked at your dispute of the charge for cover <strong>{{certificate}}</strong>.</p>\n\
+                       <p>Outcome: {{outcome}}.</p>",
             },
         }
     }
@@ -336,6 +359,8 @@ mod tests {
             ("sessions", "12"),
             ("total", "£38.50"),
             ("reference", "CLM-000042"),
+            ("status", "under review"),
+            ("outcome", "£4.20 refunded to your wallet"),
         ])
     }
 

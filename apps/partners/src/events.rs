@@ -222,10 +222,21 @@ pub async fn record_shift_events(
 
     let (stored, links) = conn
         .transaction::<_, PartnersError, _>(async |conn| {
-            let mut stored = Vec::with_capacity(events.len());
+            // Stored by driver, then by position in the batch: concurrent batches that touch
+            // the same drivers then update their links in one order and cannot deadlock.
+            let mut order: Vec<usize> = (0..events.len()).collect();
+            order.sort_by(|&a, &b| {
+                events[a]
+                    .external_driver_id
+                    .trim()
+                    .cmp(events[b].external_driver_id.trim())
+                    .then(a.cmp(&b))
+            });
+            let mut slots: Vec<Option<Stored>> = (0..events.len()).map(|_| None).collect();
             let mut links: BTreeSet<LinkId> = BTreeSet::new();
             let mut resolved: HashMap<String, Result<LinkRow, &'static str>> = HashMap::new();
-            for event in events {
+            for i in order {
+                let event = &events[i];
                 let outcome = store_one(
                     conn,
                     clock,
@@ -242,8 +253,9 @@ pub async fn record_shift_events(
                 {
                     links.insert(link.id);
                 }
-                stored.push(outcome);
+                slots[i] = Some(outcome);
             }
+            let stored: Vec<Stored> = slots.into_iter().flatten().collect();
             Ok((stored, links))
         })
         .await?;

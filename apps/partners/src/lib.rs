@@ -59,8 +59,8 @@ pub use links::{
 };
 pub use scope::{PartnerScope, Viewer};
 pub use sessions::{
-    PartnerCoverStatus, get_cover_start_rule, notify_ended_sessions, partner_cover_status,
-    set_cover_start_rule,
+    PartnerCoverStatus, SessionShiftEvent, get_cover_start_rule, notify_ended_sessions,
+    partner_cover_status, set_cover_start_rule, shift_events_for_session,
 };
 pub use stream::{CoverStartsOn, ShiftEventKind, StreamRules, WorkPeriod, work_periods};
 pub use webhooks::{

@@ -309,6 +309,16 @@ async fn notify_ended(
         .set(partner_sessions::ended_notified_at.eq(clock.now()))
         .execute(conn)
         .await?;
+    // The wallet is charged by the payments app's job, queued in the transaction that saw the
+    // session end; its idempotency key makes a second enqueue (the cron's close hook, a driver's
+    // own end) a no-op.
+    shared::outbox::enqueue(
+        conn,
+        &payments::ChargeSession {
+            session_id: session.id,
+        },
+    )
+    .await?;
     if claimed == 1 {
         enqueue_event(
             conn,
@@ -718,4 +728,77 @@ pub async fn partner_cover_status(
     answer.proof_token = Some(token);
     answer.session = Some(session);
     Ok(answer)
+}
+
+/// One partner event behind a cover session, as recorded (for a driver's charge dispute).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionShiftEvent {
+    /// The partner that sent it.
+    pub partner_id: PartnerId,
+    /// The partner's id for the event.
+    pub partner_event_id: String,
+    /// What the partner reported.
+    pub kind: ShiftEventKind,
+    /// When it happened, by the partner's clock.
+    pub occurred_at: DateTime<Utc>,
+    /// When it reached us.
+    pub received_at: DateTime<Utc>,
+    /// The vehicle type the partner reported.
+    pub vehicle_type: VehicleType,
+    /// The partner's reference of the shift or job.
+    pub reference: Option<String>,
+}
+
+/// The partner events recorded against a session (those whose working period it covers), in
+/// the order they happened. Empty for a session the driver started.
+pub async fn shift_events_for_session(
+    conn: &mut AsyncPgConnection,
+    session_id: CoverSessionId,
+) -> Result<Vec<SessionShiftEvent>, PartnersError> {
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(
+        PartnerId,
+        String,
+        String,
+        DateTime<Utc>,
+        DateTime<Utc>,
+        String,
+        Option<String>,
+    )> = shift_events::table
+        .filter(shift_events::session_id.eq(session_id))
+        .order((shift_events::occurred_at.asc(), shift_events::id.asc()))
+        .select((
+            shift_events::partner_id,
+            shift_events::partner_event_id,
+            shift_events::kind,
+            shift_events::occurred_at,
+            shift_events::received_at,
+            shift_events::vehicle_type,
+            shift_events::reference,
+        ))
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .map(
+            |(
+                partner_id,
+                partner_event_id,
+                kind,
+                occurred_at,
+                received_at,
+                vehicle_type,
+                reference,
+            )| {
+                Ok(SessionShiftEvent {
+                    partner_id,
+                    partner_event_id,
+                    kind: kind.parse()?,
+                    occurred_at,
+                    received_at,
+                    vehicle_type: vehicle_type.parse()?,
+                    reference,
+                })
+            },
+        )
+        .collect()
 }

@@ -86,13 +86,14 @@ async fn named_policies_apply_their_limits() {
 
     assert_eq!(rate_limit::LOGIN_CODE_PER_CLIENT.limit, 20);
     assert_eq!(rate_limit::VERIFY_PER_PHONE.limit, 10);
+    let per_key = rate_limit::partner_api_per_key(600);
+    let per_partner = rate_limit::partner_api_per_partner(1_200);
+    assert_eq!((per_key.limit, per_key.window.as_secs()), (600, 60));
     assert_eq!(
-        (
-            rate_limit::PARTNER_API_PER_KEY.limit,
-            rate_limit::PARTNER_API_PER_KEY.window.as_secs()
-        ),
-        (600, 60)
+        (per_partner.limit, per_partner.window.as_secs()),
+        (1_200, 60)
     );
+    assert_ne!(per_key.bucket, per_partner.bucket, "counted apart");
 }
 
 #[tokio::test]

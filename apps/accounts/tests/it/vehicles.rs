@@ -2,8 +2,8 @@
 
 use crate::support::*;
 use accounts::{
-    DriverId, NewVehicle, VehicleId, VehicleType, add_vehicle, get_vehicle_for_driver,
-    get_vehicles, list_vehicles, remove_vehicle,
+    DriverId, NewVehicle, VehicleId, VehicleType, add_vehicle, get_driver, get_driver_and_vehicle,
+    get_vehicle_for_driver, get_vehicles, list_vehicles, remove_vehicle,
 };
 use testkit::TestDb;
 
@@ -212,4 +212,46 @@ async fn a_vehicle_cannot_be_added_to_an_unknown_driver() {
         .unwrap_err();
     assert_eq!(code(&err), "NOT_FOUND");
     assert_eq!(field(&err).as_deref(), Some("driverId"));
+}
+
+#[tokio::test]
+async fn driver_and_vehicle_in_one_read_answer_as_the_two_reads() {
+    let db = TestDb::new().await.unwrap();
+    let mut conn = db.conn().await.unwrap();
+    let clock = clock();
+    let me = sign_in(&mut conn, &clock, PHONE).await.driver_id;
+    let other = sign_in(&mut conn, &clock, OTHER_PHONE).await.driver_id;
+    let mine = add_vehicle(&mut conn, &clock, me, car("AB12CDE"))
+        .await
+        .unwrap();
+    let theirs = add_vehicle(&mut conn, &clock, other, car("XY34ZZZ"))
+        .await
+        .unwrap();
+
+    let (driver, vehicle) = get_driver_and_vehicle(&mut conn, me, mine.id)
+        .await
+        .unwrap();
+    assert_eq!(driver, get_driver(&mut conn, me).await.unwrap());
+    assert_eq!(vehicle, mine);
+
+    let not_found = |r: Result<_, accounts::AccountsError>| field(&r.unwrap_err());
+    assert_eq!(
+        not_found(get_driver_and_vehicle(&mut conn, me, theirs.id).await),
+        Some("vehicleId".into())
+    );
+    assert_eq!(
+        not_found(get_driver_and_vehicle(&mut conn, me, VehicleId::new()).await),
+        Some("vehicleId".into())
+    );
+    assert_eq!(
+        not_found(get_driver_and_vehicle(&mut conn, DriverId::new(), mine.id).await),
+        Some("driverId".into())
+    );
+    remove_vehicle(&mut conn, &clock, me, mine.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        not_found(get_driver_and_vehicle(&mut conn, me, mine.id).await),
+        Some("vehicleId".into())
+    );
 }
