@@ -1,0 +1,10 @@
+DROP FUNCTION IF EXISTS finance_ensure_month_partition(regclass, date);
+DROP TABLE IF EXISTS finance_rollup_watermark;
+DROP TABLE IF EXISTS finance_ledger_daily;
+DROP TABLE IF EXISTS finance_exception_notes;
+DROP TABLE IF EXISTS finance_exceptions;
+DROP TABLE IF EXISTS finance_recon_items;
+DROP TABLE IF EXISTS finance_recon_runs;
+DROP TABLE IF EXISTS finance_stripe_payouts;
+DROP TABLE IF EXISTS finance_stripe_balance_transactions;
+DROP TABLE IF EXISTS finance_import_runs;
