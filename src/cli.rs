@@ -39,6 +39,47 @@ pub enum Command {
         #[command(subcommand)]
         command: StaffCommand,
     },
+    /// Replay a partner platform's realistic day of shifts for N drivers against a running
+    /// server: makes the drivers (in the configured database; not in production), links them
+    /// with the partner's key, sends their events in batches (slightly out of order, a few
+    /// twice) and prints the answers and the throughput.
+    SimulatePartner {
+        /// The running server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// The partner's API key, with the `drivers:link` and `shifts:write` scopes (a test key
+        /// starts no real cover).
+        #[arg(long, env = "SHIFTCOVER_PARTNER_API_KEY", hide_env_values = true)]
+        api_key: String,
+        /// How many drivers.
+        #[arg(long, default_value_t = 20)]
+        drivers: usize,
+        /// How many hours back the day starts (1 to 23).
+        #[arg(long, default_value_t = 10)]
+        hours: i64,
+        /// Events per `recordShiftEvents` call (1 to 500).
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Seed of the random day (the same seed makes the same drivers and the same day).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Generate synthetic ledger data for benchmarks (a benchmark database only: it needs a
+    /// superuser and skips the ledger's per-row triggers; every transaction balances by
+    /// construction and is checked at the end).
+    GenerateLedger {
+        /// Ledger postings to write (about; 3.6 postings per transaction).
+        #[arg(long)]
+        rows: i64,
+        /// Days of history, ending at the start of today (UTC).
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+        /// Extra top-ups yesterday, each with its imported Stripe balance transaction.
+        #[arg(long, default_value_t = 100_000)]
+        stripe_day: i64,
+    },
+    /// Time the finance reports on the configured database beside plain SUM … GROUP BY queries.
+    FinanceBench,
     /// Check the books.
     Ledger {
         /// What to do.
@@ -157,6 +198,33 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Ledger {
             command: LedgerCommand::Check { database_urls },
         } => check_ledger(&core, database_urls).await,
+        Command::SimulatePartner {
+            url,
+            api_key,
+            drivers,
+            hours,
+            batch,
+            seed,
+        } => {
+            crate::simulate::run(
+                &core,
+                crate::simulate::SimulateOptions {
+                    url,
+                    api_key,
+                    drivers,
+                    hours,
+                    batch,
+                    seed,
+                },
+            )
+            .await
+        }
+        Command::GenerateLedger {
+            rows,
+            days,
+            stripe_day,
+        } => crate::finance_tools::generate(&core, rows, days, stripe_day).await,
+        Command::FinanceBench => crate::finance_tools::bench(&core).await,
     }
 }
 

@@ -39,6 +39,10 @@ pub enum Node {
     Refund(crate::payments::Refund),
     /// A saved card (its driver, ops, finance).
     PaymentMethod(crate::payments::PaymentMethod),
+    /// A claim (its driver, ops).
+    Claim(crate::claims::Claim),
+    /// A dispute of a session's charge (its driver, ops).
+    ChargeDispute(crate::claims::ChargeDispute),
 }
 
 /// A background job in the outbox (defined with the ops part of the schema).
@@ -128,6 +132,10 @@ async fn resolve_node(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Optio
         "PaymentMethod" => Ok(crate::payments::payment_method_node(ctx, &raw)
             .await?
             .map(Node::PaymentMethod)),
+        "Claim" => Ok(crate::claims::claim_node(ctx, &raw).await?.map(Node::Claim)),
+        "ChargeDispute" => Ok(crate::claims::dispute_node(ctx, &raw)
+            .await?
+            .map(Node::ChargeDispute)),
         _ => Ok(None),
     }
 }

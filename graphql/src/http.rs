@@ -48,9 +48,14 @@ pub struct RunningServer {
 pub fn start_server(core: Core) -> anyhow::Result<RunningServer> {
     let listener = TcpListener::bind(&core.settings.http.bind)?;
     let addr = listener.local_addr()?;
-    let schema = build_schema(&core.settings.graphql)
-        .data(core.clone())
-        .finish();
+    let mut schema = build_schema(&core.settings.graphql).data(core.clone());
+    // Built once: a Stripe client sets up TLS, too costly to repeat per request. Resolvers
+    // build their own when it is missing.
+    match payments::PaymentsEnv::from_settings(&core.settings, core.clock.clone()) {
+        Ok(env) => schema = schema.data(env),
+        Err(e) => tracing::warn!(error = %e, "payments environment not built at start"),
+    }
+    let schema = schema.finish();
     let state = web::Data::new(ApiState {
         core: core.clone(),
         schema,
@@ -99,7 +104,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(crate::cover::subscription::graphql_ws),
         )
         .configure(crate::certificates::routes)
-        .configure(crate::webhooks::routes);
+        .configure(crate::claims::photos::routes)
+        .configure(crate::webhooks::routes)
+        .configure(crate::finance::csv::routes);
 }
 
 async fn request_context(
@@ -260,11 +267,11 @@ async fn graphql_get(
 async fn execute(
     state: &ApiState,
     req: &HttpRequest,
-    request: async_graphql::Request,
+    mut request: async_graphql::Request,
     is_get: bool,
 ) -> HttpResponse {
     let gql = &state.core.settings.graphql;
-    let facts = match limits::check(&request.query, gql.max_aliases) {
+    let facts = match limits::check_request(&mut request, gql.max_aliases) {
         Ok(f) => f,
         Err(r) => return refusal(StatusCode::OK, r.code, &r.message),
     };
@@ -323,14 +330,29 @@ fn auth_refusal(state: &ApiState, request_id: &RequestId, refused: Refusal) -> H
                 }]
             }))
         }
-        Refusal::RateLimited { retry_after_secs } => HttpResponse::TooManyRequests()
-            .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
-            .json(json!({
-                "errors": [{
-                    "message": format!("Too many requests for this API key. Try again in {retry_after_secs} seconds."),
-                    "extensions": { "code": "RATE_LIMITED", "retryAfter": retry_after_secs }
-                }]
-            })),
+        Refusal::RateLimited {
+            retry_after_secs,
+            by,
+            limit,
+        } => {
+            let (whose, scope) = match by {
+                viewer::LimitedBy::Key => ("this API key", "API_KEY"),
+                viewer::LimitedBy::Partner => ("your platform's API keys together", "PARTNER"),
+            };
+            HttpResponse::TooManyRequests()
+                .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
+                .json(json!({
+                    "errors": [{
+                        "message": format!("Too many requests: {whose} may make {limit} a minute. Try again in {retry_after_secs} seconds."),
+                        "extensions": {
+                            "code": "RATE_LIMITED",
+                            "retryAfter": retry_after_secs,
+                            "limit": limit,
+                            "limitScope": scope
+                        }
+                    }]
+                }))
+        }
         Refusal::Unavailable(err) => {
             tracing::error!(request_id = %request_id, error = %format!("{err:#}"), "credential check failed");
             sentry::with_scope(

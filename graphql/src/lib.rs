@@ -7,9 +7,11 @@
 
 pub mod accounts;
 pub mod certificates;
+pub mod claims;
 pub mod context;
 pub mod cover;
 pub mod errors;
+pub mod finance;
 pub mod foundation;
 pub mod guard;
 pub mod http;
@@ -17,6 +19,7 @@ pub mod limits;
 pub mod metrics;
 pub mod money;
 pub mod ops;
+pub mod partners;
 pub mod payments;
 pub mod relay;
 pub mod schema;

@@ -17,6 +17,9 @@ pub struct Query(
     CoverQuery,
     crate::ops::OpsQuery,
     crate::payments::PaymentsQuery,
+    crate::partners::PartnersQuery,
+    crate::claims::ClaimsQuery,
+    crate::finance::FinanceQuery,
 );
 
 /// All mutations.
@@ -29,6 +32,9 @@ pub struct Mutation(
     CoverMutation,
     crate::ops::OpsMutation,
     crate::payments::PaymentsMutation,
+    crate::partners::PartnersMutation,
+    crate::claims::ClaimsMutation,
+    crate::finance::FinanceMutation,
 );
 
 /// All subscriptions (served over WebSocket at `/graphql/ws`).

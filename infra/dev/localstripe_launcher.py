@@ -12,7 +12,8 @@ server starts, and changes nothing else about how localstripe decides outcomes:
   and the type of last_payment_error;
 - Charge: amount_captured, billing_details, disputed;
 - Event: pending_webhooks, request;
-- BalanceTransaction: balance_type.
+- BalanceTransaction: balance_type;
+- lists of balance transactions and payouts: the `created` filter.
 
 Three more behaviours follow real Stripe, because code under test relies on them:
 
@@ -92,6 +93,39 @@ _extend_export(resources.PaymentIntent, _fill_payment_intent)
 _extend_export(resources.Charge, _fill_charge)
 _extend_export(resources.Event, _fill_event)
 _extend_export(resources.BalanceTransaction, _fill_balance_transaction)
+
+
+# Lists of balance transactions and payouts take Stripe's `created` filter (gt, gte, lt, lte, or
+# an exact time), which finance's import sends; localstripe itself refuses the parameter.
+def _with_created_filter(cls):
+    original = cls._api_list_all.__func__
+
+    def _api_list_all(klass, url, created=None, **kwargs):
+        li = original(klass, url, **kwargs)
+        if created is None:
+            return li
+        if not isinstance(created, dict):
+            created = {'eq': created}
+        try:
+            bounds = {k: int(v) for k, v in created.items()}
+        except (TypeError, ValueError):
+            raise UserError(400, 'Bad created filter')
+        checks = {
+            'gt': lambda c, b: c > b, 'gte': lambda c, b: c >= b,
+            'lt': lambda c, b: c < b, 'lte': lambda c, b: c <= b,
+            'eq': lambda c, b: c == b,
+        }
+        if any(k not in checks for k in bounds):
+            raise UserError(400, 'Bad created filter')
+        li._list = [o for o in li._list
+                    if all(checks[k](o.created, b) for k, b in bounds.items())]
+        return li
+
+    cls._api_list_all = classmethod(_api_list_all)
+
+
+_with_created_filter(resources.BalanceTransaction)
+_with_created_filter(resources.Payout)
 
 
 # A declined confirmation: Stripe answers a card_error whose body carries the PaymentIntent.

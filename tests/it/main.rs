@@ -5,12 +5,15 @@
 
 mod api;
 mod authorization;
+mod claims_flow;
 mod cli;
 mod cover_flow;
+mod finance_reports;
 mod job_faults;
 mod jobs;
 mod operations;
 mod ops_api;
+mod partners_flow;
 mod payments_flow;
 mod readiness;
 mod schema_drift;

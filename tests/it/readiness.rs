@@ -59,3 +59,68 @@ async fn readiness_follows_a_redis_restart() {
     .await;
     assert!(recovered, "ready again after redis returns");
 }
+
+#[derive(diesel::QueryableByName)]
+struct BackendPid {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pid: i32,
+}
+
+async fn backend_pid(conn: &mut diesel_async::AsyncPgConnection) -> diesel::QueryResult<i32> {
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result::<BackendPid>(conn)
+        .await
+        .map(|r| r.pid)
+}
+
+/// The pool checks a connection on checkout without a query (no `SELECT 1`): one whose backend
+/// the server ended is still never handed out again; a new one takes its place.
+#[tokio::test]
+async fn the_pool_replaces_a_connection_the_server_closed() {
+    use diesel_async::RunQueryDsl;
+    let db = testkit::TestDb::new().await.unwrap();
+    let pool = shared::db::build_pool(&shared::settings::DatabaseSettings {
+        url: shared::Secret::new(db.url().to_owned()),
+        pool_size: 1,
+        acquire_timeout_ms: 2_000,
+    })
+    .unwrap();
+    let first = {
+        let mut conn = pool.get().await.unwrap();
+        backend_pid(&mut conn).await.unwrap()
+    };
+    let mut admin = db.conn().await.unwrap();
+    diesel::sql_query("SELECT pg_terminate_backend($1)")
+        .bind::<diesel::sql_types::Integer, _>(first)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut gone = false;
+    for _ in 0..50 {
+        let left: Count =
+            diesel::sql_query("SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1")
+                .bind::<diesel::sql_types::Integer, _>(first)
+                .get_result(&mut admin)
+                .await
+                .unwrap();
+        if left.n == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the terminated backend exited");
+    // The client learns of the closed socket in the background, as it would between requests.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut conn = pool.get().await.unwrap();
+    let second = backend_pid(&mut conn)
+        .await
+        .expect("the first query on the checked-out connection succeeds");
+    assert_ne!(first, second, "a new connection replaced the closed one");
+}

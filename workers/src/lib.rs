@@ -48,6 +48,23 @@ pub fn default_registry() -> Registry {
     r.register(partners::jobs::run_notify_ended_partner_sessions);
     r.register(partners::jobs::run_flag_stale_links);
 
+    r.queue(finance::jobs::QUEUE, QueuePolicy::default());
+    r.register(finance::jobs::run_reconcile_stripe_day);
+    r.register(finance::jobs::run_build_monthly_bordereau);
+    r.register(finance::jobs::run_send_weekly_statements);
+    r.schedule(
+        "daily_reconciliation",
+        finance::jobs::ReconcileStripeDay::for_tick,
+    );
+    r.schedule(
+        "monthly_bordereau",
+        finance::jobs::BuildMonthlyBordereau::for_tick,
+    );
+    r.schedule(
+        "weekly_statements",
+        finance::jobs::SendWeeklyStatements::for_tick,
+    );
+
     r.schedule(
         "close_due_sessions",
         cover::jobs::CloseDueSessions::for_tick,

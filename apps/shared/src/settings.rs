@@ -53,6 +53,27 @@ pub struct Settings {
     pub stripe: StripeSettings,
     /// Cover sessions and proof of cover.
     pub cover: CoverSettings,
+    /// Claims (photo storage).
+    pub claims: ClaimsSettings,
+}
+
+/// Claims settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClaimsSettings {
+    /// The directory claim photos are stored in (created when missing).
+    pub photo_dir: String,
+    /// The largest photo accepted, in bytes.
+    pub max_photo_bytes: usize,
+}
+
+impl Default for ClaimsSettings {
+    fn default() -> Self {
+        Self {
+            photo_dir: "data/claim-photos".into(),
+            max_photo_bytes: 10 * 1024 * 1024,
+        }
+    }
 }
 
 /// Cover settings.
@@ -87,6 +108,10 @@ pub struct AccountsSettings {
     pub login_code_pepper: Secret,
     /// Whether the staff session cookie is marked `Secure` (off only for plain-HTTP development).
     pub staff_cookie_secure: bool,
+    /// Partner API requests allowed per minute for each API key.
+    pub partner_key_requests_per_minute: u32,
+    /// Partner API requests allowed per minute for each partner, over all its keys.
+    pub partner_requests_per_minute: u32,
 }
 
 impl Default for AccountsSettings {
@@ -94,6 +119,8 @@ impl Default for AccountsSettings {
         Self {
             login_code_pepper: Secret::new("development-only-login-code-pepper"),
             staff_cookie_secure: false,
+            partner_key_requests_per_minute: 600,
+            partner_requests_per_minute: 1_200,
         }
     }
 }
@@ -409,6 +436,14 @@ impl Settings {
         if self.http.max_body_bytes < 1024 {
             return Err(invalid("http.max_body_bytes", "must be at least 1024"));
         }
+        if self.accounts.partner_key_requests_per_minute == 0
+            || self.accounts.partner_requests_per_minute == 0
+        {
+            return Err(invalid(
+                "accounts.partner_requests_per_minute",
+                "partner rate limits must be at least 1 a minute",
+            ));
+        }
         if !self.database.url.expose().starts_with("postgres://")
             && !self.database.url.expose().starts_with("postgresql://")
         {
@@ -474,6 +509,15 @@ impl Settings {
             return Err(invalid(
                 "cover.max_session_hours",
                 "must be between 1 and 24",
+            ));
+        }
+        if self.claims.photo_dir.trim().is_empty() {
+            return Err(invalid("claims.photo_dir", "must name a directory"));
+        }
+        if self.claims.max_photo_bytes < 1024 || self.claims.max_photo_bytes > 50 * 1024 * 1024 {
+            return Err(invalid(
+                "claims.max_photo_bytes",
+                "must be between 1 KiB and 50 MiB",
             ));
         }
         if self.environment == Environment::Production && self.graphql.ide {

@@ -34,7 +34,9 @@
 //!
 //! Add a row per owner when ownership matters (own object, another's object).
 
+mod claims;
 mod cover;
+mod finance;
 mod ops;
 mod partners;
 mod payments;
@@ -150,6 +152,11 @@ struct Fx {
     /// A dead job, and a product of its own with a published version and a draft.
     ops: ops::OpsFx,
     // ---- partners fixtures (see partners.rs) ----
+    /// Driver A linked to the own partner, an endpoint with a delivery, a fresh code of B's.
+    partners: partners::PartnersFx,
+    // ---- claims fixtures (see claims.rs) ----
+    /// Driver A's claims and disputed charges.
+    claims: claims::ClaimsFx,
 }
 
 /// One row of the table.
@@ -172,6 +179,8 @@ fn table() -> Vec<Entry> {
     entries.extend(payments::entries());
     entries.extend(ops::entries());
     entries.extend(partners::entries());
+    entries.extend(claims::entries());
+    entries.extend(finance::entries());
     entries
 }
 
@@ -548,6 +557,10 @@ async fn fixture(app: &TestApp, staff: &Staff) -> Fx {
     let cover = cover::fixture(app, &a, &a_vehicle).await;
     // ---- payments fixtures (made before `a` moves into `Fx`) ----
     let payments = payments::fixture(app, &a).await;
+    // ---- partners fixtures (made before `a`, `b` and the partner move into `Fx`) ----
+    let partners = partners::fixture(app, &a, &b, &own_partner).await;
+    // ---- claims fixtures (made after cover's: driver A's wallet and running session) ----
+    let claims = claims::fixture(app, &a, &a_vehicle).await;
     Fx {
         a,
         b,
@@ -568,6 +581,9 @@ async fn fixture(app: &TestApp, staff: &Staff) -> Fx {
         // ---- ops fixtures ----
         ops: ops::fixture(app).await,
         // ---- partners fixtures ----
+        partners,
+        // ---- claims fixtures ----
+        claims,
     }
 }
 
