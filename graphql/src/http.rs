@@ -106,7 +106,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(crate::certificates::routes)
         .configure(crate::claims::photos::routes)
         .configure(crate::webhooks::routes)
-        .configure(crate::finance::csv::routes);
+        .configure(crate::finance::csv::routes)
+        .configure(crate::finance::statements::pdf_route::routes);
 }
 
 async fn request_context(

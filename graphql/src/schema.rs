@@ -20,6 +20,7 @@ pub struct Query(
     crate::partners::PartnersQuery,
     crate::claims::ClaimsQuery,
     crate::finance::FinanceQuery,
+    crate::finance::StatementsQuery,
 );
 
 /// All mutations.

@@ -1,5 +1,5 @@
-//! A minimal PDF writer: one A4 page of Helvetica text lines and filled rectangles, enough for a
-//! certificate. Written by hand (objects, cross-reference table, trailer) because a document
+//! A minimal PDF writer: A4 pages of Helvetica text lines and filled rectangles, enough for a
+//! certificate or a statement. Written by hand (objects, cross-reference table, trailer) because a document
 //! this simple does not need a PDF library.
 //!
 //! Text is encoded in WinAnsiEncoding (the standard 14 fonts' Latin encoding, which has £ and
@@ -114,64 +114,80 @@ impl Page {
 
     /// The page as a single-page PDF document titled `title`.
     pub fn into_document(self, title: &str) -> Vec<u8> {
-        let mut content = self.ops;
-        if content.last() == Some(&b'\n') {
-            content.pop();
-        }
-        let mut objects: Vec<Vec<u8>> = Vec::new();
-        objects.push(b"<< /Type /Catalog /Pages 2 0 R >>".to_vec());
-        objects.push(b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec());
+        document(vec![self], title)
+    }
+}
+
+/// `pages` as one PDF document titled `title` (an empty list gives one blank page).
+pub fn document(pages: Vec<Page>, title: &str) -> Vec<u8> {
+    let mut pages = pages;
+    if pages.is_empty() {
+        pages.push(Page::new());
+    }
+    let n = pages.len();
+    // Objects: 1 catalog, 2 page tree, 3 and 4 the fonts, 5 the info dictionary, then a page
+    // object and its content stream for each page.
+    let page_obj = |i: usize| 6 + 2 * i;
+    let kids: Vec<String> = (0..n).map(|i| format!("{} 0 R", page_obj(i))).collect();
+    let mut objects: Vec<Vec<u8>> = Vec::with_capacity(5 + 2 * n);
+    objects.push(b"<< /Type /Catalog /Pages 2 0 R >>".to_vec());
+    objects.push(format!("<< /Type /Pages /Kids [{}] /Count {n} >>", kids.join(" ")).into_bytes());
+    for base in ["Helvetica", "Helvetica-Bold"] {
         objects.push(
             format!(
-                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {} {}] \
-                 /Resources << /Font << /F1 5 0 R /F2 6 0 R >> >> /Contents 4 0 R >>",
-                num(PAGE_WIDTH),
-                num(PAGE_HEIGHT)
+                "<< /Type /Font /Subtype /Type1 /BaseFont /{base} /Encoding /WinAnsiEncoding >>"
             )
             .into_bytes(),
         );
+    }
+    let mut info = b"<< /Title ".to_vec();
+    info.extend_from_slice(&pdf_string(title));
+    info.extend_from_slice(b" /Producer (ShiftCover) >>");
+    objects.push(info);
+    for (i, page) in pages.into_iter().enumerate() {
+        objects.push(
+            format!(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {} {}] \
+                 /Resources << /Font << /F1 3 0 R /F2 4 0 R >> >> /Contents {} 0 R >>",
+                num(PAGE_WIDTH),
+                num(PAGE_HEIGHT),
+                page_obj(i) + 1
+            )
+            .into_bytes(),
+        );
+        let mut content = page.ops;
+        if content.last() == Some(&b'\n') {
+            content.pop();
+        }
         let mut stream = format!("<< /Length {} >>\nstream\n", content.len()).into_bytes();
         stream.extend_from_slice(&content);
         stream.extend_from_slice(b"\nendstream");
         objects.push(stream);
-        for base in ["Helvetica", "Helvetica-Bold"] {
-            objects.push(
-                format!(
-                    "<< /Type /Font /Subtype /Type1 /BaseFont /{base} /Encoding /WinAnsiEncoding >>"
-                )
-                .into_bytes(),
-            );
-        }
-        let mut info = b"<< /Title ".to_vec();
-        info.extend_from_slice(&pdf_string(title));
-        info.extend_from_slice(b" /Producer (ShiftCover) >>");
-        objects.push(info);
-
-        // A binary comment after the header tells transfer tools the file is not plain text.
-        let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
-        let mut offsets = Vec::with_capacity(objects.len());
-        for (i, body) in objects.iter().enumerate() {
-            offsets.push(out.len());
-            out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
-            out.extend_from_slice(body);
-            out.extend_from_slice(b"\nendobj\n");
-        }
-        let xref_at = out.len();
-        let size = objects.len() + 1;
-        out.extend_from_slice(format!("xref\n0 {size}\n0000000000 65535 f \n").as_bytes());
-        for offset in offsets {
-            // Each entry is exactly 20 bytes: 10 digits, space, 5 digits, space, 'n', space, LF.
-            out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
-        }
-        out.extend_from_slice(
-            format!(
-                "trailer\n<< /Size {size} /Root 1 0 R /Info {} 0 R >>\nstartxref\n{xref_at}\n%%EOF\n",
-                size - 1
-            )
-            .as_bytes(),
-        );
-        out
     }
+
+    // A binary comment after the header tells transfer tools the file is not plain text.
+    let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    let mut offsets = Vec::with_capacity(objects.len());
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref_at = out.len();
+    let size = objects.len() + 1;
+    out.extend_from_slice(format!("xref\n0 {size}\n0000000000 65535 f \n").as_bytes());
+    for offset in offsets {
+        // Each entry is exactly 20 bytes: 10 digits, space, 5 digits, space, 'n', space, LF.
+        out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {size} /Root 1 0 R /Info 5 0 R >>\nstartxref\n{xref_at}\n%%EOF\n"
+        )
+        .as_bytes(),
+    );
+    out
 }
 
 /// Splits `text` into lines of at most `max_chars` characters, at spaces where it can and inside
@@ -252,5 +268,37 @@ mod tests {
             );
         }
         assert!(text.contains("(Hello \\(world\\)) Tj"));
+    }
+
+    #[test]
+    fn a_document_of_many_pages_lists_each_page_and_points_at_every_object() {
+        let pages: Vec<Page> = (1..=3)
+            .map(|n| {
+                let mut p = Page::new();
+                p.text(50.0, 800.0, 12.0, Font::Regular, &format!("page {n}"));
+                p
+            })
+            .collect();
+        let pdf = document(pages, "Three");
+        let text = std::str::from_utf8(&pdf[15..]).unwrap();
+        assert!(text.contains("/Kids [6 0 R 8 0 R 10 0 R] /Count 3"));
+        let xref_at: usize = text
+            .rsplit("startxref\n")
+            .next()
+            .and_then(|t| t.lines().next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(pdf[xref_at..].starts_with(b"xref\n0 12\n"));
+        let entries = std::str::from_utf8(&pdf[xref_at..]).unwrap();
+        for (i, line) in entries.lines().skip(3).take(11).enumerate() {
+            let offset: usize = line[..10].parse().unwrap();
+            assert!(pdf[offset..].starts_with(format!("{} 0 obj", i + 1).as_bytes()));
+        }
+        for n in 1..=3 {
+            assert!(text.contains(&format!("(page {n}) Tj")));
+        }
+        // Page 2's content stream is the object after its page object.
+        assert!(text.contains("/Contents 9 0 R"));
     }
 }

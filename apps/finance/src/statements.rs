@@ -69,6 +69,51 @@ pub struct Statement {
     pub entries: Vec<StatementEntry>,
 }
 
+/// The Monday of the week holding `day`, refused when that week has not begun on `today`. The
+/// week in progress is allowed: its statement shows the movements so far.
+pub fn check_week(
+    today: NaiveDate,
+    day: NaiveDate,
+    field: &'static str,
+) -> Result<NaiveDate, FinanceError> {
+    let week = week_of(day);
+    if week > today {
+        return Err(FinanceError::PeriodInFuture(field));
+    }
+    Ok(week)
+}
+
+#[derive(QueryableByName)]
+struct Week {
+    #[diesel(sql_type = diesel::sql_types::Date)]
+    week: NaiveDate,
+}
+
+/// The weeks (their Mondays) in which `driver`'s wallet moved, newest first, starting before
+/// the week `before` when given; at most `limit`. Read from the wallet's postings index.
+pub async fn statement_weeks(
+    conn: &mut AsyncPgConnection,
+    driver: &str,
+    before: Option<NaiveDate>,
+    limit: i64,
+) -> Result<Vec<NaiveDate>, FinanceError> {
+    let before = before.map(|w| crate::period::day_start(week_of(w)));
+    let rows: Vec<Week> = diesel::sql_query(
+        "SELECT DISTINCT date_trunc('week', p.created_at AT TIME ZONE 'UTC')::date AS week \
+           FROM ledger_postings p \
+          WHERE p.account_id = (SELECT id FROM ledger_accounts \
+                                 WHERE kind = 'driver_wallet' AND owner_id = $1 AND currency = 'GBP') \
+            AND ($2::timestamptz IS NULL OR p.created_at < $2) \
+          ORDER BY week DESC LIMIT $3",
+    )
+    .bind::<Text, _>(driver)
+    .bind::<Nullable<Timestamptz>, _>(before)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.week).collect())
+}
+
 #[derive(QueryableByName)]
 struct Opening {
     #[diesel(sql_type = Nullable<BigInt>)]
@@ -136,14 +181,29 @@ fn money(minor: i64) -> String {
     shared::Money::gbp(minor).to_string()
 }
 
-/// The statement as a one-page PDF (the first 40 movements listed; the totals cover them all).
+/// Movements listed on the first page of a statement PDF (below the totals) and on each later page.
+const FIRST_PAGE_ROWS: usize = 42;
+const PAGE_ROWS: usize = 60;
+
+fn movement_header(page: &mut cover::pdf::Page, y: f32) {
+    use cover::pdf::Font;
+    page.text(50.0, y, 10.0, Font::Bold, "Date");
+    page.text(170.0, y, 10.0, Font::Bold, "Movement");
+    page.text(450.0, y, 10.0, Font::Bold, "Amount");
+}
+
+/// The statement as a PDF: the totals on the first page, then every movement, as many pages as
+/// they take, each page numbered.
 pub fn render_statement_pdf(st: &Statement) -> Vec<u8> {
     use cover::pdf::{Font, PAGE_HEIGHT, Page};
+    let week_end = st.week_start + Duration::days(6);
+    let later = st.entries.len().saturating_sub(FIRST_PAGE_ROWS);
+    let page_count = 1 + later.div_ceil(PAGE_ROWS);
+    let mut pages = Vec::with_capacity(page_count);
     let mut page = Page::new();
     let mut y = PAGE_HEIGHT - 60.0;
     page.text(50.0, y, 18.0, Font::Bold, "ShiftCover weekly statement");
     y -= 24.0;
-    let week_end = st.week_start + Duration::days(6);
     page.text(
         50.0,
         y,
@@ -169,11 +229,21 @@ pub fn render_statement_pdf(st: &Statement) -> Vec<u8> {
         y -= 16.0;
     }
     y -= 12.0;
-    page.text(50.0, y, 10.0, Font::Bold, "Date");
-    page.text(170.0, y, 10.0, Font::Bold, "Movement");
-    page.text(450.0, y, 10.0, Font::Bold, "Amount");
-    y -= 14.0;
-    for e in st.entries.iter().take(40) {
+    if st.entries.is_empty() {
+        page.text(50.0, y, 10.0, Font::Regular, "No movements this week.");
+    } else {
+        movement_header(&mut page, y);
+        y -= 14.0;
+    }
+    let mut rows_left = FIRST_PAGE_ROWS;
+    for e in &st.entries {
+        if rows_left == 0 {
+            pages.push(std::mem::take(&mut page));
+            y = PAGE_HEIGHT - 60.0;
+            movement_header(&mut page, y);
+            y -= 14.0;
+            rows_left = PAGE_ROWS;
+        }
         page.text(
             50.0,
             y,
@@ -184,15 +254,23 @@ pub fn render_statement_pdf(st: &Statement) -> Vec<u8> {
         page.text(170.0, y, 9.0, Font::Regular, &e.description);
         page.text(450.0, y, 9.0, Font::Regular, &money(e.amount));
         y -= 12.0;
+        rows_left -= 1;
     }
-    if st.entries.len() > 40 {
-        page.text(
+    pages.push(page);
+    let n = pages.len();
+    for (i, p) in pages.iter_mut().enumerate() {
+        p.text(
             50.0,
-            y,
-            9.0,
+            30.0,
+            8.0,
             Font::Regular,
-            &format!("… and {} more movements", st.entries.len() - 40),
+            &format!(
+                "{} · week of {} · page {} of {n}",
+                st.driver,
+                st.week_start,
+                i + 1
+            ),
         );
     }
-    page.into_document(&format!("Statement {} {}", st.driver, st.week_start))
+    cover::pdf::document(pages, &format!("Statement {} {}", st.driver, st.week_start))
 }

@@ -1,4 +1,4 @@
-//! The finance part of the schema and the finance CSV downloads.
+//! The finance part of the schema, the finance CSV downloads and the drivers' weekly statements.
 //!
 //! Every field requires the finance role (admin holds every role): reconciliation summaries and
 //! items, the exceptions queue (note, resolve; audited by `finance`), the trial balance, IPT per
@@ -8,9 +8,11 @@
 pub mod csv;
 pub mod mutation;
 pub mod query;
+pub mod statements;
 
 pub use mutation::FinanceMutation;
 pub use query::FinanceQuery;
+pub use statements::StatementsQuery;
 
 use crate::errors::{coded, internal};
 use async_graphql::Context;

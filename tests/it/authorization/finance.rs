@@ -1,12 +1,13 @@
-//! Authorization entries for finance: reconciliation, the exceptions queue and the reports.
-//! Finance and admin only; ops, drivers and partners are refused. No fixture: the reports run on
+//! Authorization entries for finance: drivers' statements (their own only), reconciliation, the
+//! exceptions queue and the reports.
+//! Reports are for finance and admin only; ops, drivers and partners are refused. No fixture: the reports run on
 //! an empty ledger (empty but present), a day never reconciled has no summary (null), and the
 //! exception mutations name an exception that does not exist (`NOT_FOUND` shows the guard let
 //! the caller through).
 
 use super::Entry;
 use super::Expect::*;
-use super::{Expect, FORBID, UNAUTH, by};
+use super::{Expect, FORBID, UNAUTH, by, drivers_only};
 use crate::support::global_id;
 use serde_json::json;
 
@@ -17,6 +18,22 @@ fn finance_only(allowed: Expect) -> [Expect; 7] {
 
 pub(super) fn entries() -> Vec<Entry> {
     vec![
+        Entry {
+            field: "Query.statements",
+            case: "own statements",
+            doc: "{ statements(first: 2) { edges { cursor node { weekStart closingBalance { minor } movements { kind } } } } }",
+            vars: |_, _| json!({}),
+            judge: "/statements",
+            expect: drivers_only(),
+        },
+        Entry {
+            field: "Query.statement",
+            case: "own statement of a past week",
+            doc: "{ statement(weekStart: \"2025-01-06\") { weekStart openingBalance { minor } pdfPath } }",
+            vars: |_, _| json!({}),
+            judge: "/statement",
+            expect: drivers_only(),
+        },
         Entry {
             field: "Query.reconciliationSummary",
             case: "a past day never reconciled",
