@@ -1,8 +1,9 @@
 //! The actix-web server: `/graphql`, the subscriptions' WebSocket `/graphql/ws`, `/healthz`,
-//! `/readyz`, `/metrics`, and the routes of [`crate::certificates`] and [`crate::webhooks`].
+//! `/readyz`, `/metrics`, the back office at `/admin` ([`crate::admin`]), and the routes of
+//! [`crate::certificates`] and [`crate::webhooks`].
 
 use crate::accounts::loaders::AccountsLoader;
-use crate::context::{ClientAddr, RequestId};
+use crate::context::{ClientAddr, RequestId, Viewer};
 use crate::cover::loaders::CoverLoader;
 use crate::limits;
 use crate::metrics::Metrics;
@@ -30,6 +31,9 @@ pub struct ApiState {
     pub core: Core,
     /// The executable schema.
     pub schema: ApiSchema,
+    /// The same schema with a higher complexity limit, for the back office's own fixed
+    /// documents (pages that show several lists at once); never reachable with client text.
+    pub admin_schema: ApiSchema,
     /// Metrics registry.
     pub metrics: Metrics,
 }
@@ -48,17 +52,31 @@ pub struct RunningServer {
 pub fn start_server(core: Core) -> anyhow::Result<RunningServer> {
     let listener = TcpListener::bind(&core.settings.http.bind)?;
     let addr = listener.local_addr()?;
-    let mut schema = build_schema(&core.settings.graphql).data(core.clone());
     // Built once: a Stripe client sets up TLS, too costly to repeat per request. Resolvers
     // build their own when it is missing.
-    match payments::PaymentsEnv::from_settings(&core.settings, core.clock.clone()) {
-        Ok(env) => schema = schema.data(env),
-        Err(e) => tracing::warn!(error = %e, "payments environment not built at start"),
-    }
-    let schema = schema.finish();
+    let payments_env =
+        match payments::PaymentsEnv::from_settings(&core.settings, core.clock.clone()) {
+            Ok(env) => Some(env),
+            Err(e) => {
+                tracing::warn!(error = %e, "payments environment not built at start");
+                None
+            }
+        };
+    let finish = |settings: &shared::settings::GraphqlSettings| {
+        let mut schema = build_schema(settings).data(core.clone());
+        if let Some(env) = payments_env.clone() {
+            schema = schema.data(env);
+        }
+        schema.finish()
+    };
+    let schema = finish(&core.settings.graphql);
+    let mut admin_limits = core.settings.graphql.clone();
+    admin_limits.max_complexity = admin_limits.max_complexity.saturating_mul(4);
+    let admin_schema = finish(&admin_limits);
     let state = web::Data::new(ApiState {
         core: core.clone(),
         schema,
+        admin_schema,
         metrics: Metrics::new()?,
     });
     let workers = match core.settings.http.workers {
@@ -107,7 +125,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(crate::claims::photos::routes)
         .configure(crate::webhooks::routes)
         .configure(crate::finance::csv::routes)
-        .configure(crate::finance::statements::pdf_route::routes);
+        .configure(crate::finance::statements::pdf_route::routes)
+        .configure(crate::admin::routes);
 }
 
 async fn request_context(
@@ -288,14 +307,7 @@ async fn execute(
         Ok(v) => v,
         Err(refused) => return auth_refusal(state, &request_id, refused),
     };
-    let request = request
-        .data(request_id.clone())
-        .data(viewer)
-        .data(ClientAddr(req.peer_addr().map(|a| a.ip())))
-        .data(AccountsLoader::data_loader(state.core.pool.clone()))
-        .data(CoverLoader::data_loader(state.core.pool.clone()));
-    let mut response = state.schema.execute(request).await;
-    label_errors(&mut response);
+    let response = execute_as(state, req, viewer, request).await;
     let mut http = HttpResponse::Ok();
     http.content_type("application/json");
     for (name, value) in response.http_headers.iter() {
@@ -304,6 +316,37 @@ async fn execute(
         }
     }
     http.json(&response)
+}
+
+/// Runs a GraphQL request for `viewer` with the data every resolver expects (request id, client
+/// address, loaders); errors labelled as on `/graphql`. For `/graphql` and for the back office's
+/// pages, which are clients of the same schema.
+pub(crate) async fn execute_as(
+    state: &ApiState,
+    req: &HttpRequest,
+    viewer: Viewer,
+    request: async_graphql::Request,
+) -> async_graphql::Response {
+    execute_on(&state.schema, state, req, viewer, request).await
+}
+
+/// [`execute_as`] on `schema` (the back office passes [`ApiState::admin_schema`]).
+pub(crate) async fn execute_on(
+    schema: &ApiSchema,
+    state: &ApiState,
+    req: &HttpRequest,
+    viewer: Viewer,
+    request: async_graphql::Request,
+) -> async_graphql::Response {
+    let request = request
+        .data(request_id(req))
+        .data(viewer)
+        .data(ClientAddr(req.peer_addr().map(|a| a.ip())))
+        .data(AccountsLoader::data_loader(state.core.pool.clone()))
+        .data(CoverLoader::data_loader(state.core.pool.clone()));
+    let mut response = schema.execute(request).await;
+    label_errors(&mut response);
+    response
 }
 
 /// The response to a request refused before execution by [`viewer::authenticate`].

@@ -6,6 +6,7 @@
 //! every other error carries `extensions.code` and never internals.
 
 pub mod accounts;
+pub mod admin;
 pub mod certificates;
 pub mod claims;
 pub mod context;

@@ -102,6 +102,15 @@ ensure_services() {
     export_service_urls
 }
 
+# Headless Chromium and its WebDriver for the back office's browser tests (Debian packages).
+ensure_browser() {
+    if command -v chromedriver >/dev/null && { command -v chromium >/dev/null \
+        || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null; }; then
+        return 0
+    fi
+    apt_install chromium chromium-driver
+}
+
 # The application database, created when missing.
 ensure_database() {
     local name="$1"

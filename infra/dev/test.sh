@@ -11,6 +11,11 @@ ensure_services
 say "localstripe (the fake Stripe the payment tests run against)"
 "$ROOT/infra/dev/localstripe.sh" install
 
+say "headless Chromium and chromedriver (the back office's browser tests)"
+ensure_browser
+# Screenshots and other files tests leave for people to look at.
+export SHIFTCOVER_ARTEFACTS_DIR="${SHIFTCOVER_ARTEFACTS_DIR:-$CARGO_TARGET_DIR/artefacts}"
+
 say "formatting"
 cargo fmt --all --check
 
@@ -19,6 +24,11 @@ cargo clippy --quiet --workspace --all-targets -- -D warnings
 
 say "dependency rules"
 "$ROOT/infra/dev/check-deps.sh"
+
+say "deployment manifests and migration safety (expand/contract)"
+"$ROOT/infra/dev/check-manifests.sh"
+python3 "$ROOT/infra/dev/check-migrations.py" --self-test | grep -v "^ok "
+python3 "$ROOT/infra/dev/check-migrations.py"
 
 say "tests"
 # Every test database is kept until the suite ends (apps/testkit lists them in this file), so that
@@ -63,4 +73,5 @@ drop_kept
 $tests_ok || die "tests failed"
 $ledger_ok || die "the ledger check failed"
 
+say "screenshots of the back office: $SHIFTCOVER_ARTEFACTS_DIR/admin"
 say "all checks passed in $(( $(date +%s) - start ))s"

@@ -148,7 +148,7 @@ pub(crate) async fn enrol(app: &TestApp, d: &Driver, product: &str) -> Value {
     body["data"]["enrol"].clone()
 }
 
-async fn start(app: &TestApp, d: &Driver, key: &str, extra: Value) -> Value {
+pub(crate) async fn start(app: &TestApp, d: &Driver, key: &str, extra: Value) -> Value {
     let mut input = json!({ "vehicleId": d.vehicle, "idempotencyKey": key });
     if let (Some(map), Some(extra)) = (input.as_object_mut(), extra.as_object()) {
         map.extend(extra.clone());

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed assumption in a test should panic
 
+mod admin;
 mod api;
 mod authorization;
 mod claims_flow;

@@ -410,13 +410,9 @@ async fn a_partner_day_out_of_order_gives_the_ordered_sessions_charges_and_one_s
             backoff_cap: Duration::from_secs(2),
         },
     );
-    let runtime = tokio::spawn(workers::run(
-        app.core.clone(),
-        registry,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let runtime = tokio::spawn(workers::run(app.core.clone(), registry, async move {
+        let _ = stopped.await;
+    }));
 
     // Both days give three sessions: 10–95 (85 minutes), 185–240 (55, billed as the 60-minute
     // minimum) and 260–320 (60).

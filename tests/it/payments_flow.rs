@@ -13,7 +13,7 @@ use testkit::localstripe::{LocalStripe, cards};
 
 const PASSWORD: &str = "payments flow password";
 
-async fn app() -> TestApp {
+pub(crate) async fn app() -> TestApp {
     let stripe = LocalStripe::shared();
     TestApp::spawn_with(|s| stripe.configure(&mut s.stripe)).await
 }
@@ -41,7 +41,7 @@ const REFUND: &str = "mutation($id: ID!, $amount: Int, $key: String!) { refundPa
 
 /// Saves a card as the app does: a SetupIntent, the SDK's confirmation (twice for 3-D Secure),
 /// then `confirmCardSetup`. Returns the card's global id.
-async fn save_card(app: &TestApp, auth: &Auth, number: &str) -> String {
+pub(crate) async fn save_card(app: &TestApp, auth: &Auth, number: &str) -> String {
     let stripe = LocalStripe::shared();
     let setup = ok(app, auth, CREATE_SETUP, json!({})).await["createCardSetup"].clone();
     assert_eq!(
@@ -76,7 +76,7 @@ async fn save_card(app: &TestApp, auth: &Auth, number: &str) -> String {
     done["paymentMethod"]["id"].as_str().unwrap().to_owned()
 }
 
-async fn top_up(app: &TestApp, auth: &Auth, amount: i64, key: &str) -> Value {
+pub(crate) async fn top_up(app: &TestApp, auth: &Auth, amount: i64, key: &str) -> Value {
     ok(app, auth, TOP_UP, json!({ "amount": amount, "key": key })).await["topUpWallet"].clone()
 }
 

@@ -1,10 +1,14 @@
 //! The ops (staff) part of the schema: background jobs (queue depths, the job list with payloads,
 //! retrying and discarding dead letters) and product versions (drafting, test cases, checking,
-//! publishing and retiring). Every field requires the ops role (admin holds every role); every
-//! change is audited by the function that makes it, in the same transaction.
+//! publishing and retiring), the back office's search (any staff role), and actions on a
+//! driver's account (suspend or reactivate an enrolment, sign out everywhere). Every other field
+//! requires the ops role (admin holds every role); every change is audited by the function that
+//! makes it, in the same transaction.
 
+pub mod drivers;
 pub mod jobs;
 pub mod products;
+pub mod search;
 
 pub use jobs::{Job, JobsMutation, JobsQuery};
 pub use products::{ProductVersionsMutation, ProductVersionsQuery};
@@ -13,11 +17,15 @@ use async_graphql::MergedObject;
 
 /// The ops queries.
 #[derive(MergedObject, Default)]
-pub struct OpsQuery(JobsQuery, ProductVersionsQuery);
+pub struct OpsQuery(JobsQuery, ProductVersionsQuery, search::SearchQuery);
 
 /// The ops mutations.
 #[derive(MergedObject, Default)]
-pub struct OpsMutation(JobsMutation, ProductVersionsMutation);
+pub struct OpsMutation(
+    JobsMutation,
+    ProductVersionsMutation,
+    drivers::DriverOpsMutation,
+);
 
 /// A user error on `field` with `code`.
 pub(crate) fn user_error(

@@ -19,7 +19,7 @@ pub(super) struct CoverFx {
     /// The private hire product (nobody is enrolled in it).
     hire: String,
     /// Driver A's enrolment.
-    enrolment: String,
+    pub(super) enrolment: String,
     /// Driver A's running session.
     session: String,
 }

@@ -91,6 +91,39 @@ fn cases_without_product_line() -> String {
 
 pub(super) fn entries() -> Vec<Entry> {
     vec![
+        // ---- search and actions on drivers ----
+        Entry {
+            field: "Query.staffSearch",
+            case: "any staff role",
+            doc: "{ staffSearch(query: \"Nobody Atall\") { kind id title detail driverId } }",
+            vars: |_, _| json!({}),
+            judge: "/staffSearch",
+            expect: by(UNAUTH, FORBID, FORBID, FORBID, Allowed, Allowed, Allowed),
+        },
+        Entry {
+            field: "Mutation.suspendEnrolment",
+            case: "driver A's active enrolment",
+            doc: "mutation($id: ID!) { suspendEnrolment(input: { enrolmentId: $id, reason: \"Card fraud check\" }) { enrolment { status } changed userErrors { code } } }",
+            vars: |f: &Fx, _| json!({ "id": f.cover.enrolment }),
+            judge: "/suspendEnrolment",
+            expect: ops_only(),
+        },
+        Entry {
+            field: "Mutation.reactivateEnrolment",
+            case: "driver A's enrolment",
+            doc: "mutation($id: ID!) { reactivateEnrolment(input: { enrolmentId: $id, reason: \"Checked\" }) { enrolment { status } changed userErrors { code } } }",
+            vars: |f: &Fx, _| json!({ "id": f.cover.enrolment }),
+            judge: "/reactivateEnrolment",
+            expect: ops_only(),
+        },
+        Entry {
+            field: "Mutation.signDriverOutEverywhere",
+            case: "driver B",
+            doc: "mutation($id: ID!) { signDriverOutEverywhere(input: { driverId: $id, reason: \"Lost phone\" }) { sessionsEnded userErrors { code } } }",
+            vars: |f: &Fx, _| json!({ "id": global_id("Driver", &f.b.id) }),
+            judge: "/signDriverOutEverywhere",
+            expect: ops_only(),
+        },
         // ---- jobs ----
         Entry {
             field: "Query.jobQueues",

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS drivers_name_trgm_idx

@@ -1,0 +1,786 @@
+//! The back office at `/admin`.
+//!
+//! - Over plain HTTP: every page and every action refused for a role that lacks it (and for
+//!   people who are not staff), forms refused without the session's CSRF token or from another
+//!   site, and an action that works once both are right.
+//! - In headless Chromium (chromedriver): an admin signs in, finds a driver by name, refunds
+//!   part of a top-up (after a refund above what was paid and one on a stale page are refused),
+//!   replays a partner webhook, publishes a product version and retries a dead job, checking
+//!   what each page says afterwards. Screenshots of the main pages are written to
+//!   `$SHIFTCOVER_ARTEFACTS_DIR/admin` (the test command sets it; a temporary folder otherwise).
+
+use crate::payments_flow::{save_card, top_up};
+use crate::support::*;
+use accounts::Role;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const PASSWORD: &str = "admin pages password";
+
+/// An HTTP client that does not follow redirects, so tests see them.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn staff_cookie(app: &TestApp, role: Role) -> Auth {
+    let user = app.staff_user(role, PASSWORD).await;
+    Auth::StaffCookie(app.staff_session(user.email.as_str(), PASSWORD).await)
+}
+
+async fn get(app: &TestApp, auth: &Auth, path: &str) -> (u16, String, String) {
+    let res = auth
+        .apply(http().get(format!("{}{path}", app.base)))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let location = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (status, location, res.text().await.unwrap())
+}
+
+async fn post(
+    app: &TestApp,
+    auth: &Auth,
+    path: &str,
+    fields: &[(&str, &str)],
+    origin: Option<&str>,
+) -> (u16, String, String) {
+    let mut req = auth
+        .apply(http().post(format!("{}{path}", app.base)))
+        .form(fields);
+    if let Some(o) = origin {
+        req = req.header("origin", o);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let location = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (status, location, res.text().await.unwrap())
+}
+
+/// The CSRF token the back office puts in its forms for this staff session.
+async fn csrf_of(app: &TestApp, auth: &Auth) -> String {
+    let (status, _, html) = get(app, auth, "/admin").await;
+    assert_eq!(status, 200, "{html}");
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF field on the page")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn every_page_and_action_is_refused_to_a_role_without_it() {
+    let app = TestApp::spawn().await;
+    let ops = staff_cookie(&app, Role::Ops).await;
+    let finance = staff_cookie(&app, Role::Finance).await;
+    let driver = app.driver().await;
+    let (partner, _, key) = app.partner_with_key("Gophr").await;
+    let d = global_id("Driver", &driver.id);
+    let p = global_id("Partner", &partner.id);
+    let versions = {
+        let mut conn = app.db.conn().await.unwrap();
+        pricing::seed_demo_products(&mut conn).await.unwrap()
+    };
+    let v = global_id("ProductVersion", &versions[0].id);
+    let job = global_id("Job", &shared::ids::JobId::new());
+    let delivery = global_id(
+        "WebhookDelivery",
+        &partners::WebhookDeliveryId(uuid::Uuid::nil()),
+    );
+    let exception = global_id("FinanceException", &uuid::Uuid::nil());
+
+    // (path, who may open it)
+    let pages: Vec<(String, &[Role])> = vec![
+        ("/admin".into(), &[Role::Ops, Role::Finance]),
+        ("/admin/search?q=nobody".into(), &[Role::Ops, Role::Finance]),
+        (format!("/admin/drivers/{d}"), &[Role::Ops]),
+        ("/admin/jobs".into(), &[Role::Ops]),
+        ("/admin/partners".into(), &[Role::Ops]),
+        (format!("/admin/partners/{p}"), &[Role::Ops]),
+        ("/admin/products".into(), &[Role::Ops]),
+        (format!("/admin/products/versions/{v}"), &[Role::Ops]),
+        ("/admin/finance".into(), &[Role::Finance]),
+    ];
+    for (path, allowed) in &pages {
+        for (role, auth) in [(Role::Ops, &ops), (Role::Finance, &finance)] {
+            let (status, _, body) = get(&app, auth, path).await;
+            if allowed.contains(&role) {
+                assert_eq!(status, 200, "{} may open {path}: {body}", role.as_str());
+            } else {
+                assert_eq!(status, 403, "{} may not open {path}", role.as_str());
+                assert!(body.contains("needs the"), "{path}: {body}");
+            }
+        }
+        let (status, location, _) = get(&app, &Auth::Anonymous, path).await;
+        assert_eq!(status, 303, "{path}");
+        assert!(location.starts_with("/admin/sign-in?next="), "{location}");
+        for (who, auth) in [
+            ("driver", driver.auth()),
+            ("partner", Auth::Bearer(key.clone())),
+        ] {
+            let (status, _, _) = get(&app, &auth, path).await;
+            assert_eq!(status, 403, "a {who} on {path}");
+        }
+    }
+
+    let actions: Vec<(String, &[Role])> = vec![
+        (
+            format!("/admin/drivers/{d}/refund"),
+            &[Role::Ops, Role::Finance],
+        ),
+        (format!("/admin/drivers/{d}/enrolment"), &[Role::Ops]),
+        (
+            format!("/admin/drivers/{d}/sign-out-everywhere"),
+            &[Role::Ops],
+        ),
+        (format!("/admin/jobs/{job}/retry"), &[Role::Ops]),
+        (format!("/admin/jobs/{job}/discard"), &[Role::Ops]),
+        (
+            format!("/admin/partners/{p}/deliveries/{delivery}/replay"),
+            &[Role::Ops],
+        ),
+        (
+            format!("/admin/products/versions/{v}/publish"),
+            &[Role::Ops],
+        ),
+        (
+            format!("/admin/finance/exceptions/{exception}/resolve"),
+            &[Role::Finance],
+        ),
+    ];
+    for (role, auth) in [(Role::Ops, &ops), (Role::Finance, &finance)] {
+        let csrf = csrf_of(&app, auth).await;
+        for (path, allowed) in &actions {
+            if allowed.contains(&role) {
+                continue;
+            }
+            let fields = [("csrf", csrf.as_str()), ("reason", "testing roles")];
+            let (status, _, body) = post(&app, auth, path, &fields, None).await;
+            assert_eq!(status, 403, "{} may not post {path}: {body}", role.as_str());
+        }
+    }
+    for (path, _) in &actions {
+        let (status, location, _) =
+            post(&app, &Auth::Anonymous, path, &[("reason", "x")], None).await;
+        assert_eq!(status, 303, "{path}");
+        assert!(location.starts_with("/admin/sign-in"), "{location}");
+    }
+    // Nothing happened: the driver's sessions are all still live.
+    let (status, body) = app.gql_as(&driver.auth(), "{ me { id } }", json!({})).await;
+    assert_eq!(status, 200);
+    assert!(body["errors"].is_null(), "{body}");
+}
+
+#[tokio::test]
+async fn forms_need_the_session_token_and_this_site() {
+    let app = TestApp::spawn().await;
+    let ops = staff_cookie(&app, Role::Ops).await;
+    let other_ops = staff_cookie(&app, Role::Ops).await;
+    let driver = app.driver().await;
+    let d = global_id("Driver", &driver.id);
+    let path = format!("/admin/drivers/{d}/sign-out-everywhere");
+    let csrf = csrf_of(&app, &ops).await;
+    let someone_elses = csrf_of(&app, &other_ops).await;
+    assert_ne!(csrf, someone_elses, "tokens are per session");
+    let base = app.base.clone();
+    for (case, fields, origin) in [
+        ("no token", vec![("reason", "lost phone")], None),
+        (
+            "another session's token",
+            vec![("csrf", someone_elses.as_str()), ("reason", "lost phone")],
+            None,
+        ),
+        (
+            "another site",
+            vec![("csrf", csrf.as_str()), ("reason", "lost phone")],
+            Some("https://evil.example"),
+        ),
+    ] {
+        let (status, _, body) = post(&app, &ops, &path, &fields, origin).await;
+        assert_eq!(status, 403, "{case}: {body}");
+    }
+    let (_, body) = app.gql_as(&driver.auth(), "{ me { id } }", json!({})).await;
+    assert!(body["errors"].is_null(), "still signed in: {body}");
+
+    // A reason is required; then it works, from this site.
+    let (status, location, _) = post(
+        &app,
+        &ops,
+        &path,
+        &[("csrf", csrf.as_str()), ("reason", "  ")],
+        Some(&base),
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert!(location.contains("error=Give%20a%20reason"), "{location}");
+    let (status, location, _) = post(
+        &app,
+        &ops,
+        &path,
+        &[("csrf", csrf.as_str()), ("reason", "Lost phone, called in")],
+        Some(&base),
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert!(
+        location.contains("notice=Signed%20out%20of%201%20device"),
+        "{location}"
+    );
+    let (status, body) = app.gql_as(&driver.auth(), "{ me { id } }", json!({})).await;
+    assert_eq!(status, 401, "the driver's token no longer works");
+    assert_eq!(first_code(&body), "UNAUTHENTICATED", "{body}");
+    let (_, _, html) = get(&app, &ops, &location).await;
+    assert!(
+        html.contains("Signed out of 1 device(s)."),
+        "the notice shows"
+    );
+    let mut conn = app.db.conn().await.unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Audit {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        reason: String,
+    }
+    let audit: Audit = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(
+            "SELECT reason FROM audit_log WHERE action = 'driver.signed_out_everywhere' AND actor_type = 'staff'",
+        ),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    assert_eq!(audit.reason, "Lost phone, called in");
+}
+
+const SEARCH: &str =
+    "query($q: String!) { staffSearch(query: $q) { kind id title detail driverId } }";
+
+async fn search(app: &TestApp, auth: &Auth, q: &str) -> Vec<(String, String)> {
+    let (_, body) = app.gql_as(auth, SEARCH, json!({ "q": q })).await;
+    assert!(body["errors"].is_null(), "{q}: {body}");
+    body["data"]["staffSearch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["kind"].as_str().unwrap().to_owned(),
+                h["driverId"]
+                    .as_str()
+                    .or(h["id"].as_str())
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn one_search_box_finds_drivers_sessions_and_partners_by_what_people_type() {
+    let app = TestApp::spawn().await;
+    let ops = staff_cookie(&app, Role::Ops).await;
+    let (food, _) = crate::cover_flow::seed_products(&app).await;
+    let d = crate::cover_flow::driver(&app).await;
+    crate::cover_flow::credit(&app, d.who.id, shared::Money::gbp(5_000)).await;
+    crate::cover_flow::enrol(&app, &d, &food).await;
+    let started = crate::cover_flow::start(&app, &d, "search-1", json!({})).await;
+    let certificate = started["session"]["certificate"]["number"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started}"))
+        .to_owned();
+    let (partner, _, _) = app.partner_with_key("Just Eat Couriers").await;
+    let me = global_id("Driver", &d.who.id);
+    let phone: String = {
+        let (_, body) = app
+            .gql_as(&d.who.auth(), "{ me { phone } }", json!({}))
+            .await;
+        body["data"]["me"]["phone"].as_str().unwrap().to_owned()
+    };
+    let national = format!("0{} {}", &phone[3..7], &phone[7..]);
+    let spaced_registration = format!(
+        "{} {}",
+        d.registration[..4].to_lowercase(),
+        d.registration[4..].to_lowercase()
+    );
+    let driver_hit = vec![("DRIVER".to_owned(), me.clone())];
+    for q in [
+        "lovelace",
+        "ADA LOVE",
+        national.as_str(),
+        phone.as_str(),
+        spaced_registration.as_str(),
+        &d.who.id.to_string(),
+    ] {
+        assert_eq!(search(&app, &ops, q).await, driver_hit, "{q}");
+    }
+    assert_eq!(
+        search(&app, &ops, &certificate.to_lowercase()).await,
+        vec![("COVER_SESSION".to_owned(), me.clone())]
+    );
+    assert_eq!(
+        search(&app, &ops, "eat cour").await,
+        vec![("PARTNER".to_owned(), global_id("Partner", &partner.id))]
+    );
+    assert!(search(&app, &ops, "nobody by this name").await.is_empty());
+    assert!(
+        search(&app, &ops, "100%_").await.is_empty(),
+        "LIKE characters are literal"
+    );
+    let (_, body) = app.gql_as(&ops, SEARCH, json!({ "q": "a" })).await;
+    assert_eq!(first_code(&body), "BAD_USER_INPUT", "{body}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The browser
+
+/// A chromedriver on a free port, stopped when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_program(env: &str, names: &[&str]) -> PathBuf {
+    if let Ok(p) = std::env::var(env) {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for name in names {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "{} not found: the test command installs it (Debian: apt install chromium chromium-driver), or set {env}",
+        names[0]
+    );
+}
+
+async fn start_chromedriver() -> Driver {
+    let program = find_program("SHIFTCOVER_CHROMEDRIVER", &["chromedriver"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(program)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let ready = eventually(Duration::from_secs(20), || {
+        let url = url.clone();
+        async move {
+            reqwest::get(format!("{url}/status"))
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
+    assert!(ready, "chromedriver answers on {url}");
+    Driver { child, url }
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let chromium = find_program(
+        "SHIFTCOVER_CHROMIUM",
+        &["chromium", "chromium-browser", "google-chrome"],
+    );
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--window-size=1280,1400", "--lang=en-GB"],
+        }),
+    );
+    ClientBuilder::rustls()
+        .unwrap()
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+fn artefacts() -> PathBuf {
+    let dir = std::env::var("SHIFTCOVER_ARTEFACTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir().join("shiftcover-artefacts"))
+        .join("admin");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    std::fs::write(artefacts().join(format!("{name}.png")), png).unwrap();
+}
+
+async fn text_of(c: &Client, css: &str) -> String {
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn fill(c: &Client, css: &str, value: &str) {
+    let field = c
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"));
+    field.clear().await.unwrap();
+    field.send_keys(value).await.unwrap();
+}
+
+/// Clicks what `css` finds and waits for the page it leads to: the current document's root
+/// goes stale once the browser has replaced it.
+async fn click(c: &Client, css: &str) {
+    let old = c.find(Locator::Css("html")).await.unwrap();
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+    let replaced = eventually(Duration::from_secs(15), || {
+        let old = old.clone();
+        async move { old.tag_name().await.is_err() }
+    })
+    .await;
+    assert!(replaced, "clicking {css} loads a page");
+}
+
+/// Everything the browser walk needs: a driver with a name and a £20.00 card top-up, a partner
+/// with a webhook delivery, a draft product version whose cases pass, and a dead job.
+struct Scene {
+    driver_name: String,
+    payment: String,
+    delivery: String,
+    draft: String,
+    dead_job: String,
+}
+
+async fn scene(app: &TestApp) -> Scene {
+    let driver = app.driver().await;
+    let clock = app.core.clock.as_ref();
+    let driver_name = format!(
+        "Grace Hopper {}",
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
+    let mut conn = app.db.conn().await.unwrap();
+    accounts::update_profile(
+        &mut conn,
+        clock,
+        accounts::Actor::Driver(driver.id),
+        driver.id,
+        accounts::ProfileUpdate {
+            name: Some(driver_name.clone()),
+            email: Some(format!("{}@example.com", uuid::Uuid::new_v4().simple())),
+            ..accounts::ProfileUpdate::default()
+        },
+    )
+    .await
+    .unwrap();
+    let auth = driver.auth();
+    save_card(app, &auth, "4242424242424242").await;
+    let paid = top_up(app, &auth, 2_000, "admin-walk").await;
+    assert_eq!(paid["payment"]["status"], "SUCCEEDED", "{paid}");
+    let payment = paid["payment"]["id"].as_str().unwrap().to_owned();
+
+    let (partner, _, _) = app.partner_with_key("Stuart Delivery").await;
+    let scope = partners::PartnerScope::live(partner.id);
+    partners::register_webhook_endpoint(
+        &mut conn,
+        clock,
+        scope,
+        "https://hooks.example.com/shiftcover",
+        &partners::EventType::ALL,
+        None,
+    )
+    .await
+    .unwrap();
+    let code = partners::create_link_code(&mut conn, clock, driver.id)
+        .await
+        .unwrap();
+    partners::link_driver(&mut conn, clock, scope, &code.code, "courier-7")
+        .await
+        .unwrap();
+    partners::unlink_by_partner(&mut conn, clock, scope, "courier-7")
+        .await
+        .unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: uuid::Uuid,
+    }
+    use diesel_async::RunQueryDsl;
+    let delivery: Id = diesel::sql_query(
+        "SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+          WHERE e.partner_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(partner.id.uuid())
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+
+    let versions = pricing::seed_demo_products(&mut conn).await.unwrap();
+    let published = &versions[0];
+    let (draft, _) = pricing::products::create_draft_from(
+        &mut conn,
+        clock,
+        accounts::Actor::System,
+        published.product_id,
+        None,
+    )
+    .await
+    .unwrap();
+
+    let job = shared::outbox::enqueue(
+        &mut conn,
+        &shared::demo::DemoPing {
+            message: "from the admin walk".into(),
+            key: uuid::Uuid::new_v4().to_string(),
+        },
+    )
+    .await
+    .unwrap()
+    .expect("a new job");
+    diesel::sql_query(
+        "UPDATE outbox_jobs SET status = 'dead', attempts = max_attempts, \
+                last_error = 'connection refused (test)', finished_at = now() WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(job.uuid())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    Scene {
+        driver_name,
+        payment,
+        delivery: global_id("WebhookDelivery", &partners::WebhookDeliveryId(delivery.id)),
+        draft: global_id("ProductVersion", &draft.id),
+        dead_job: global_id("Job", &job),
+    }
+}
+
+#[tokio::test]
+async fn an_admin_works_the_back_office_in_a_real_browser() {
+    let app = crate::payments_flow::app().await;
+    let scene = scene(&app).await;
+    let admin = app.staff_user(Role::Admin, PASSWORD).await;
+    {
+        // The Stripe id of the payment finds its driver too.
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Pi {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            payment_intent_id: String,
+        }
+        let mut conn = app.db.conn().await.unwrap();
+        let pi: Pi = diesel::sql_query("SELECT payment_intent_id FROM top_ups")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        let finance = staff_cookie(&app, Role::Finance).await;
+        let hits = search(&app, &finance, &pi.payment_intent_id).await;
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].0, "PAYMENT");
+    }
+    let chromedriver = start_chromedriver().await;
+    let c = browser(&chromedriver).await;
+    let base = app.base.clone();
+
+    // Signing in: a wrong password is told, the right one lands on the page asked for.
+    c.goto(&format!("{base}/admin/jobs")).await.unwrap();
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/admin/sign-in")
+    );
+    fill(&c, "input[name=email]", admin.email.as_str()).await;
+    fill(&c, "input[name=password]", "not the password").await;
+    click(&c, "button[type=submit]").await;
+    assert!(text_of(&c, ".error").await.contains("do not match"));
+    screenshot(&c, "sign-in").await;
+    fill(&c, "input[name=password]", PASSWORD).await;
+    click(&c, "button[type=submit]").await;
+    assert!(
+        text_of(&c, "h1").await.contains("Jobs"),
+        "back where it started"
+    );
+
+    // Finding the driver by part of their name: one hit goes straight to the driver's page.
+    c.goto(&format!("{base}/admin")).await.unwrap();
+    fill(&c, "input[name=q]", &scene.driver_name[6..]).await;
+    click(&c, "form.search button").await;
+    assert_eq!(text_of(&c, "#driver-name").await, scene.driver_name);
+    assert_eq!(text_of(&c, "#wallet-balance").await, "£20.00");
+    let driver_page = c.current_url().await.unwrap().to_string();
+    screenshot(&c, "driver").await;
+
+    // Refunds: more than was paid is refused, a stale page is refused, then £5.00 goes back.
+    let row = format!("tr[data-payment='{}']", scene.payment);
+    fill(&c, &format!("{row} input[name=amount]"), "25.00").await;
+    fill(&c, &format!("{row} input[name=reason]"), "Charged twice").await;
+    click(&c, &format!("{row} button")).await;
+    let error = text_of(&c, ".error").await;
+    assert!(error.contains("REFUND_TOO_LARGE"), "{error}");
+    // Someone else refunds £1.00 while this page is open.
+    let finance = {
+        let user = app.staff_user(Role::Finance, PASSWORD).await;
+        Auth::StaffCookie(app.staff_session(user.email.as_str(), PASSWORD).await)
+    };
+    let (_, body) = app
+        .gql_as(
+            &finance,
+            "mutation($id: ID!) { refundPayment(input: { paymentId: $id, amount: 100, reason: \"Goodwill\", idempotencyKey: \"elsewhere\" }) { userErrors { code } } }",
+            json!({ "id": scene.payment }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["refundPayment"]["userErrors"],
+        json!([]),
+        "{body}"
+    );
+    fill(&c, &format!("{row} input[name=amount]"), "5.00").await;
+    fill(&c, &format!("{row} input[name=reason]"), "Charged twice").await;
+    click(&c, &format!("{row} button")).await;
+    assert!(
+        text_of(&c, ".error")
+            .await
+            .contains("since the page loaded")
+    );
+    c.goto(&driver_page).await.unwrap();
+    fill(&c, &format!("{row} input[name=amount]"), "5.00").await;
+    fill(&c, &format!("{row} input[name=reason]"), "Charged twice").await;
+    click(&c, &format!("{row} button")).await;
+    let notice = text_of(&c, ".notice").await;
+    assert!(notice.starts_with("Refund of £5.00"), "{notice}");
+    let refunded = text_of(&c, &format!("{row} td:nth-child(4)")).await;
+    assert!(
+        refunded.starts_with("£6.00"),
+        "£1.00 and £5.00 refunded: {refunded}"
+    );
+    assert!(refunded.contains("Charged twice"));
+    assert!(text_of(&c, "#timeline").await.contains("top up"));
+
+    // Replaying the partner's webhook delivery.
+    c.goto(&format!("{base}/admin/partners")).await.unwrap();
+    click(&c, "#partners a").await;
+    let delivery = format!("tr[data-delivery='{}']", scene.delivery);
+    assert!(text_of(&c, &delivery).await.contains("driver.unlinked"));
+    screenshot(&c, "partner").await;
+    click(&c, &format!("{delivery} button")).await;
+    let notice = text_of(&c, ".notice").await;
+    assert!(notice.contains("queued again (replay 1)"), "{notice}");
+    assert!(text_of(&c, &delivery).await.contains("replayed 1×"));
+
+    // Publishing the draft version.
+    c.goto(&format!("{base}/admin/products")).await.unwrap();
+    screenshot(&c, "products").await;
+    click(
+        &c,
+        &format!("a[href='/admin/products/versions/{}']", scene.draft),
+    )
+    .await;
+    assert_eq!(text_of(&c, "#version-status").await, "draft");
+    screenshot(&c, "product-version").await;
+    click(&c, "form.inline button").await;
+    let notice = text_of(&c, ".notice").await;
+    assert!(notice.contains("published"), "{notice}");
+    assert_eq!(text_of(&c, "#version-status").await, "published");
+
+    // Retrying the dead job.
+    c.goto(&format!("{base}/admin/jobs?status=DEAD"))
+        .await
+        .unwrap();
+    let job = format!("tr[data-job='{}']", scene.dead_job);
+    assert!(
+        text_of(&c, &job)
+            .await
+            .contains("connection refused (test)")
+    );
+    screenshot(&c, "jobs").await;
+    click(&c, &format!("{job} form button")).await;
+    let notice = text_of(&c, ".notice").await;
+    assert!(notice.contains("DemoPing queued again"), "{notice}");
+    let after = c.source().await.unwrap();
+    assert!(!after.contains(&scene.dead_job), "no longer among the dead");
+
+    // Finance's page, for the record.
+    c.goto(&format!("{base}/admin/finance")).await.unwrap();
+    assert!(text_of(&c, "h1").await.contains("Finance"));
+    screenshot(&c, "finance").await;
+
+    // Signing out ends the session: the next page asks to sign in again.
+    click(&c, "header form button").await;
+    c.goto(&format!("{base}/admin/jobs")).await.unwrap();
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/admin/sign-in")
+    );
+    c.close().await.unwrap();
+
+    // What the agent did is in the audit log, by the admin.
+    let mut conn = app.db.conn().await.unwrap();
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Action {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        action: String,
+    }
+    let actions: Vec<Action> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query("SELECT action FROM audit_log WHERE actor_id = $1 ORDER BY id")
+            .bind::<diesel::sql_types::Text, _>(admin.id.to_string()),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let actions: Vec<String> = actions.into_iter().map(|a| a.action).collect();
+    for expected in [
+        "payment.refunded",
+        "partners.webhook_replayed",
+        "product_version.published",
+        "job.retried",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "{expected} in {actions:?}"
+        );
+    }
+}
