@@ -104,6 +104,8 @@ async fn every_page_and_action_is_refused_to_a_role_without_it() {
         &partners::WebhookDeliveryId(uuid::Uuid::nil()),
     );
     let exception = global_id("FinanceException", &uuid::Uuid::nil());
+    let key_id = global_id("PartnerApiKey", &accounts::ApiKeyId::new());
+    let notification = global_id("Notification", &notifications::NotificationId::new());
 
     // (path, who may open it)
     let pages: Vec<(String, &[Role])> = vec![
@@ -153,6 +155,20 @@ async fn every_page_and_action_is_refused_to_a_role_without_it() {
         (format!("/admin/jobs/{job}/discard"), &[Role::Ops]),
         (
             format!("/admin/partners/{p}/deliveries/{delivery}/replay"),
+            &[Role::Ops],
+        ),
+        ("/admin/partners".into(), &[Role::Ops]),
+        (format!("/admin/partners/{p}/keys"), &[Role::Ops]),
+        (
+            format!("/admin/partners/{p}/keys/{key_id}/rotate"),
+            &[Role::Ops],
+        ),
+        (
+            format!("/admin/partners/{p}/keys/{key_id}/revoke"),
+            &[Role::Ops],
+        ),
+        (
+            format!("/admin/drivers/{d}/notifications/{notification}/resend"),
             &[Role::Ops],
         ),
         (
@@ -519,6 +535,28 @@ async fn scene(app: &TestApp) -> Scene {
     assert_eq!(paid["payment"]["status"], "SUCCEEDED", "{paid}");
     let payment = paid["payment"]["id"].as_str().unwrap().to_owned();
 
+    let phone: String = {
+        let (_, body) = app.gql_as(&auth, "{ me { phone } }", json!({})).await;
+        body["data"]["me"]["phone"].as_str().unwrap().to_owned()
+    };
+    notifications::enqueue_notification(
+        &mut conn,
+        notifications::NewNotification {
+            cause: format!("cover_started:admin-walk-{}", uuid::Uuid::new_v4().simple()),
+            channel: notifications::Channel::Sms,
+            template: notifications::Template::CoverStarted,
+            recipient: phone,
+            driver_id: Some(driver.id.uuid()),
+            vars: notifications::vars([
+                ("vehicle", "AB12 CDE"),
+                ("started_at", "09:00"),
+                ("certificate", "SC-TEST-0001"),
+            ]),
+        },
+    )
+    .await
+    .unwrap();
+
     let (partner, _, _) = app.partner_with_key("Stuart Delivery").await;
     let scope = partners::PartnerScope::live(partner.id);
     partners::register_webhook_endpoint(
@@ -697,9 +735,59 @@ async fn an_admin_works_the_back_office_in_a_real_browser() {
     assert!(refunded.contains("Charged twice"));
     assert!(text_of(&c, "#timeline").await.contains("top up"));
 
+    // Messages: the sign-in code's text is never shown and cannot be resent; a cover message can.
+    let messages = text_of(&c, "#messages").await;
+    assert!(messages.contains("(sign-in code: not shown)"), "{messages}");
+    assert!(!messages.contains("code is"), "{messages}");
+    fill(
+        &c,
+        "#messages form input[name=reason]",
+        "Driver did not get it",
+    )
+    .await;
+    click(&c, "#messages form button").await;
+    let notice = text_of(&c, ".notice").await;
+    assert_eq!(notice, "Message queued to be sent again.");
+    let rows = c
+        .find_all(Locator::Css("#messages tr[data-notification]"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3, "the code, the cover message and its copy");
+
+    // Partners: a new one, its first key shown once, then revoked.
+    c.goto(&format!("{base}/admin/partners")).await.unwrap();
+    fill(&c, "#new-partner input[name=name]", "Zoom Couriers").await;
+    click(&c, "#new-partner button").await;
+    assert!(
+        text_of(&c, ".notice")
+            .await
+            .contains("Zoom Couriers created")
+    );
+    let zoom_page = c.current_url().await.unwrap().path().to_owned();
+    click(&c, "#new-key button").await;
+    let secret = text_of(&c, "#new-secret code").await;
+    assert!(secret.starts_with("sck_live_"), "{secret}");
+    let partner_query = "{ partnerDrivers(first: 1) { edges { cursor } } }";
+    let (status, body) = app
+        .gql_as(&Auth::Bearer(secret.clone()), partner_query, json!({}))
+        .await;
+    assert_eq!(status, 200, "the new key works: {body}");
+    assert!(body["errors"].is_null(), "{body}");
+    c.goto(&format!("{base}{zoom_page}")).await.unwrap();
+    assert!(
+        c.find(Locator::Css("#new-secret")).await.is_err(),
+        "the key is shown once"
+    );
+    click(&c, "#keys form[action$='/revoke'] button").await;
+    assert!(text_of(&c, ".notice").await.contains("revoked"));
+    let (status, _) = app
+        .gql_as(&Auth::Bearer(secret), partner_query, json!({}))
+        .await;
+    assert_eq!(status, 401, "the revoked key no longer works");
+
     // Replaying the partner's webhook delivery.
     c.goto(&format!("{base}/admin/partners")).await.unwrap();
-    click(&c, "#partners a").await;
+    click(&c, "#partners a[data-name='Stuart Delivery']").await;
     let delivery = format!("tr[data-delivery='{}']", scene.delivery);
     assert!(text_of(&c, &delivery).await.contains("driver.unlinked"));
     screenshot(&c, "partner").await;
@@ -777,6 +865,7 @@ async fn an_admin_works_the_back_office_in_a_real_browser() {
         "partners.webhook_replayed",
         "product_version.published",
         "job.retried",
+        "notification.resent",
     ] {
         assert!(
             actions.iter().any(|a| a == expected),

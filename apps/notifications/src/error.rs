@@ -14,6 +14,13 @@ pub enum NotificationsError {
     /// The cause is empty or longer than 200 characters.
     #[error("invalid cause: must be 1 to 200 characters")]
     InvalidCause,
+    /// The notification cannot be sent again: a sign-in code (it has expired or been used), or
+    /// one whose content was erased with the account. `NOT_RESENDABLE`.
+    #[error("not resendable: {0}")]
+    NotResendable(&'static str),
+    /// No such notification. `NOT_FOUND`.
+    #[error("notification not found")]
+    NotFound,
     /// The database failed. Internal.
     #[error("database error")]
     Database(#[from] diesel::result::Error),

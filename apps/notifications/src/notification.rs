@@ -345,6 +345,105 @@ pub async fn list_for_recipient(
         .await?)
 }
 
+/// The newest `limit` notifications about `driver_id` or sent to one of `addresses` (their phone
+/// and email: sign-in codes go out before there is a driver to name), newest first — the back
+/// office's view of what a driver was told.
+pub async fn list_for_driver(
+    conn: &mut AsyncPgConnection,
+    driver_id: uuid::Uuid,
+    addresses: &[String],
+    limit: i64,
+) -> Result<Vec<Notification>, NotificationsError> {
+    Ok(notifications::table
+        .filter(
+            notifications::driver_id
+                .eq(driver_id)
+                .or(notifications::recipient.eq_any(addresses)),
+        )
+        .order((notifications::created_at.desc(), notifications::id.desc()))
+        .limit(limit)
+        .select(Notification::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Sends a notification again, as it was first worded, to the same recipient: a new
+/// notification with the cause `resend:<original id>:<key>` and its delivery job, in one
+/// transaction. The same `key` sends once (the existing copy's id is returned, with `false`).
+///
+/// Errors: `NOT_FOUND`; `NOT_RESENDABLE` for a sign-in code (a new code is the answer) and for
+/// a notification whose content was erased or never rendered.
+pub async fn resend_notification(
+    conn: &mut AsyncPgConnection,
+    id: NotificationId,
+    key: &str,
+) -> Result<(NotificationId, bool), NotificationsError> {
+    let original = get_notification(conn, id)
+        .await?
+        .ok_or(NotificationsError::NotFound)?;
+    if original.template == Template::SignInCode {
+        return Err(NotificationsError::NotResendable(
+            "sign-in codes expire; the driver asks for a new one",
+        ));
+    }
+    if original.erased_at.is_some() || original.body_text.is_empty() {
+        return Err(NotificationsError::NotResendable(
+            "its content was erased or never written",
+        ));
+    }
+    let cause = format!("resend:{id}:{key}");
+    if key.is_empty() || cause.chars().count() > MAX_CAUSE_CHARS {
+        return Err(NotificationsError::InvalidCause);
+    }
+    let copy = NotificationId::new();
+    let cause = &cause;
+    let original = &original;
+    conn.transaction::<_, NotificationsError, _>(async |conn| {
+        let inserted: Option<NotificationId> = diesel::insert_into(notifications::table)
+            .values(&NotificationInsert {
+                id: copy,
+                cause,
+                channel: original.channel,
+                template: original.template,
+                recipient: &original.recipient,
+                driver_id: original.driver_id,
+                subject: original.subject.as_deref(),
+                body_text: &original.body_text,
+                body_html: original.body_html.as_deref(),
+                status: Status::Pending,
+                failure_reason: None,
+                failed_at: None,
+            })
+            .on_conflict(notifications::cause)
+            .do_nothing()
+            .returning(notifications::id)
+            .get_result(conn)
+            .await
+            .optional()?;
+        match inserted {
+            Some(new_id) => {
+                shared::outbox::enqueue(
+                    conn,
+                    &DeliverNotification {
+                        notification_id: new_id,
+                    },
+                )
+                .await?;
+                Ok((new_id, true))
+            }
+            None => {
+                let existing = notifications::table
+                    .filter(notifications::cause.eq(cause))
+                    .select(notifications::id)
+                    .first::<NotificationId>(conn)
+                    .await?;
+                Ok((existing, false))
+            }
+        }
+    })
+    .await
+}
+
 /// The text of the newest message recorded for `recipient` (the SMS text, or an email's plain
 /// text), whatever its delivery status; `None` when there is none.
 ///

@@ -29,6 +29,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/drivers/{id}/refund", web::post().to(refund))
             .route("/drivers/{id}/enrolment", web::post().to(enrolment))
             .route(
+                "/drivers/{id}/notifications/{notification}/resend",
+                web::post().to(resend_notification),
+            )
+            .route(
                 "/drivers/{id}/sign-out-everywhere",
                 web::post().to(sign_out_everywhere),
             )
@@ -36,7 +40,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/jobs/{id}/retry", web::post().to(retry_job))
             .route("/jobs/{id}/discard", web::post().to(discard_job))
             .route("/partners", web::get().to(partners))
+            .route("/partners", web::post().to(create_partner))
             .route("/partners/{id}", web::get().to(partner))
+            .route("/partners/{id}/keys", web::post().to(create_key))
+            .route(
+                "/partners/{id}/keys/{key}/rotate",
+                web::post().to(rotate_key),
+            )
+            .route(
+                "/partners/{id}/keys/{key}/revoke",
+                web::post().to(revoke_key),
+            )
             .route(
                 "/partners/{id}/deliveries/{delivery}/replay",
                 web::post().to(replay_delivery),
@@ -278,6 +292,11 @@ const DRIVER_SESSIONS: &str = "query($id: ID!, $after: String) { node(id: $id) {
     certificate { number } charge { total { formatted } billedMinutes rule } } }
     pageInfo { hasNextPage endCursor } } } } }";
 
+const DRIVER_ACTIVITY: &str = "query($id: ID!) { driverActivity(driverId: $id, first: 30) {
+  notifications { id channel template status recipient subject bodyText failureReason createdAt
+    sentAt deliveredAt resendable }
+  auditEvents { occurredAt actorType actorId action subjectType subjectId reason } } }";
+
 const DRIVER_WALLET: &str = "query($id: ID!) { driverWallet(driverId: $id) {
   balance { formatted }
   transactions(first: 30) { edges { node { kind amount { formatted } description at } } }
@@ -309,8 +328,10 @@ async fn driver(
     );
     let wallet = or_page!(gql(&state, &req, &staff, DRIVER_WALLET, json!({ "id": id })).await);
     let wallet = &wallet["driverWallet"];
+    let activity = or_page!(gql(&state, &req, &staff, DRIVER_ACTIVITY, json!({ "id": id })).await);
+    let activity = &activity["driverActivity"];
     let sessions = &sessions["node"]["coverSessions"];
-    let timeline = timeline(driver, sessions, wallet);
+    let timeline = timeline(driver, sessions, wallet, activity);
     let payments: Vec<Value> = wallet["payments"]["edges"]
         .as_array()
         .map(|a| a.iter().map(|e| e["node"].clone()).collect())
@@ -324,6 +345,7 @@ async fn driver(
                 "driver": driver,
                 "wallet": { "balance": wallet["balance"], "payments": payments },
                 "timeline": timeline,
+                "notifications": activity["notifications"],
                 "sessions_next": if sessions["pageInfo"]["hasNextPage"] == true {
                     sessions["pageInfo"]["endCursor"].clone()
                 } else {
@@ -336,8 +358,9 @@ async fn driver(
     )
 }
 
-/// Sessions, wallet movements and enrolment changes on one time line, newest first.
-fn timeline(driver: &Value, sessions: &Value, wallet: &Value) -> Vec<Value> {
+/// Sessions, wallet movements, enrolment changes, messages and audit entries on one time line,
+/// newest first.
+fn timeline(driver: &Value, sessions: &Value, wallet: &Value, activity: &Value) -> Vec<Value> {
     let mut rows: Vec<Value> = Vec::new();
     for e in sessions["edges"].as_array().into_iter().flatten() {
         let s = &e["node"];
@@ -378,6 +401,34 @@ fn timeline(driver: &Value, sessions: &Value, wallet: &Value) -> Vec<Value> {
                     h["reason"].as_str().unwrap_or(""), h["actor"].as_str().unwrap_or("")),
             }));
         }
+    }
+    for n in activity["notifications"].as_array().into_iter().flatten() {
+        rows.push(json!({
+            "at": n["createdAt"],
+            "what": format!("{} {}", n["channel"].as_str().unwrap_or(""), n["status"].as_str().unwrap_or("")),
+            "detail": format!("{} to {}", n["template"].as_str().unwrap_or("").replace('_', " "),
+                n["recipient"].as_str().unwrap_or("")),
+        }));
+    }
+    for a in activity["auditEvents"].as_array().into_iter().flatten() {
+        // Enrolment changes are already there from the enrolment's own history.
+        if a["subjectType"] == "enrolment" {
+            continue;
+        }
+        let by = match a["actorType"].as_str() {
+            Some("staff") => format!("staff {}", a["actorId"].as_str().unwrap_or("")),
+            Some(other) => other.to_owned(),
+            None => String::new(),
+        };
+        let reason = a["reason"]
+            .as_str()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        rows.push(json!({
+            "at": a["occurredAt"],
+            "what": "audit",
+            "detail": format!("{} by {by}{reason}", a["action"].as_str().unwrap_or("")),
+        }));
     }
     rows.sort_by(|a, b| {
         b["at"]
@@ -564,6 +615,50 @@ async fn enrolment(
     }
 }
 
+const RESEND: &str =
+    "mutation($input: ResendNotificationInput!) { resendNotification(input: $input) {
+  notificationId replayed userErrors { field code message } } }";
+
+async fn resend_notification(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    form: Form,
+) -> HttpResponse {
+    let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
+    or_respond!(check_form(&req, &staff, &form));
+    let (driver, notification) = path.into_inner();
+    let here = format!("/admin/drivers/{}", or_respond!(id_segment(&driver)));
+    let notification = or_respond!(id_segment(&notification));
+    let reason = match reason_of(&form) {
+        Ok(r) => r,
+        Err(e) => return back(&here, Err(e)),
+    };
+    let key = form
+        .get("key")
+        .filter(|k| !k.is_empty() && k.len() <= 100)
+        .cloned()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let data = or_page!(
+        gql(
+            &state,
+            &req,
+            &staff,
+            RESEND,
+            json!({ "input": { "notificationId": notification, "reason": reason, "idempotencyKey": key } }),
+        )
+        .await
+    );
+    let payload = &data["resendNotification"];
+    match first_user_error(payload) {
+        Some(e) => back(&here, Err(e)),
+        None if payload["replayed"] == true => {
+            back(&here, Ok("Already sent again from this page.".into()))
+        }
+        None => back(&here, Ok("Message queued to be sent again.".into())),
+    }
+}
+
 const SIGN_OUT_EVERYWHERE: &str = "mutation($input: SignDriverOutEverywhereInput!) {
   signDriverOutEverywhere(input: $input) { sessionsEnded userErrors { field code message } } }";
 
@@ -742,7 +837,7 @@ async fn partners(state: web::Data<ApiState>, req: HttpRequest, q: Query) -> Htt
 }
 
 const PARTNER: &str = "query($id: ID!) { node(id: $id) { ... on Partner { id name status createdAt
-  apiKeys { prefix testMode scopes createdAt lastUsedAt revokedAt } } }
+  apiKeys { id prefix testMode scopes createdAt expiresAt lastUsedAt revokedAt } } }
   webhookEndpoints(partnerId: $id) { id url eventTypes enabled testMode timeoutMs } }";
 
 const DELIVERIES: &str =
@@ -758,7 +853,19 @@ async fn partner(
 ) -> HttpResponse {
     let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
     let id = or_respond!(id_segment(&path));
-    let data = or_page!(gql(&state, &req, &staff, PARTNER, json!({ "id": id })).await);
+    partner_page(&state, &req, &staff, &id, &q, json!({})).await
+}
+
+/// The partner's page; `extra` adds to its context (a key secret to show once).
+async fn partner_page(
+    state: &ApiState,
+    req: &HttpRequest,
+    staff: &Staff,
+    id: &str,
+    q: &HashMap<String, String>,
+    extra: Value,
+) -> HttpResponse {
+    let data = or_page!(gql(state, req, staff, PARTNER, json!({ "id": id })).await);
     if data["node"].get("name").is_none() {
         return error_page(404, "There is no such partner.");
     }
@@ -766,9 +873,9 @@ async fn partner(
     for ep in data["webhookEndpoints"].as_array().into_iter().flatten() {
         let deliveries = or_page!(
             gql(
-                &state,
-                &req,
-                &staff,
+                state,
+                req,
+                staff,
                 DELIVERIES,
                 json!({ "endpoint": ep["id"] }),
             )
@@ -778,13 +885,177 @@ async fn partner(
         ep["deliveries"] = deliveries["webhookDeliveries"].clone();
         endpoints.push(ep);
     }
-    page(
-        "partner.html",
-        &context(
+    let mut ctx = context(
+        staff,
+        q,
+        json!({ "partner": data["node"], "endpoints": endpoints, "scopes": SCOPES }),
+    );
+    if let (Some(map), Value::Object(more)) = (ctx.as_object_mut(), extra) {
+        map.extend(more);
+    }
+    page("partner.html", &ctx)
+}
+
+/// The API key scopes, as the schema names them.
+const SCOPES: [&str; 4] = [
+    "DRIVERS_LINK",
+    "SHIFTS_WRITE",
+    "COVER_READ",
+    "WEBHOOKS_MANAGE",
+];
+
+async fn create_partner(state: web::Data<ApiState>, req: HttpRequest, form: Form) -> HttpResponse {
+    let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
+    or_respond!(check_form(&req, &staff, &form));
+    let name = form.get("name").map(|n| n.trim()).unwrap_or("");
+    let data = or_page!(
+        gql(
+            &state,
+            &req,
             &staff,
-            &q,
-            json!({ "partner": data["node"], "endpoints": endpoints }),
+            "mutation($name: String!) { createPartner(input: { name: $name }) { partner { id name } userErrors { field code message } } }",
+            json!({ "name": name }),
+        )
+        .await
+    );
+    let payload = &data["createPartner"];
+    match (first_user_error(payload), payload["partner"]["id"].as_str()) {
+        (None, Some(id)) => back(
+            &format!("/admin/partners/{id}"),
+            Ok(format!("{name} created. Issue its first API key below.")),
         ),
+        (e, _) => back(
+            "/admin/partners",
+            Err(e.unwrap_or_else(|| "Not created.".into())),
+        ),
+    }
+}
+
+/// A form whose fields may repeat (checkboxes): the fields, and the first value of each.
+type ListForm = web::Form<Vec<(String, String)>>;
+
+fn first_values(form: &[(String, String)]) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    for (k, v) in form {
+        map.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    map
+}
+
+async fn create_key(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: ListForm,
+) -> HttpResponse {
+    let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
+    let fields = first_values(&form);
+    or_respond!(check_form(&req, &staff, &fields));
+    let id = or_respond!(id_segment(&path));
+    let here = format!("/admin/partners/{id}");
+    let scopes: Vec<&str> = form
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v.as_str())
+        .filter(|v| SCOPES.contains(v))
+        .collect();
+    if scopes.is_empty() {
+        return back(&here, Err("Choose at least one scope for the key.".into()));
+    }
+    let test_mode = fields.get("mode").map(String::as_str) == Some("test");
+    let data = or_page!(
+        gql(
+            &state,
+            &req,
+            &staff,
+            "mutation($input: CreatePartnerApiKeyInput!) { createPartnerApiKey(input: $input) { apiKey { prefix } secret userErrors { field code message } } }",
+            json!({ "input": { "partnerId": id, "scopes": scopes, "testMode": test_mode } }),
+        )
+        .await
+    );
+    let payload = &data["createPartnerApiKey"];
+    if let Some(e) = first_user_error(payload) {
+        return back(&here, Err(e));
+    }
+    // The secret is shown on this response only: never in a URL, never stored.
+    partner_page(
+        &state,
+        &req,
+        &staff,
+        &id,
+        &HashMap::new(),
+        json!({ "new_secret": payload["secret"], "notice": "Key created. Copy it now: it is not shown again." }),
+    )
+    .await
+}
+
+async fn rotate_key(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    form: Form,
+) -> HttpResponse {
+    let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
+    or_respond!(check_form(&req, &staff, &form));
+    let (id, key) = path.into_inner();
+    let id = or_respond!(id_segment(&id));
+    let key = or_respond!(id_segment(&key));
+    let data = or_page!(
+        gql(
+            &state,
+            &req,
+            &staff,
+            "mutation($key: ID!) { rotatePartnerApiKey(input: { keyId: $key, overlapHours: 24 }) { apiKey { prefix } secret userErrors { field code message } } }",
+            json!({ "key": key }),
+        )
+        .await
+    );
+    let payload = &data["rotatePartnerApiKey"];
+    if let Some(e) = first_user_error(payload) {
+        return back(&format!("/admin/partners/{id}"), Err(e));
+    }
+    partner_page(
+        &state,
+        &req,
+        &staff,
+        &id,
+        &HashMap::new(),
+        json!({ "new_secret": payload["secret"], "notice": "Key replaced; the old one works for 24 more hours. Copy the new one now: it is not shown again." }),
+    )
+    .await
+}
+
+async fn revoke_key(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    form: Form,
+) -> HttpResponse {
+    let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
+    or_respond!(check_form(&req, &staff, &form));
+    let (id, key) = path.into_inner();
+    let id = or_respond!(id_segment(&id));
+    let key = or_respond!(id_segment(&key));
+    let data = or_page!(
+        gql(
+            &state,
+            &req,
+            &staff,
+            "mutation($key: ID!) { revokePartnerApiKey(input: { keyId: $key }) { apiKey { prefix revokedAt } userErrors { field code message } } }",
+            json!({ "key": key }),
+        )
+        .await
+    );
+    let payload = &data["revokePartnerApiKey"];
+    back(
+        &format!("/admin/partners/{id}"),
+        match first_user_error(payload) {
+            Some(e) => Err(e),
+            None => Ok(format!(
+                "Key {}… revoked.",
+                payload["apiKey"]["prefix"].as_str().unwrap_or("")
+            )),
+        },
     )
 }
 

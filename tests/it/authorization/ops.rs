@@ -23,6 +23,8 @@ pub(super) struct OpsFx {
     published: String,
     /// Version 2, a draft with the same terms and test cases.
     draft: String,
+    /// A sign-in code's SMS (drivers A and B were signed in before this fixture).
+    pub(super) sign_in_notification: String,
 }
 
 pub(super) async fn fixture(app: &TestApp) -> OpsFx {
@@ -82,6 +84,22 @@ pub(super) async fn fixture(app: &TestApp) -> OpsFx {
         product: global_id("Product", &product.id),
         published: global_id("ProductVersion", &v1.id),
         draft: global_id("ProductVersion", &v2.id),
+        sign_in_notification: {
+            #[derive(diesel::QueryableByName)]
+            struct Id {
+                #[diesel(sql_type = diesel::sql_types::Uuid)]
+                id: uuid::Uuid,
+            }
+            let row: Id = diesel_async::RunQueryDsl::get_result(
+                diesel::sql_query(
+                    "SELECT id FROM notifications WHERE template = 'sign_in_code' LIMIT 1",
+                ),
+                &mut conn,
+            )
+            .await
+            .unwrap();
+            global_id("Notification", &notifications::NotificationId(row.id))
+        },
     }
 }
 
@@ -123,6 +141,30 @@ pub(super) fn entries() -> Vec<Entry> {
             vars: |f: &Fx, _| json!({ "id": global_id("Driver", &f.b.id) }),
             judge: "/signDriverOutEverywhere",
             expect: ops_only(),
+        },
+        Entry {
+            field: "Query.driverActivity",
+            case: "driver A's messages and audit trail",
+            doc: "query($id: ID!) { driverActivity(driverId: $id) { notifications { id template bodyText resendable } auditEvents { action actorType } } }",
+            vars: |f: &Fx, _| json!({ "id": global_id("Driver", &f.a.id) }),
+            judge: "/driverActivity",
+            expect: by(UNAUTH, FORBID, FORBID, FORBID, Allowed, FORBID, Allowed),
+        },
+        Entry {
+            field: "Mutation.resendNotification",
+            case: "driver A's sign-in code (never resent)",
+            doc: "mutation($id: ID!) { resendNotification(input: { notificationId: $id, reason: \"Not received\", idempotencyKey: \"authz\" }) { notificationId replayed userErrors { code } } }",
+            vars: |f: &Fx, _| json!({ "id": f.ops.sign_in_notification }),
+            judge: "/resendNotification",
+            expect: by(
+                UNAUTH,
+                FORBID,
+                FORBID,
+                FORBID,
+                Refused("NOT_RESENDABLE"),
+                FORBID,
+                Refused("NOT_RESENDABLE"),
+            ),
         },
         // ---- jobs ----
         Entry {

@@ -258,3 +258,75 @@ async fn erasing_a_recipient_scrubs_their_messages_and_stops_unsent_ones() {
     assert_eq!(h.job_state(by_phone).await.0, "done");
     assert!(h.twilio.received_requests().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_message_is_resent_as_worded_once_per_key_but_never_a_sign_in_code() {
+    let h = Harness::new().await;
+    let mut conn = h.conn().await;
+    let driver = uuid::Uuid::now_v7();
+    let original = enqueue_notification(
+        &mut conn,
+        NewNotification {
+            cause: "top_up_action_needed:tu_9".into(),
+            channel: Channel::Email,
+            template: Template::TopUpActionNeeded,
+            recipient: EMAIL.into(),
+            driver_id: Some(driver),
+            vars: top_up_vars(),
+        },
+    )
+    .await
+    .unwrap();
+    let (copy, new) = notifications::resend_notification(&mut conn, original, "page-1")
+        .await
+        .unwrap();
+    assert!(new);
+    assert_ne!(copy, original);
+    let (again, new_again) = notifications::resend_notification(&mut conn, original, "page-1")
+        .await
+        .unwrap();
+    assert_eq!((again, new_again), (copy, false), "one copy per key");
+    let (a, b) = (h.get(original).await, h.get(copy).await);
+    assert_eq!(b.cause, format!("resend:{original}:page-1"));
+    assert_eq!(
+        (&b.subject, &b.body_text, &b.body_html, &b.recipient),
+        (&a.subject, &a.body_text, &a.body_html, &a.recipient)
+    );
+    assert_eq!(b.status, Status::Pending);
+    assert_eq!(
+        h.job_state(copy).await,
+        ("pending".into(), 0),
+        "its own job"
+    );
+    let listed = notifications::list_for_driver(&mut conn, driver, &[], 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+
+    let code = enqueue_notification(
+        &mut conn,
+        sms(
+            "login_code:lgc_9",
+            notifications::vars([("code", "123456"), ("minutes", "10")]),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        notifications::resend_notification(&mut conn, code, "page-1").await,
+        Err(NotificationsError::NotResendable(_))
+    ));
+    let by_phone = notifications::list_for_driver(&mut conn, driver, &[PHONE.to_owned()], 10)
+        .await
+        .unwrap();
+    assert_eq!(by_phone.len(), 3, "the code went to the driver's phone");
+    assert!(matches!(
+        notifications::resend_notification(
+            &mut conn,
+            notifications::NotificationId::new(),
+            "page-1"
+        )
+        .await,
+        Err(NotificationsError::NotFound)
+    ));
+}
