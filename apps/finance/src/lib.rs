@@ -3,6 +3,7 @@
 //!
 //! - [`import`]: Stripe balance transactions and payouts for a period, stored once by Stripe id,
 //!   resumable after a crash;
+//! - [`fees`]: Stripe's fees on card payments, booked in the ledger once Stripe reports them;
 //! - [`reconcile`]: one UTC day's Stripe transactions matched to ledger transactions by the
 //!   shared key, with a result per item and an exceptions queue for people;
 //! - [`rollups`]: the ledger summed per day, account and transaction kind, so reports stay fast
@@ -18,6 +19,7 @@
 //!   an empty one gives an empty report.
 
 pub mod error;
+pub mod fees;
 pub mod import;
 pub mod period;
 pub mod schema;

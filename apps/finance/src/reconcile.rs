@@ -282,6 +282,9 @@ pub async fn reconcile_day(
     check_day_started("day", day, started_at)?;
     let (start, end) = day_bounds(day);
     let run_id = Uuid::now_v7();
+    // Fees Stripe reported since the payments were booked go into the ledger first, so that a
+    // day's card payments match on fees as well as amounts.
+    crate::fees::book_learned_fees(conn, day).await?;
     conn.transaction::<_, FinanceError, _>(async |conn| {
         // The day's rows are a small slice of tables of tens of millions: probing the ledger's
         // unique (kind, cause) index per Stripe row beats hashing the whole ledger, which the

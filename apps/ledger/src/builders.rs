@@ -93,6 +93,26 @@ pub fn top_up_lines(
     Ok(lines)
 }
 
+/// The lines of a Stripe fee learned after its payment was booked: ShiftCover's fees account
+/// takes it, and Stripe clearing holds that much less (Stripe paid us the net).
+///
+/// Errors: `INVALID_AMOUNT` when the fee is not positive.
+pub fn stripe_fee_lines(fee: Money) -> Result<Vec<Line>, LedgerError> {
+    if fee.minor <= 0 {
+        return Err(LedgerError::InvalidAmount("fee"));
+    }
+    Ok(vec![
+        (
+            AccountRef::system(SystemAccount::StripeFees, fee.currency),
+            fee.minor,
+        ),
+        (
+            AccountRef::system(SystemAccount::StripeClearing, fee.currency),
+            -fee.minor,
+        ),
+    ])
+}
+
 /// The lines of paying a cover session's `total` from `owner`'s wallet, split into `net` premium
 /// for the insurer, ShiftCover's `commission` and `ipt` for HMRC.
 ///

@@ -42,7 +42,7 @@ pub use accounts::{
     get_accounts, lock_account,
 };
 pub use balances::{balance, balances_by_id, trial_balance, wallet_balance};
-pub use builders::{session_charge_lines, top_up_lines};
+pub use builders::{session_charge_lines, stripe_fee_lines, top_up_lines};
 pub use error::LedgerError;
 pub use history::{
     AccountEntry, EntryCursor, EntryPage, MAX_PAGE_SIZE, Page, PageOrder, transactions_for_account,

@@ -7,5 +7,6 @@ extern crate shiftcover_finance as finance;
 
 mod day;
 mod exceptions;
+mod fees;
 mod import;
 mod support;
