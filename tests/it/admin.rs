@@ -105,6 +105,8 @@ async fn every_page_and_action_is_refused_to_a_role_without_it() {
     );
     let exception = global_id("FinanceException", &uuid::Uuid::nil());
     let key_id = global_id("PartnerApiKey", &accounts::ApiKeyId::new());
+    let claim = global_id("Claim", &claims::ClaimId::new());
+    let dispute = global_id("ChargeDispute", &claims::DisputeId::new());
     let notification = global_id("Notification", &notifications::NotificationId::new());
 
     // (path, who may open it)
@@ -118,6 +120,8 @@ async fn every_page_and_action_is_refused_to_a_role_without_it() {
         ("/admin/products".into(), &[Role::Ops]),
         (format!("/admin/products/versions/{v}"), &[Role::Ops]),
         ("/admin/finance".into(), &[Role::Finance]),
+        ("/admin/claims".into(), &[Role::Ops]),
+        ("/admin/disputes".into(), &[Role::Ops]),
     ];
     for (path, allowed) in &pages {
         for (role, auth) in [(Role::Ops, &ops), (Role::Finance, &finance)] {
@@ -158,6 +162,10 @@ async fn every_page_and_action_is_refused_to_a_role_without_it() {
             &[Role::Ops],
         ),
         ("/admin/partners".into(), &[Role::Ops]),
+        (format!("/admin/claims/{claim}/status"), &[Role::Ops]),
+        (format!("/admin/claims/{claim}/reserve"), &[Role::Ops]),
+        (format!("/admin/claims/{claim}/settle"), &[Role::Ops]),
+        (format!("/admin/disputes/{dispute}/resolve"), &[Role::Ops]),
         (format!("/admin/partners/{p}/keys"), &[Role::Ops]),
         (
             format!("/admin/partners/{p}/keys/{key_id}/rotate"),
@@ -871,5 +879,222 @@ async fn an_admin_works_the_back_office_in_a_real_browser() {
             actions.iter().any(|a| a == expected),
             "{expected} in {actions:?}"
         );
+    }
+}
+
+/// The notice or error a redirect carries, decoded.
+fn said(location: &str) -> String {
+    let raw = location
+        .split_once("notice=")
+        .or_else(|| location.split_once("error="))
+        .map(|(_, v)| v)
+        .unwrap_or("");
+    let bytes = raw.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            out.push(u8::from_str_radix(&raw[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test]
+async fn ops_work_a_claim_and_a_charge_dispute_in_the_back_office() {
+    let w = crate::claims_flow::world().await;
+    let app = &w.app;
+    let driver = w.driver.auth();
+    let vehicle = global_id("Vehicle", &w.vehicle);
+    let at = w.session.started_at + chrono::Duration::minutes(10);
+    let (_, body) = app
+        .gql_as(
+            &driver,
+            crate::claims_flow::REPORT,
+            crate::claims_flow::report_input(&vehicle, at, "admin-claim", vec![]),
+        )
+        .await;
+    let claim = body["data"]["reportClaim"]["claim"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    let reference = body["data"]["reportClaim"]["claim"]["reference"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ops = staff_cookie(app, Role::Ops).await;
+    let csrf = csrf_of(app, &ops).await;
+
+    let (status, _, html) = get(app, &ops, "/admin/claims").await;
+    assert_eq!(status, 200);
+    assert!(html.contains(&reference), "the open claim is queued");
+    let page = format!("/admin/claims/{claim}");
+    let (_, _, html) = get(app, &ops, &page).await;
+    assert!(html.contains("Old Street roundabout"));
+    assert!(
+        html.contains(&w.session.certificate_number),
+        "tied to its session"
+    );
+
+    let act = |path: String, fields: Vec<(&'static str, String)>| {
+        let csrf = csrf.clone();
+        let ops = ops.clone();
+        async move {
+            let mut all: Vec<(&str, String)> = vec![("csrf", csrf)];
+            all.extend(fields);
+            let borrowed: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (status, location, body) = post(app, &ops, &path, &borrowed, None).await;
+            assert_eq!(status, 303, "{path}: {body}");
+            said(&location)
+        }
+    };
+    // A page loaded before someone else moved the claim is refused.
+    let stale = act(
+        format!("{page}/status"),
+        vec![
+            ("seen_status", "ACKNOWLEDGED".into()),
+            ("status", "UNDER_REVIEW".into()),
+            ("reason", "Looking".into()),
+        ],
+    )
+    .await;
+    assert!(stale.contains("changed since the page loaded"), "{stale}");
+    let moved = act(
+        format!("{page}/status"),
+        vec![
+            ("seen_status", "REPORTED".into()),
+            ("status", "ACKNOWLEDGED".into()),
+            ("reason", "Called the driver".into()),
+        ],
+    )
+    .await;
+    assert_eq!(moved, "Claim now acknowledged.");
+    let bad = act(
+        format!("{page}/reserve"),
+        vec![
+            ("seen_status", "ACKNOWLEDGED".into()),
+            ("amount", "lots".into()),
+            ("reason", "Estimate".into()),
+        ],
+    )
+    .await;
+    assert!(bad.contains("is not an amount in pounds"), "{bad}");
+    let reserved = act(
+        format!("{page}/reserve"),
+        vec![
+            ("seen_status", "ACKNOWLEDGED".into()),
+            ("amount", "450".into()),
+            ("reason", "Garage estimate".into()),
+        ],
+    )
+    .await;
+    assert_eq!(reserved, "Reserve set to £450.00.");
+    let early = act(
+        format!("{page}/settle"),
+        vec![
+            ("seen_status", "ACKNOWLEDGED".into()),
+            ("amount", "312.40".into()),
+            ("reason", "Invoice paid".into()),
+        ],
+    )
+    .await;
+    assert!(
+        early.contains("INVALID_TRANSITION"),
+        "review comes first: {early}"
+    );
+    let reviewing = act(
+        format!("{page}/status"),
+        vec![
+            ("seen_status", "ACKNOWLEDGED".into()),
+            ("status", "UNDER_REVIEW".into()),
+            ("reason", "Invoice received".into()),
+        ],
+    )
+    .await;
+    assert_eq!(reviewing, "Claim now under review.");
+    let settled = act(
+        format!("{page}/settle"),
+        vec![
+            ("seen_status", "UNDER_REVIEW".into()),
+            ("amount", "312.40".into()),
+            ("reason", "Invoice paid".into()),
+        ],
+    )
+    .await;
+    assert_eq!(settled, "Claim settled: £312.40 paid.");
+    let (_, _, html) = get(app, &ops, &page).await;
+    assert!(
+        html.contains("id=\"claim-status\">settled"),
+        "settled on the page"
+    );
+    assert!(
+        !html.contains("claim-actions"),
+        "no actions on a closed claim"
+    );
+
+    // A dispute of the session's charge, refunded in part.
+    let env = payments::PaymentsEnv::from_settings(
+        &app.core.settings,
+        std::sync::Arc::new(shared::SystemClock),
+    )
+    .unwrap();
+    let mut conn = app.db.conn().await.unwrap();
+    payments::charge_session(&mut conn, &env, w.session.id)
+        .await
+        .unwrap();
+    let (_, body) = app
+        .gql_as(
+            &driver,
+            "mutation($input: DisputeChargeInput!) { disputeCharge(input: $input) { dispute { id } userErrors { code } } }",
+            json!({ "input": { "sessionId": global_id("CoverSession", &w.session.id), "reason": "NOT_WORKING", "details": "I was at home" } }),
+        )
+        .await;
+    let dispute = body["data"]["disputeCharge"]["dispute"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    let (_, _, html) = get(app, &ops, "/admin/disputes").await;
+    assert!(html.contains("I was at home"));
+    let resolve = format!("/admin/disputes/{dispute}/resolve");
+    let no_amount = act(
+        resolve.clone(),
+        vec![("resolution", "ADJUST".into()), ("note", "Partly".into())],
+    )
+    .await;
+    assert!(
+        no_amount.contains("Give the amount to refund"),
+        "{no_amount}"
+    );
+    let done = act(
+        resolve.clone(),
+        vec![
+            ("resolution", "ADJUST".into()),
+            ("amount", "0.50".into()),
+            ("note", "Ten minutes were after your shift".into()),
+        ],
+    )
+    .await;
+    assert_eq!(done, "Dispute adjusted: £0.50 refunded.");
+    let again = act(
+        resolve,
+        vec![("resolution", "UPHOLD".into()), ("note", "Twice".into())],
+    )
+    .await;
+    assert!(
+        again.contains('('),
+        "a coded refusal the second time: {again}"
+    );
+    let (_, _, html) = get(app, &ops, "/admin/disputes?status=RESOLVED").await;
+    assert!(html.contains("adjusted"));
+
+    // Finance may not work claims.
+    let finance = staff_cookie(app, Role::Finance).await;
+    for path in ["/admin/claims", "/admin/disputes", page.as_str()] {
+        let (status, _, _) = get(app, &finance, path).await;
+        assert_eq!(status, 403, "{path}");
     }
 }

@@ -14,7 +14,7 @@ const JPEG: &[u8] = &[
     0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00, 0x01,
 ];
 
-const REPORT: &str = "mutation($input: ReportClaimInput!) { reportClaim(input: $input) {
+pub(crate) const REPORT: &str = "mutation($input: ReportClaimInput!) { reportClaim(input: $input) {
     claim { id reference status occurredAt reportedAt
             coverAtLoss { covered basis noCoverReason certificateNumber message
                           session { id } nearestSession { id } }
@@ -32,15 +32,15 @@ const TRANSITION: &str = "mutation($id: ID!, $status: ClaimStatus!, $reason: Str
 
 /// A signed-in driver with a complete profile, a car, an enrolment in food delivery, a funded
 /// wallet, and one ended session from two hours ago to one hour ago.
-struct World {
-    app: TestApp,
-    driver: SignedInDriver,
-    vehicle: accounts::VehicleId,
-    session: cover::CoverSession,
+pub(crate) struct World {
+    pub(crate) app: TestApp,
+    pub(crate) driver: SignedInDriver,
+    pub(crate) vehicle: accounts::VehicleId,
+    pub(crate) session: cover::CoverSession,
     photo_dir: std::path::PathBuf,
 }
 
-async fn world() -> World {
+pub(crate) async fn world() -> World {
     let photo_dir =
         std::env::temp_dir().join(format!("sc-claims-flow-{}", uuid::Uuid::new_v4().simple()));
     let dir = photo_dir.to_string_lossy().into_owned();
@@ -170,7 +170,12 @@ async fn upload(app: &TestApp, auth: &Auth, body: Vec<u8>) -> (u16, Value) {
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-fn report_input(vehicle: &str, at: DateTime<Utc>, key: &str, photos: Vec<Value>) -> Value {
+pub(crate) fn report_input(
+    vehicle: &str,
+    at: DateTime<Utc>,
+    key: &str,
+    photos: Vec<Value>,
+) -> Value {
     json!({ "input": {
         "occurredAt": at.to_rfc3339(),
         "location": "Old Street roundabout",

@@ -234,7 +234,14 @@ impl ClaimsError {
             InvalidTransition { from, to } => FieldError::field(
                 "status",
                 "INVALID_TRANSITION",
-                format!("A {from} claim cannot become {to}."),
+                format!(
+                    "{} {from} claim cannot become {to}.",
+                    if from.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                        "An"
+                    } else {
+                        "A"
+                    }
+                ),
             ),
             ClaimClosed => FieldError::field(
                 "claimId",

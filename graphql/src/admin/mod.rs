@@ -20,6 +20,7 @@
 // request, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+mod claims;
 mod pages;
 mod render;
 

@@ -12,12 +12,12 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Instant;
 
-type Form = web::Form<HashMap<String, String>>;
-type Query = web::Query<HashMap<String, String>>;
+pub(super) type Form = web::Form<HashMap<String, String>>;
+pub(super) type Query = web::Query<HashMap<String, String>>;
 
 /// Registers `/admin` and everything under it.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
+    cfg.service(super::claims::routes(
         web::scope("/admin")
             .route("", web::get().to(home))
             .route("/", web::get().to(home))
@@ -63,7 +63,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/finance/exceptions/{id}/resolve",
                 web::post().to(resolve_exception),
             ),
-    );
+    ));
 }
 
 /// Unwraps a `Result<_, HttpResponse>`, answering with the response.
@@ -87,7 +87,7 @@ macro_rules! or_page {
 }
 
 /// The page's context: the layout plus a notice or error carried by the redirect.
-fn context(staff: &Staff, q: &HashMap<String, String>, extra: Value) -> Value {
+pub(super) fn context(staff: &Staff, q: &HashMap<String, String>, extra: Value) -> Value {
     let mut ctx = json!({
         "layout": staff.layout(),
         "notice": q.get("notice"),
@@ -100,7 +100,7 @@ fn context(staff: &Staff, q: &HashMap<String, String>, extra: Value) -> Value {
 }
 
 /// Back to `path` with a notice (`Ok`) or an error (`Err`) to show.
-fn back(path: &str, outcome: Result<String, String>) -> HttpResponse {
+pub(super) fn back(path: &str, outcome: Result<String, String>) -> HttpResponse {
     let (key, text) = match outcome {
         Ok(t) => ("notice", t),
         Err(t) => ("error", t),
@@ -110,7 +110,7 @@ fn back(path: &str, outcome: Result<String, String>) -> HttpResponse {
 }
 
 /// A path segment that must be one of our global ids (base64url): anything else is a 404.
-fn id_segment(s: &str) -> Result<String, HttpResponse> {
+pub(super) fn id_segment(s: &str) -> Result<String, HttpResponse> {
     let ok = !s.is_empty()
         && s.len() <= 200
         && s.bytes()
@@ -122,7 +122,7 @@ fn id_segment(s: &str) -> Result<String, HttpResponse> {
     }
 }
 
-fn reason_of(form: &HashMap<String, String>) -> Result<String, String> {
+pub(super) fn reason_of(form: &HashMap<String, String>) -> Result<String, String> {
     let r = form.get("reason").map(|s| s.trim()).unwrap_or("");
     if r.is_empty() {
         return Err("Give a reason: it is kept in the audit log.".into());
@@ -440,7 +440,7 @@ fn timeline(driver: &Value, sessions: &Value, wallet: &Value, activity: &Value) 
 }
 
 /// `"12.50"`, `"£12.50"`, `"12"` → 1250 pence; blank → `None` (everything left).
-fn parse_pounds(s: &str) -> Result<Option<i64>, String> {
+pub(super) fn parse_pounds(s: &str) -> Result<Option<i64>, String> {
     let s = s.trim().trim_start_matches('£').trim();
     if s.is_empty() {
         return Ok(None);

@@ -20,6 +20,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("products.html", include_str!("templates/products.html")),
     ("version.html", include_str!("templates/version.html")),
     ("finance.html", include_str!("templates/finance.html")),
+    ("claims.html", include_str!("templates/claims.html")),
+    ("claim.html", include_str!("templates/claim.html")),
+    ("disputes.html", include_str!("templates/disputes.html")),
 ];
 
 /// `2026-12-05T04:05:17.123Z` → `2026-12-05 04:05` (UTC); anything else unchanged.
