@@ -33,6 +33,7 @@ pub struct Mutation(
     CoverMutation,
     crate::ops::OpsMutation,
     crate::payments::PaymentsMutation,
+    crate::payments::PaymentsAdjustMutation,
     crate::partners::PartnersMutation,
     crate::claims::ClaimsMutation,
     crate::finance::FinanceMutation,

@@ -107,6 +107,7 @@ async fn every_page_and_action_is_refused_to_a_role_without_it() {
     let key_id = global_id("PartnerApiKey", &accounts::ApiKeyId::new());
     let claim = global_id("Claim", &claims::ClaimId::new());
     let dispute = global_id("ChargeDispute", &claims::DisputeId::new());
+    let session = global_id("CoverSession", &cover::CoverSessionId::new());
     let notification = global_id("Notification", &notifications::NotificationId::new());
 
     // (path, who may open it)
@@ -166,6 +167,10 @@ async fn every_page_and_action_is_refused_to_a_role_without_it() {
         (format!("/admin/claims/{claim}/reserve"), &[Role::Ops]),
         (format!("/admin/claims/{claim}/settle"), &[Role::Ops]),
         (format!("/admin/disputes/{dispute}/resolve"), &[Role::Ops]),
+        (
+            format!("/admin/drivers/{d}/sessions/{session}/adjust"),
+            &[Role::Ops, Role::Finance],
+        ),
         (format!("/admin/partners/{p}/keys"), &[Role::Ops]),
         (
             format!("/admin/partners/{p}/keys/{key_id}/rotate"),
@@ -1090,6 +1095,38 @@ async fn ops_work_a_claim_and_a_charge_dispute_in_the_back_office() {
     );
     let (_, _, html) = get(app, &ops, "/admin/disputes?status=RESOLVED").await;
     assert!(html.contains("adjusted"));
+
+    // Lowering the session's charge further: more than is left is refused, then 25p goes back.
+    let driver_page = format!("/admin/drivers/{}", global_id("Driver", &w.driver.id));
+    let adjust = format!(
+        "{driver_page}/sessions/{}/adjust",
+        global_id("CoverSession", &w.session.id)
+    );
+    let (_, _, html) = get(app, &ops, &driver_page).await;
+    assert!(
+        html.contains("Lower charge"),
+        "a charged session can be adjusted"
+    );
+    let too_much = act(
+        adjust.clone(),
+        vec![
+            ("amount", "500".into()),
+            ("reason", "Goodwill".into()),
+            ("key", "adjust-1".into()),
+        ],
+    )
+    .await;
+    assert!(too_much.contains("REFUND_TOO_LARGE"), "{too_much}");
+    let lowered = act(
+        adjust,
+        vec![
+            ("amount", "0.25".into()),
+            ("reason", "Goodwill".into()),
+            ("key", "adjust-2".into()),
+        ],
+    )
+    .await;
+    assert_eq!(lowered, "Charge lowered: £0.25 back to the wallet.");
 
     // Finance may not work claims.
     let finance = staff_cookie(app, Role::Finance).await;

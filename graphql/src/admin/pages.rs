@@ -27,6 +27,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/search", web::get().to(search))
             .route("/drivers/{id}", web::get().to(driver))
             .route("/drivers/{id}/refund", web::post().to(refund))
+            .route(
+                "/drivers/{id}/sessions/{session}/adjust",
+                web::post().to(adjust_session),
+            )
             .route("/drivers/{id}/enrolment", web::post().to(enrolment))
             .route(
                 "/drivers/{id}/notifications/{notification}/resend",
@@ -289,7 +293,7 @@ const DRIVER: &str = "query($id: ID!) { node(id: $id) { ... on Driver {
 
 const DRIVER_SESSIONS: &str = "query($id: ID!, $after: String) { node(id: $id) { ... on Driver {
   coverSessions(first: 20, after: $after) { edges { node { id status source startedAt endedAt
-    certificate { number } charge { total { formatted } billedMinutes rule } } }
+    chargedAt certificate { number } charge { total { formatted } billedMinutes rule } } }
     pageInfo { hasNextPage endCursor } } } } }";
 
 const DRIVER_ACTIVITY: &str = "query($id: ID!) { driverActivity(driverId: $id, first: 30) {
@@ -346,6 +350,7 @@ async fn driver(
                 "wallet": { "balance": wallet["balance"], "payments": payments },
                 "timeline": timeline,
                 "notifications": activity["notifications"],
+                "sessions": sessions["edges"],
                 "sessions_next": if sessions["pageInfo"]["hasNextPage"] == true {
                     sessions["pageInfo"]["endCursor"].clone()
                 } else {
@@ -656,6 +661,65 @@ async fn resend_notification(
             back(&here, Ok("Already sent again from this page.".into()))
         }
         None => back(&here, Ok("Message queued to be sent again.".into())),
+    }
+}
+
+const ADJUST: &str =
+    "mutation($input: AdjustSessionChargeInput!) { adjustSessionCharge(input: $input) {
+  refund { amount { formatted } status } userErrors { field code message } } }";
+
+async fn adjust_session(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    form: Form,
+) -> HttpResponse {
+    let staff = or_respond!(staff(&state, &req).await);
+    if !staff.has(Role::Ops) && !staff.has(Role::Finance) {
+        return error_page(403, "Adjusting a charge needs the ops or finance role.");
+    }
+    or_respond!(check_form(&req, &staff, &form));
+    let (driver, session) = path.into_inner();
+    let here = format!("/admin/drivers/{}", or_respond!(id_segment(&driver)));
+    let session = or_respond!(id_segment(&session));
+    let reason = match reason_of(&form) {
+        Ok(r) => r,
+        Err(e) => return back(&here, Err(e)),
+    };
+    let amount = match parse_pounds(form.get("amount").map(String::as_str).unwrap_or("")) {
+        Ok(a) => a,
+        Err(e) => return back(&here, Err(e)),
+    };
+    let key = form
+        .get("key")
+        .filter(|k| !k.is_empty() && k.len() <= 100)
+        .cloned()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let data = or_page!(
+        gql(
+            &state,
+            &req,
+            &staff,
+            ADJUST,
+            json!({ "input": {
+                "sessionId": session, "refundAmount": amount, "reason": reason,
+                "idempotencyKey": format!("admin-adjust:{key}"),
+            } }),
+        )
+        .await
+    );
+    let payload = &data["adjustSessionCharge"];
+    match first_user_error(payload) {
+        Some(e) => back(&here, Err(e)),
+        None => back(
+            &here,
+            Ok(format!(
+                "Charge lowered: {} back to the wallet.",
+                payload["refund"]["amount"]["formatted"]
+                    .as_str()
+                    .unwrap_or("")
+            )),
+        ),
     }
 }
 

@@ -34,7 +34,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use crate::money::Money;
-pub use mutation::PaymentsMutation;
+pub use mutation::{PaymentsAdjustMutation, PaymentsMutation};
 pub use query::PaymentsQuery;
 
 /// Largest page of payments or wallet entries.

@@ -146,6 +146,30 @@ pub struct RefundPaymentPayload {
     pub user_errors: Vec<UserError>,
 }
 
+/// Input of `adjustSessionCharge`.
+#[derive(InputObject)]
+pub struct AdjustSessionChargeInput {
+    /// The cover session's global id (a charged one).
+    pub session_id: ID,
+    /// How much to give back, in pence; omitted for everything still refundable.
+    pub refund_amount: Option<i32>,
+    /// Why (1 to 500 characters): kept in the audit log and shown on the driver's statement.
+    pub reason: String,
+    /// A key the back office makes once per adjustment (1 to 200 characters).
+    pub idempotency_key: String,
+}
+
+/// Result of `adjustSessionCharge`.
+#[derive(SimpleObject, Default)]
+pub struct AdjustSessionChargePayload {
+    /// The refund of the charge, back to the driver's wallet.
+    pub refund: Option<Refund>,
+    /// `REFUND_TOO_LARGE`, `INVALID_AMOUNT` (`refundAmount`), `INVALID_REASON` (`reason`),
+    /// `NOT_REFUNDABLE` (nothing charged or all given back), `NOT_FOUND` (`sessionId`),
+    /// `INVALID_IDEMPOTENCY_KEY`, `IDEMPOTENCY_KEY_REUSED` (`idempotencyKey`).
+    pub user_errors: Vec<UserError>,
+}
+
 /// The payments mutations.
 #[derive(Default)]
 pub struct PaymentsMutation;
@@ -421,6 +445,54 @@ impl PaymentsMutation {
         }
     }
 }
+
+#[Object]
+impl PaymentsAdjustMutation {
+    /// Lowers what a driver paid for a cover session (ops, finance and admin): the amount goes
+    /// back to the driver's wallet as a refund of the session's charge, and the ledger reverses
+    /// the charge's premium, commission and IPT in proportion.
+    async fn adjust_session_charge(
+        &self,
+        ctx: &Context<'_>,
+        input: AdjustSessionChargeInput,
+    ) -> async_graphql::Result<AdjustSessionChargePayload> {
+        let staff = require_money_staff(ctx)?;
+        let Some(id) = parse_global_id::<cover::CoverSessionId>(&input.session_id, "CoverSession")
+        else {
+            return Ok(AdjustSessionChargePayload {
+                user_errors: not_found("sessionId"),
+                ..Default::default()
+            });
+        };
+        let env = payments_env(ctx)?;
+        let mut conn = crate::accounts::conn(ctx).await?;
+        let request = payments::KeyedRefundRequest {
+            target: payments::RefundTarget::SessionCharge(id),
+            amount: input.refund_amount.map(gbp),
+            reason: input.reason,
+            actor: Actor::Staff(staff.staff_id),
+            idempotency_key: input.idempotency_key,
+        };
+        match payments::refund_with_key(&mut conn, &env, request).await {
+            Ok(refund) => Ok(AdjustSessionChargePayload {
+                refund: Some(Refund::new(
+                    refund,
+                    guard::principal(ctx).clone(),
+                    PaymentsLoader::shared(ctx)?,
+                )),
+                user_errors: vec![],
+            }),
+            Err(e) => Ok(AdjustSessionChargePayload {
+                user_errors: user_errors(ctx, e)?,
+                ..Default::default()
+            }),
+        }
+    }
+}
+
+/// Staff changes to what a driver paid for cover.
+#[derive(Default)]
+pub struct PaymentsAdjustMutation;
 
 fn top_up_payload(
     ctx: &Context<'_>,

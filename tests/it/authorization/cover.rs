@@ -21,7 +21,7 @@ pub(super) struct CoverFx {
     /// Driver A's enrolment.
     pub(super) enrolment: String,
     /// Driver A's running session.
-    session: String,
+    pub(super) session: String,
 }
 
 pub(super) async fn fixture(app: &TestApp, a: &SignedInDriver, a_vehicle: &str) -> CoverFx {

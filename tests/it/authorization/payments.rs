@@ -275,5 +275,21 @@ pub(super) fn entries() -> Vec<Entry> {
                 Refused("NOT_REFUNDABLE"),
             ),
         },
+        Entry {
+            field: "Mutation.adjustSessionCharge",
+            case: "driver A's running session (nothing charged yet)",
+            doc: "mutation($id: ID!) { adjustSessionCharge(input: { sessionId: $id, refundAmount: 10, reason: \"table\", idempotencyKey: \"table\" }) { refund { id } userErrors { code } } }",
+            vars: |f: &Fx, _| json!({ "id": f.cover.session }),
+            judge: "/adjustSessionCharge",
+            expect: by(
+                UNAUTH,
+                FORBID,
+                FORBID,
+                FORBID,
+                Refused("NOT_REFUNDABLE"),
+                Refused("NOT_REFUNDABLE"),
+                Refused("NOT_REFUNDABLE"),
+            ),
+        },
     ]
 }
