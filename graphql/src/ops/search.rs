@@ -47,8 +47,9 @@ pub struct SearchHit {
     pub driver_id: Option<ID>,
 }
 
+/// One hit, before it becomes a [`SearchHit`].
 #[derive(QueryableByName)]
-pub(crate) struct Row {
+pub struct Row {
     #[diesel(sql_type = SqlUuid)]
     id: Uuid,
     #[diesel(sql_type = Text)]
@@ -114,7 +115,7 @@ async fn rows(
 }
 
 /// Runs the lookups the text calls for; at most `limit` hits of each kind.
-pub(crate) async fn search(
+pub async fn search(
     conn: &mut AsyncPgConnection,
     q: &str,
     limit: i64,
@@ -209,12 +210,13 @@ pub(crate) async fn search(
         );
     }
     let letters = q.chars().filter(|c| c.is_alphabetic()).count();
+    // Unordered: a common surname matches thousands, and sorting them all to show ten would
+    // read every match; the first ten the index gives are as good, and typing more narrows it.
     if letters >= 3 && !q.contains('@') {
         let pattern = format!("%{}%", like_escape(&q.to_lowercase()));
         let sql = format!(
             "SELECT {DRIVER_COLUMNS} FROM drivers d \
-              WHERE lower(d.name) LIKE $1 AND d.deleted_at IS NULL \
-              ORDER BY d.name, d.id LIMIT $2"
+              WHERE lower(d.name) LIKE $1 AND d.deleted_at IS NULL LIMIT $2"
         );
         push(
             SearchHitKind::Driver,
