@@ -21,6 +21,7 @@ pub struct Query(
     crate::claims::ClaimsQuery,
     crate::finance::FinanceQuery,
     crate::finance::StatementsQuery,
+    crate::finance::ExportsQuery,
 );
 
 /// All mutations.
@@ -37,6 +38,7 @@ pub struct Mutation(
     crate::partners::PartnersMutation,
     crate::claims::ClaimsMutation,
     crate::finance::FinanceMutation,
+    crate::finance::ExportsMutation,
 );
 
 /// All subscriptions (served over WebSocket at `/graphql/ws`).

@@ -167,6 +167,7 @@ async fn every_page_and_action_is_refused_to_a_role_without_it() {
         (format!("/admin/claims/{claim}/reserve"), &[Role::Ops]),
         (format!("/admin/claims/{claim}/settle"), &[Role::Ops]),
         (format!("/admin/disputes/{dispute}/resolve"), &[Role::Ops]),
+        ("/admin/finance/exports".into(), &[Role::Finance]),
         (
             format!("/admin/drivers/{d}/sessions/{session}/adjust"),
             &[Role::Ops, Role::Finance],
@@ -1134,4 +1135,113 @@ async fn ops_work_a_claim_and_a_charge_dispute_in_the_back_office() {
         let (status, _, _) = get(app, &finance, path).await;
         assert_eq!(status, 403, "{path}");
     }
+}
+
+#[tokio::test]
+async fn finance_builds_a_bordereau_file_by_job_and_downloads_it() {
+    let w = crate::claims_flow::world().await;
+    let app = &w.app;
+    let env = payments::PaymentsEnv::from_settings(
+        &app.core.settings,
+        std::sync::Arc::new(shared::SystemClock),
+    )
+    .unwrap();
+    let mut conn = app.db.conn().await.unwrap();
+    payments::charge_session(&mut conn, &env, w.session.id)
+        .await
+        .unwrap();
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let finance = staff_cookie(app, Role::Finance).await;
+    let csrf = csrf_of(app, &finance).await;
+
+    let (status, location, _) = post(
+        app,
+        &finance,
+        "/admin/finance/exports",
+        &[("csrf", csrf.as_str()), ("month", "2099-01")],
+        None,
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert!(said(&location).contains("PERIOD_IN_FUTURE"), "{location}");
+    let (status, location, _) = post(
+        app,
+        &finance,
+        "/admin/finance/exports",
+        &[("csrf", csrf.as_str()), ("month", month.as_str())],
+        None,
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert!(said(&location).contains("is being built"), "{location}");
+    let (_, _, html) = get(app, &finance, &location).await;
+    assert!(
+        html.contains("http-equiv=\"refresh\""),
+        "the page follows the job"
+    );
+    assert!(html.contains(">queued<"), "{html}");
+
+    // The job, as a worker runs it (queued with the export, in the same transaction).
+    let exports = finance::exports::list_exports(&mut conn, 10).await.unwrap();
+    assert_eq!(exports.len(), 1);
+    let export = &exports[0];
+    assert_eq!((export.status.as_str(), export.percent()), ("queued", 0));
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let queued: Count = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM outbox_jobs WHERE job_type = 'BuildFinanceExport' \
+              AND idempotency_key = '{}'",
+            export.id
+        )),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    assert_eq!(queued.n, 1);
+    let built = finance::exports::build_export(&mut conn, app.core.clock.as_ref(), export.id)
+        .await
+        .unwrap();
+    assert_eq!(built.status, "done");
+    assert_eq!(built.rows_total, Some(1), "one charged session this month");
+    assert_eq!((built.rows_done, built.percent()), (1, 100));
+    let again = finance::exports::build_export(&mut conn, app.core.clock.as_ref(), export.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.finished_at, built.finished_at,
+        "a finished file is left alone"
+    );
+
+    let (_, _, html) = get(app, &finance, "/admin/finance").await;
+    assert!(!html.contains("http-equiv=\"refresh\""));
+    let download = format!("/finance/exports/{}.csv", export.id);
+    // (Templates escape `/` in attributes as `&#x2f;`, which browsers read back as `/`.)
+    assert!(
+        html.contains(&format!("exports&#x2f;{}.csv\">Download", export.id)),
+        "a download link"
+    );
+    let (status, _, file) = get(app, &finance, &download).await;
+    assert_eq!(status, 200);
+    let (_, _, direct) = get(
+        app,
+        &finance,
+        &format!("/finance/bordereau.csv?month={month}"),
+    )
+    .await;
+    assert_eq!(file, direct, "the file is the bordereau");
+    assert!(file.contains(&w.session.certificate_number));
+    for (who, auth, expected) in [
+        ("anonymous", Auth::Anonymous, 401),
+        ("the driver", w.driver.auth(), 403),
+        ("ops", staff_cookie(app, Role::Ops).await, 403),
+    ] {
+        let (status, _, _) = get(app, &auth, &download).await;
+        assert_eq!(status, expected, "{who}");
+    }
+    let (status, _, _) = get(app, &finance, "/finance/exports/not-an-id.csv").await;
+    assert_eq!(status, 404);
 }

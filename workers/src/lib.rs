@@ -52,6 +52,7 @@ pub fn default_registry() -> Registry {
     r.register(finance::jobs::run_reconcile_stripe_day);
     r.register(finance::jobs::run_build_monthly_bordereau);
     r.register(finance::jobs::run_send_weekly_statements);
+    r.register(finance::exports::run_build_finance_export);
     r.schedule(
         "daily_reconciliation",
         finance::jobs::ReconcileStripeDay::for_tick,

@@ -5,7 +5,7 @@
 //! spreadsheet does not run them as formulas (names and notes come from people).
 
 use crate::reconcile::{ReconItem, ReconSummary};
-use crate::reports::{Bordereau, IptMonth, TrialBalance};
+use crate::reports::{Bordereau, BordereauLine, IptMonth, TrialBalance};
 
 fn field(s: &str) -> String {
     let guarded = if s.starts_with(['=', '+', '-', '@']) && s.parse::<i64>().is_err() {
@@ -33,8 +33,18 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
 /// The bordereau: a header, one row per line, then one `TOTAL` row per currency.
 pub fn bordereau_csv(b: &Bordereau) -> String {
     let mut out = String::new();
+    bordereau_csv_header(&mut out);
+    for l in &b.lines {
+        bordereau_csv_line(&mut out, &b.month, l);
+    }
+    bordereau_csv_totals(&mut out, b);
+    out
+}
+
+/// The bordereau's header row.
+pub fn bordereau_csv_header(out: &mut String) {
     row(
-        &mut out,
+        out,
         &[
             "month",
             "booked_at",
@@ -56,30 +66,36 @@ pub fn bordereau_csv(b: &Bordereau) -> String {
         ]
         .map(String::from),
     );
-    for l in &b.lines {
-        row(
-            &mut out,
-            &[
-                b.month.clone(),
-                l.booked_at.to_rfc3339(),
-                l.transaction_type.clone(),
-                opt(&l.certificate_ref),
-                opt(&l.insured),
-                opt(&l.insured_id),
-                opt(&l.vehicle_registration),
-                opt(&l.vehicle),
-                opt(&l.cover_start.map(|t| t.to_rfc3339())),
-                opt(&l.cover_end.map(|t| t.to_rfc3339())),
-                l.currency.clone(),
-                l.gross_premium.to_string(),
-                l.commission.to_string(),
-                opt(&l.ipt_rate_bp),
-                l.ipt.to_string(),
-                l.net_premium_due.to_string(),
-                l.ledger_transaction_id.clone(),
-            ],
-        );
-    }
+}
+
+/// One bordereau line as a row.
+pub fn bordereau_csv_line(out: &mut String, month: &str, l: &BordereauLine) {
+    row(
+        out,
+        &[
+            month.to_owned(),
+            l.booked_at.to_rfc3339(),
+            l.transaction_type.clone(),
+            opt(&l.certificate_ref),
+            opt(&l.insured),
+            opt(&l.insured_id),
+            opt(&l.vehicle_registration),
+            opt(&l.vehicle),
+            opt(&l.cover_start.map(|t| t.to_rfc3339())),
+            opt(&l.cover_end.map(|t| t.to_rfc3339())),
+            l.currency.clone(),
+            l.gross_premium.to_string(),
+            l.commission.to_string(),
+            opt(&l.ipt_rate_bp),
+            l.ipt.to_string(),
+            l.net_premium_due.to_string(),
+            l.ledger_transaction_id.clone(),
+        ],
+    );
+}
+
+/// The bordereau's `TOTAL` rows, one per currency.
+pub fn bordereau_csv_totals(out: &mut String, b: &Bordereau) {
     for t in &b.totals {
         let mut f = vec![String::new(); 17];
         f[0] = b.month.clone();
@@ -89,9 +105,8 @@ pub fn bordereau_csv(b: &Bordereau) -> String {
         f[12] = t.commission.to_string();
         f[14] = t.ipt.to_string();
         f[15] = t.net_premium_due.to_string();
-        row(&mut out, &f);
+        row(out, &f);
     }
-    out
 }
 
 /// The trial balance.

@@ -24,10 +24,11 @@ use shared::outbox::Job;
 use shared::{Clock, Settings};
 
 /// Every finance job type, for the workers' registration.
-pub const JOB_TYPES: [&str; 3] = [
+pub const JOB_TYPES: [&str; 4] = [
     ReconcileStripeDay::TYPE,
     BuildMonthlyBordereau::TYPE,
     SendWeeklyStatements::TYPE,
+    crate::exports::BuildFinanceExport::TYPE,
 ];
 
 /// The finance queue.

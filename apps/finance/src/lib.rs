@@ -19,6 +19,7 @@
 //!   an empty one gives an empty report.
 
 pub mod error;
+pub mod exports;
 pub mod fees;
 pub mod import;
 pub mod period;

@@ -63,6 +63,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/products/versions/{id}", web::get().to(version))
             .route("/products/versions/{id}/publish", web::post().to(publish))
             .route("/finance", web::get().to(finance))
+            .route("/finance/exports", web::post().to(request_export))
             .route(
                 "/finance/exceptions/{id}/resolve",
                 web::post().to(resolve_exception),
@@ -1282,7 +1283,9 @@ const FINANCE: &str = "query($day: Date!, $after: String) {
   reconciliationSummary(day: $day) { day finishedAt newExceptions
     statuses { status currency count stripeAmount ledgerAmount } }
   financeExceptions(status: OPEN, first: 20, after: $after) { edges { node { id kind day
-    stripeId stripeAmount ledgerAmount detail } } pageInfo { hasNextPage endCursor } } }";
+    stripeId stripeAmount ledgerAmount detail } } pageInfo { hasNextPage endCursor } }
+  financeExports(first: 10) { id kind period status percent rowsDone rowsTotal lastError createdAt
+    downloadPath } }";
 
 const BORDEREAU_TOTALS: &str = "query($month: String!) { bordereau(month: $month, first: 0) {
   month lineCount totals { currency charges refunds grossPremium commission ipt netPremiumDue } } }";
@@ -1332,8 +1335,40 @@ async fn finance(state: web::Data<ApiState>, req: HttpRequest, q: Query) -> Http
                 "summary": data["reconciliationSummary"],
                 "exceptions": data["financeExceptions"],
                 "bordereau": bordereau, "report_error": report_error,
+                "exports": data["financeExports"],
+                "building": data["financeExports"].as_array().is_some_and(|a| a.iter().any(|e| {
+                    e["status"] == "queued" || e["status"] == "running"
+                })),
             }),
         ),
+    )
+}
+
+async fn request_export(state: web::Data<ApiState>, req: HttpRequest, form: Form) -> HttpResponse {
+    let staff = or_respond!(staff_with(&state, &req, Role::Finance).await);
+    or_respond!(check_form(&req, &staff, &form));
+    let month = form.get("month").map(|m| m.trim()).unwrap_or("");
+    let data = or_page!(
+        gql(
+            &state,
+            &req,
+            &staff,
+            "mutation($month: String!) { requestBordereauExport(input: { month: $month }) {
+               export { period } userErrors { field code message } } }",
+            json!({ "month": month }),
+        )
+        .await
+    );
+    let payload = &data["requestBordereauExport"];
+    back(
+        &format!("/admin/finance?month={}", url_encode(month)),
+        match first_user_error(payload) {
+            Some(e) => Err(e),
+            None => Ok(format!(
+                "The bordereau of {} is being built; it appears below when ready.",
+                payload["export"]["period"].as_str().unwrap_or(month)
+            )),
+        },
     )
 }
 

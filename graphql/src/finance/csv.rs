@@ -4,6 +4,7 @@
 //! - `GET /finance/trial-balance.csv?at=YYYY-MM-DD`
 //! - `GET /finance/ipt.csv?from=YYYY-MM&to=YYYY-MM`
 //! - `GET /finance/reconciliation.csv?day=YYYY-MM-DD`
+//! - `GET /finance/exports/{id}.csv` (a file built by a job, see [`super::exports`])
 //!
 //! Only a staff session cookie with the finance role (or admin) gets a file: no credentials →
 //! 401; a driver, a partner or another staff role → 403. Bad or future periods → 400 with the
@@ -22,7 +23,65 @@ use std::collections::HashMap;
 
 /// Registers the CSV routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/finance/{report}", web::get().to(report_csv));
+    cfg.route("/finance/exports/{file}", web::get().to(export_file))
+        .route("/finance/{report}", web::get().to(report_csv));
+}
+
+/// `GET /finance/exports/{id}.csv`: a finished export's file (finance staff); 404 while it is
+/// being built or when there is none.
+async fn export_file(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    file: web::Path<String>,
+) -> HttpResponse {
+    let core = &state.core;
+    match viewer::authenticate(core, &req).await {
+        Ok(v) => match v.principal() {
+            Principal::Anonymous => return refuse(401, "UNAUTHENTICATED"),
+            Principal::Staff(s) if s.has(Role::Finance) => {}
+            _ => return refuse(403, "FORBIDDEN"),
+        },
+        Err(Refusal::Unauthenticated { .. }) => return refuse(401, "UNAUTHENTICATED"),
+        Err(Refusal::RateLimited {
+            retry_after_secs, ..
+        }) => {
+            return HttpResponse::TooManyRequests()
+                .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
+                .finish();
+        }
+        Err(Refusal::Unavailable(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "finance export: credential check failed");
+            return HttpResponse::ServiceUnavailable().finish();
+        }
+    }
+    let Some(id) = file
+        .strip_suffix(".csv")
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+    else {
+        return refuse(404, "NOT_FOUND");
+    };
+    let mut conn = match core.pool.get().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "finance export: database unavailable");
+            return HttpResponse::ServiceUnavailable().finish();
+        }
+    };
+    match finance::exports::export_file(&mut conn, id).await {
+        Ok(Some((name, bytes))) => HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((header::CACHE_CONTROL, "private, no-store"))
+            .insert_header((
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ))
+            .body(bytes),
+        Ok(None) => refuse(404, "NOT_FOUND"),
+        Err(e) => {
+            tracing::error!(error = %e, "finance export");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
 }
 
 fn refuse(status: u16, code: &str) -> HttpResponse {

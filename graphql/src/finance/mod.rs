@@ -6,10 +6,12 @@
 //! malformed month) carry their code in `extensions.code`; mutations answer them in `userErrors`.
 
 pub mod csv;
+pub mod exports;
 pub mod mutation;
 pub mod query;
 pub mod statements;
 
+pub use exports::{ExportsMutation, ExportsQuery};
 pub use mutation::FinanceMutation;
 pub use query::FinanceQuery;
 pub use statements::StatementsQuery;
