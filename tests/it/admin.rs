@@ -1218,6 +1218,8 @@ async fn finance_builds_a_bordereau_file_by_job_and_downloads_it() {
 
     let (_, _, html) = get(app, &finance, "/admin/finance").await;
     assert!(!html.contains("http-equiv=\"refresh\""));
+    assert!(html.contains("id=\"ipt\""), "the month's IPT on the page");
+    assert!(!html.contains("No IPT in"), "a charged session carries IPT");
     let download = format!("/finance/exports/{}.csv", export.id);
     // (Templates escape `/` in attributes as `&#x2f;`, which browsers read back as `/`.)
     assert!(

@@ -1288,7 +1288,8 @@ const FINANCE: &str = "query($day: Date!, $after: String) {
     downloadPath } }";
 
 const BORDEREAU_TOTALS: &str = "query($month: String!) { bordereau(month: $month, first: 0) {
-  month lineCount totals { currency charges refunds grossPremium commission ipt netPremiumDue } } }";
+  month lineCount totals { currency charges refunds grossPremium commission ipt netPremiumDue } }
+  iptPayable(from: $month, to: $month) { month currency charged refunded payable } }";
 
 async fn finance(state: web::Data<ApiState>, req: HttpRequest, q: Query) -> HttpResponse {
     let staff = or_respond!(staff_with(&state, &req, Role::Finance).await);
@@ -1312,7 +1313,7 @@ async fn finance(state: web::Data<ApiState>, req: HttpRequest, q: Query) -> Http
         )
         .await
     );
-    let (bordereau, report_error) = match gql(
+    let (bordereau, ipt, report_error) = match gql(
         &state,
         &req,
         &staff,
@@ -1321,8 +1322,8 @@ async fn finance(state: web::Data<ApiState>, req: HttpRequest, q: Query) -> Http
     )
     .await
     {
-        Ok(b) => (b["bordereau"].clone(), Value::Null),
-        Err(super::GqlError::Other(m)) => (Value::Null, json!(m)),
+        Ok(b) => (b["bordereau"].clone(), b["iptPayable"].clone(), Value::Null),
+        Err(super::GqlError::Other(m)) => (Value::Null, Value::Null, json!(m)),
         Err(e) => return e.into_page(),
     };
     page(
@@ -1334,7 +1335,7 @@ async fn finance(state: web::Data<ApiState>, req: HttpRequest, q: Query) -> Http
                 "day": day.to_string(), "month": month,
                 "summary": data["reconciliationSummary"],
                 "exceptions": data["financeExceptions"],
-                "bordereau": bordereau, "report_error": report_error,
+                "bordereau": bordereau, "ipt": ipt, "report_error": report_error,
                 "exports": data["financeExports"],
                 "building": data["financeExports"].as_array().is_some_and(|a| a.iter().any(|e| {
                     e["status"] == "queued" || e["status"] == "running"
