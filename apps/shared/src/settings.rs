@@ -411,7 +411,11 @@ impl Settings {
             config::Environment::with_prefix("SHIFTCOVER")
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true)
+                // Values stay text until the field's type reads them: a phone number such as
+                // `+447700900000` or a secret of digits with leading zeros must reach a `String`
+                // field exactly as written (numbers and booleans still parse where the field is
+                // one).
+                .try_parsing(false)
                 .source(env),
         );
         let settings: Settings = builder.build()?.try_deserialize()?;
@@ -566,6 +570,24 @@ mod tests {
         assert_eq!(s.http.bind, "0.0.0.0:9000");
         assert_eq!(s.redis.key_prefix, "t1");
         assert_eq!(s.graphql.max_depth, 12);
+    }
+
+    #[test]
+    fn text_from_the_environment_is_kept_as_written() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("SHIFTCOVER__TWILIO__FROM", "+447700900000"),
+                ("SHIFTCOVER__TWILIO__ACCOUNT_SID", "0012345"),
+                ("SHIFTCOVER__TWILIO__TIMEOUT_MS", "2500"),
+                ("SHIFTCOVER__GRAPHQL__INTROSPECTION", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.twilio.from, "+447700900000");
+        assert_eq!(s.twilio.account_sid, "0012345");
+        assert_eq!(s.twilio.timeout_ms, 2500);
+        assert!(!s.graphql.introspection);
     }
 
     #[test]
