@@ -7,7 +7,7 @@
 //! never cached by shared caches. (The public roadside check is `/verify/{token}`.)
 
 use crate::http::ApiState;
-use crate::viewer::{self, Refusal};
+use crate::viewer;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
@@ -63,20 +63,9 @@ async fn certificate_document(
     file: web::Path<String>,
 ) -> HttpResponse {
     let core = &state.core;
-    let viewer = match viewer::authenticate(core, &req).await {
+    let viewer = match viewer::authenticate_document(core, &req, "certificate").await {
         Ok(v) => v,
-        Err(Refusal::Unauthenticated { reason, .. }) => return unauthenticated(reason),
-        Err(Refusal::RateLimited {
-            retry_after_secs, ..
-        }) => {
-            return HttpResponse::TooManyRequests()
-                .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
-                .finish();
-        }
-        Err(Refusal::Unavailable(e)) => {
-            tracing::error!(error = %format!("{e:#}"), "certificate: credential check failed");
-            return HttpResponse::ServiceUnavailable().finish();
-        }
+        Err(refused) => return refused,
     };
     if viewer.is_anonymous() {
         return unauthenticated("UNAUTHENTICATED");

@@ -208,6 +208,34 @@ async fn check_partner_rate_limit(
     Ok(())
 }
 
+/// The viewer of a request to one of the document routes (certificates, statements, photos,
+/// CSV files), or the plain-JSON answer that replaces the document when the credential is
+/// refused: 401 with the reason (and `WWW-Authenticate: Bearer`), 429 with `Retry-After`, 503
+/// when credentials cannot be checked. `what` names the route in logs.
+pub async fn authenticate_document(
+    core: &Core,
+    req: &HttpRequest,
+    what: &str,
+) -> Result<Viewer, actix_web::HttpResponse> {
+    use actix_web::HttpResponse;
+    match authenticate(core, req).await {
+        Ok(v) => Ok(v),
+        Err(Refusal::Unauthenticated { reason, .. }) => Err(HttpResponse::Unauthorized()
+            .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(serde_json::json!({ "error": "UNAUTHENTICATED", "reason": reason }))),
+        Err(Refusal::RateLimited {
+            retry_after_secs, ..
+        }) => Err(HttpResponse::TooManyRequests()
+            .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
+            .finish()),
+        Err(Refusal::Unavailable(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "{what}: credential check failed");
+            Err(HttpResponse::ServiceUnavailable().finish())
+        }
+    }
+}
+
 /// The `Set-Cookie` value that stores a staff session token until `expires_at`.
 pub fn staff_session_cookie(
     token: &str,

@@ -22,24 +22,6 @@ pub(crate) fn routes(scope: actix_web::Scope) -> actix_web::Scope {
         .route("/disputes/{id}/resolve", web::post().to(resolve))
 }
 
-macro_rules! or_respond {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return r,
-        }
-    };
-}
-
-macro_rules! or_page {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => return e.into_page(),
-        }
-    };
-}
-
 const CLAIM_STATUSES: [&str; 6] = [
     "REPORTED",
     "ACKNOWLEDGED",

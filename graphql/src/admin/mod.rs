@@ -20,6 +20,26 @@
 // request, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+/// Unwraps a `Result<_, HttpResponse>`, answering with the response.
+macro_rules! or_respond {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+}
+
+/// Unwraps a GraphQL result, answering with its error page.
+macro_rules! or_page {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return e.into_page(),
+        }
+    };
+}
+
 mod claims;
 mod pages;
 mod render;

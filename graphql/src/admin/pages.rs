@@ -71,26 +71,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     ));
 }
 
-/// Unwraps a `Result<_, HttpResponse>`, answering with the response.
-macro_rules! or_respond {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return r,
-        }
-    };
-}
-
-/// Unwraps a GraphQL result, answering with its error page.
-macro_rules! or_page {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => return e.into_page(),
-        }
-    };
-}
-
 /// The page's context: the layout plus a notice or error carried by the redirect.
 pub(super) fn context(staff: &Staff, q: &HashMap<String, String>, extra: Value) -> Value {
     let mut ctx = json!({

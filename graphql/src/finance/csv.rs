@@ -11,7 +11,7 @@
 //! code (`INVALID_PERIOD`, `PERIOD_IN_FUTURE`); never a 500 for input.
 
 use crate::http::ApiState;
-use crate::viewer::{self, Refusal};
+use crate::viewer;
 use accounts::{Principal, Role};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -35,24 +35,14 @@ async fn export_file(
     file: web::Path<String>,
 ) -> HttpResponse {
     let core = &state.core;
-    match viewer::authenticate(core, &req).await {
-        Ok(v) => match v.principal() {
-            Principal::Anonymous => return refuse(401, "UNAUTHENTICATED"),
-            Principal::Staff(s) if s.has(Role::Finance) => {}
-            _ => return refuse(403, "FORBIDDEN"),
-        },
-        Err(Refusal::Unauthenticated { .. }) => return refuse(401, "UNAUTHENTICATED"),
-        Err(Refusal::RateLimited {
-            retry_after_secs, ..
-        }) => {
-            return HttpResponse::TooManyRequests()
-                .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
-                .finish();
-        }
-        Err(Refusal::Unavailable(e)) => {
-            tracing::error!(error = %format!("{e:#}"), "finance export: credential check failed");
-            return HttpResponse::ServiceUnavailable().finish();
-        }
+    let viewer = match viewer::authenticate_document(core, &req, "finance export").await {
+        Ok(v) => v,
+        Err(refused) => return refused,
+    };
+    match viewer.principal() {
+        Principal::Anonymous => return refuse(401, "UNAUTHENTICATED"),
+        Principal::Staff(s) if s.has(Role::Finance) => {}
+        _ => return refuse(403, "FORBIDDEN"),
     }
     let Some(id) = file
         .strip_suffix(".csv")
@@ -123,20 +113,9 @@ async fn report_csv(
     query: web::Query<HashMap<String, String>>,
 ) -> HttpResponse {
     let core = &state.core;
-    let viewer = match viewer::authenticate(core, &req).await {
+    let viewer = match viewer::authenticate_document(core, &req, "finance csv").await {
         Ok(v) => v,
-        Err(Refusal::Unauthenticated { .. }) => return refuse(401, "UNAUTHENTICATED"),
-        Err(Refusal::RateLimited {
-            retry_after_secs, ..
-        }) => {
-            return HttpResponse::TooManyRequests()
-                .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
-                .finish();
-        }
-        Err(Refusal::Unavailable(e)) => {
-            tracing::error!(error = %format!("{e:#}"), "finance csv: credential check failed");
-            return HttpResponse::ServiceUnavailable().finish();
-        }
+        Err(refused) => return refused,
     };
     match viewer.principal() {
         Principal::Anonymous => return refuse(401, "UNAUTHENTICATED"),

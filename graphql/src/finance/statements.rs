@@ -181,7 +181,7 @@ impl StatementsQuery {
 /// 401; a bad or future week → 400 with its code; a driver id the caller may not see → 404.
 pub mod pdf_route {
     use crate::http::ApiState;
-    use crate::viewer::{self, Refusal};
+    use crate::viewer;
     use accounts::{DriverId, Principal, Role};
     use actix_web::http::header;
     use actix_web::{HttpRequest, HttpResponse, web};
@@ -221,22 +221,9 @@ pub mod pdf_route {
         query: web::Query<HashMap<String, String>>,
     ) -> HttpResponse {
         let core = &state.core;
-        let viewer = match viewer::authenticate(core, &req).await {
+        let viewer = match viewer::authenticate_document(core, &req, "statement").await {
             Ok(v) => v,
-            Err(Refusal::Unauthenticated { reason, .. }) => {
-                return answer(401, json!({ "error": "UNAUTHENTICATED", "reason": reason }));
-            }
-            Err(Refusal::RateLimited {
-                retry_after_secs, ..
-            }) => {
-                return HttpResponse::TooManyRequests()
-                    .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
-                    .finish();
-            }
-            Err(Refusal::Unavailable(e)) => {
-                tracing::error!(error = %format!("{e:#}"), "statement: credential check failed");
-                return HttpResponse::ServiceUnavailable().finish();
-            }
+            Err(refused) => return refused,
         };
         let driver: DriverId = match (viewer.principal(), query.get("driver")) {
             (Principal::Driver(d), None) => d.driver_id,
