@@ -1,14 +1,15 @@
 //! The back office at `/admin`: server-rendered pages for ops and finance staff.
 //!
 //! The pages are a client of the GraphQL schema, run in-process as the signed-in staff user
-//! ([`crate::http::execute_as`]): every read and every action goes through the same resolvers,
+//! ([`crate::http::execute_on`], on the copy of the schema whose complexity limit fits the pages'
+//! own fixed documents): every read and every action goes through the same resolvers,
 //! guards, validation and audit log as the API, so the back office cannot do what the role could
 //! not do over `/graphql`. What this module adds is what a browser needs:
 //!
 //! - sign-in with the staff session cookie (`staffSignIn`), sign-out;
 //! - a page-level role check before any work, so a role that lacks the right sees a 403 page;
 //! - CSRF protection on every form: a token bound to the staff session (an HMAC of the session
-//!   id under a server secret) in a hidden field, and a same-origin check of `Origin` (or
+//!   id keyed with the login-code pepper, a server secret) in a hidden field, and a same-origin check of `Origin` (or
 //!   `Referer`) when the browser sends one; the cookie is `SameSite=Strict` besides;
 //! - optimistic checks: forms carry what the page showed (a status, an amount refunded) and an
 //!   action on a record that changed since is refused with a message, not applied;
