@@ -65,3 +65,44 @@ impl<T, E: Into<anyhow::Error>> InternalExt<T> for Result<T, E> {
         self.map_err(|e| internal(ctx, e))
     }
 }
+
+/// An optional reason a staff user gives for an action, for the audit log: `None` when not given,
+/// the trimmed text when it is 1 to 500 characters without control characters (line breaks
+/// allowed), else `INVALID_REASON` on `reason`.
+pub fn optional_reason(reason: Option<&str>) -> Result<Option<&str>, UserError> {
+    let Some(r) = reason else {
+        return Ok(None);
+    };
+    let r = r.trim();
+    let len = r.chars().count();
+    if !(1..=500).contains(&len) || r.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(UserError {
+            field: Some("reason".into()),
+            code: "INVALID_REASON".into(),
+            message: "Give a reason of 1 to 500 characters.".into(),
+        });
+    }
+    Ok(Some(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_optional_but_never_blank_or_long() {
+        assert_eq!(optional_reason(None).ok(), Some(None));
+        assert_eq!(optional_reason(Some("  fixed  ")).ok(), Some(Some("fixed")));
+        assert_eq!(
+            optional_reason(Some("two\nlines")).ok(),
+            Some(Some("two\nlines"))
+        );
+        for bad in ["   ", "a\u{7}b", &"x".repeat(501)] {
+            let e = optional_reason(Some(bad)).unwrap_err();
+            assert_eq!(
+                (e.field.as_deref(), e.code.as_str()),
+                (Some("reason"), "INVALID_REASON")
+            );
+        }
+    }
+}

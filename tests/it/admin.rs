@@ -771,6 +771,7 @@ async fn an_admin_works_the_back_office_in_a_real_browser() {
     // Partners: a new one, its first key shown once, then revoked.
     c.goto(&format!("{base}/admin/partners")).await.unwrap();
     fill(&c, "#new-partner input[name=name]", "Zoom Couriers").await;
+    fill(&c, "#new-partner input[name=reason]", "Contract signed").await;
     click(&c, "#new-partner button").await;
     assert!(
         text_of(&c, ".notice")
@@ -778,6 +779,7 @@ async fn an_admin_works_the_back_office_in_a_real_browser() {
             .contains("Zoom Couriers created")
     );
     let zoom_page = c.current_url().await.unwrap().path().to_owned();
+    fill(&c, "#new-key input[name=reason]", "Their first integration").await;
     click(&c, "#new-key button").await;
     let secret = text_of(&c, "#new-secret code").await;
     assert!(secret.starts_with("sck_live_"), "{secret}");
@@ -792,6 +794,12 @@ async fn an_admin_works_the_back_office_in_a_real_browser() {
         c.find(Locator::Css("#new-secret")).await.is_err(),
         "the key is shown once"
     );
+    fill(
+        &c,
+        "#keys form[action$='/revoke'] input[name=reason]",
+        "Pasted in a public chat",
+    )
+    .await;
     click(&c, "#keys form[action$='/revoke'] button").await;
     assert!(text_of(&c, ".notice").await.contains("revoked"));
     let (status, _) = app
@@ -805,6 +813,12 @@ async fn an_admin_works_the_back_office_in_a_real_browser() {
     let delivery = format!("tr[data-delivery='{}']", scene.delivery);
     assert!(text_of(&c, &delivery).await.contains("driver.unlinked"));
     screenshot(&c, "partner").await;
+    fill(
+        &c,
+        &format!("{delivery} input[name=reason]"),
+        "Partner lost it in an outage",
+    )
+    .await;
     click(&c, &format!("{delivery} button")).await;
     let notice = text_of(&c, ".notice").await;
     assert!(notice.contains("queued again (replay 1)"), "{notice}");
@@ -820,6 +834,12 @@ async fn an_admin_works_the_back_office_in_a_real_browser() {
     .await;
     assert_eq!(text_of(&c, "#version-status").await, "draft");
     screenshot(&c, "product-version").await;
+    fill(
+        &c,
+        "form.inline input[name=reason]",
+        "Underwriter signed off",
+    )
+    .await;
     click(&c, "form.inline button").await;
     let notice = text_of(&c, ".notice").await;
     assert!(notice.contains("published"), "{notice}");
@@ -836,7 +856,13 @@ async fn an_admin_works_the_back_office_in_a_real_browser() {
             .contains("connection refused (test)")
     );
     screenshot(&c, "jobs").await;
-    click(&c, &format!("{job} form button")).await;
+    fill(
+        &c,
+        &format!("{job} form.retry input[name=reason]"),
+        "Twilio credentials fixed",
+    )
+    .await;
+    click(&c, &format!("{job} form.retry button")).await;
     let notice = text_of(&c, ".notice").await;
     assert!(notice.contains("DemoPing queued again"), "{notice}");
     let after = c.source().await.unwrap();
@@ -865,25 +891,32 @@ async fn an_admin_works_the_back_office_in_a_real_browser() {
     struct Action {
         #[diesel(sql_type = diesel::sql_types::Text)]
         action: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        reason: Option<String>,
     }
     let actions: Vec<Action> = diesel_async::RunQueryDsl::load(
-        diesel::sql_query("SELECT action FROM audit_log WHERE actor_id = $1 ORDER BY id")
+        diesel::sql_query("SELECT action, reason FROM audit_log WHERE actor_id = $1 ORDER BY id")
             .bind::<diesel::sql_types::Text, _>(admin.id.to_string()),
         &mut conn,
     )
     .await
     .unwrap();
-    let actions: Vec<String> = actions.into_iter().map(|a| a.action).collect();
-    for expected in [
-        "payment.refunded",
-        "partners.webhook_replayed",
-        "product_version.published",
-        "job.retried",
-        "notification.resent",
+    // Who (the admin), what, when, and why: every action the walk took, with its reason.
+    for (expected, why) in [
+        ("payment.refunded", "Charged twice"),
+        ("notification.resent", "Driver did not get it"),
+        ("partner.created", "Contract signed"),
+        ("partner.api_key_created", "Their first integration"),
+        ("partner.api_key_revoked", "Pasted in a public chat"),
+        ("partners.webhook_replayed", "Partner lost it in an outage"),
+        ("product_version.published", "Underwriter signed off"),
+        ("job.retried", "Twilio credentials fixed"),
     ] {
         assert!(
-            actions.iter().any(|a| a == expected),
-            "{expected} in {actions:?}"
+            actions
+                .iter()
+                .any(|a| a.action == expected && a.reason.as_deref() == Some(why)),
+            "{expected} because {why} in {actions:?}"
         );
     }
 }

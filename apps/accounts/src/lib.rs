@@ -51,8 +51,9 @@ pub use login::{
 };
 pub use partners::{
     ApiKeyInfo, Partner, PartnerStatus, Scope, authenticate_partner_key, create_api_key,
-    create_partner, get_api_key, get_partner, list_api_keys, list_partners, revoke_api_key,
-    rotate_api_key, set_partner_status,
+    create_api_key_because, create_partner, create_partner_because, get_api_key, get_partner,
+    list_api_keys, list_partners, revoke_api_key, revoke_api_key_because, rotate_api_key,
+    rotate_api_key_because, set_partner_status,
 };
 pub use principal::{Actor, DriverPrincipal, PartnerPrincipal, Principal, StaffPrincipal};
 pub use sessions::{

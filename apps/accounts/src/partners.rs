@@ -237,6 +237,17 @@ pub async fn create_partner(
     actor: Actor,
     name: &str,
 ) -> Result<Partner, AccountsError> {
+    create_partner_because(conn, clock, actor, name, None).await
+}
+
+/// [`create_partner`], with the reason the person gave, kept in the audit log.
+pub async fn create_partner_because(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    actor: Actor,
+    name: &str,
+    reason: Option<&str>,
+) -> Result<Partner, AccountsError> {
     let name = parse_name(name)?;
     let now = clock.now();
     let id = PartnerId::new();
@@ -253,10 +264,11 @@ pub async fn create_partner(
             .await?;
         shared::audit::record(
             conn,
-            &actor.entry(
+            &actor.entry_because(
                 "partner.created",
                 "partner",
                 id.to_string(),
+                reason,
                 serde_json::json!({ "name": name }),
             ),
         )
@@ -388,6 +400,19 @@ pub async fn create_api_key(
     scopes: &[Scope],
     test_mode: bool,
 ) -> Result<(ApiKeyInfo, String), AccountsError> {
+    create_api_key_because(conn, clock, actor, partner_id, scopes, test_mode, None).await
+}
+
+/// [`create_api_key`], with the reason the person gave, kept in the audit log.
+pub async fn create_api_key_because(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    actor: Actor,
+    partner_id: PartnerId,
+    scopes: &[Scope],
+    test_mode: bool,
+    reason: Option<&str>,
+) -> Result<(ApiKeyInfo, String), AccountsError> {
     let scopes = normalise_scopes(scopes)?;
     let now = clock.now();
     conn.transaction::<_, AccountsError, _>(async |conn| {
@@ -403,10 +428,11 @@ pub async fn create_api_key(
         let (info, plaintext) = insert_key(conn, partner_id, &scopes, test_mode, now).await?;
         shared::audit::record(
             conn,
-            &actor.entry(
+            &actor.entry_because(
                 "partner.api_key_created",
                 "partner_api_key",
                 info.id.to_string(),
+                reason,
                 serde_json::json!({
                     "partner_id": partner_id.to_string(),
                     "prefix": info.prefix,
@@ -432,6 +458,18 @@ pub async fn rotate_api_key(
     actor: Actor,
     key_id: ApiKeyId,
     overlap: Duration,
+) -> Result<(ApiKeyInfo, String), AccountsError> {
+    rotate_api_key_because(conn, clock, actor, key_id, overlap, None).await
+}
+
+/// [`rotate_api_key`], with the reason the person gave, kept in the audit log.
+pub async fn rotate_api_key_because(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    actor: Actor,
+    key_id: ApiKeyId,
+    overlap: Duration,
+    reason: Option<&str>,
 ) -> Result<(ApiKeyInfo, String), AccountsError> {
     if overlap < Duration::zero() || overlap > Duration::hours(MAX_ROTATION_OVERLAP_HOURS) {
         return Err(AccountsError::InvalidOverlap);
@@ -471,10 +509,11 @@ pub async fn rotate_api_key(
             insert_key(conn, old.partner_id, &scopes, old.test_mode, now).await?;
         shared::audit::record(
             conn,
-            &actor.entry(
+            &actor.entry_because(
                 "partner.api_key_rotated",
                 "partner_api_key",
                 key_id.to_string(),
+                reason,
                 serde_json::json!({
                     "partner_id": old.partner_id.to_string(),
                     "new_key_id": info.id.to_string(),
@@ -498,6 +537,17 @@ pub async fn revoke_api_key(
     actor: Actor,
     key_id: ApiKeyId,
 ) -> Result<ApiKeyInfo, AccountsError> {
+    revoke_api_key_because(conn, clock, actor, key_id, None).await
+}
+
+/// [`revoke_api_key`], with the reason the person gave, kept in the audit log.
+pub async fn revoke_api_key_because(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    actor: Actor,
+    key_id: ApiKeyId,
+    reason: Option<&str>,
+) -> Result<ApiKeyInfo, AccountsError> {
     let now = clock.now();
     conn.transaction::<_, AccountsError, _>(async |conn| {
         let revoked: Option<ApiKeyRow> = diesel::update(partner_api_keys::table.find(key_id))
@@ -512,10 +562,11 @@ pub async fn revoke_api_key(
         };
         shared::audit::record(
             conn,
-            &actor.entry(
+            &actor.entry_because(
                 "partner.api_key_revoked",
                 "partner_api_key",
                 key_id.to_string(),
+                reason,
                 serde_json::json!({
                     "partner_id": row.partner_id.to_string(),
                     "prefix": row.prefix,

@@ -103,6 +103,21 @@ impl Actor {
         }
     }
 
+    /// An audit entry with this actor and the reason the person gave.
+    pub(crate) fn entry_because<'a>(
+        self,
+        action: &'a str,
+        subject_type: &'a str,
+        subject_id: String,
+        reason: Option<&'a str>,
+        details: serde_json::Value,
+    ) -> AuditEntry<'a> {
+        AuditEntry {
+            reason,
+            ..self.entry(action, subject_type, subject_id, details)
+        }
+    }
+
     /// An audit entry with this actor.
     pub(crate) fn entry<'a>(
         self,

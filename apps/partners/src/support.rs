@@ -39,6 +39,19 @@ pub(crate) async fn audit(
     subject_id: String,
     details: serde_json::Value,
 ) -> diesel::QueryResult<()> {
+    audit_because(conn, actor, action, subject_type, subject_id, None, details).await
+}
+
+/// [`audit`] with the reason a person gave.
+pub(crate) async fn audit_because(
+    conn: &mut AsyncPgConnection,
+    actor: Actor,
+    action: &str,
+    subject_type: &str,
+    subject_id: String,
+    reason: Option<&str>,
+    details: serde_json::Value,
+) -> diesel::QueryResult<()> {
     let (actor_type, actor_id) = actor_parts(actor);
     shared::audit::record(
         conn,
@@ -48,7 +61,7 @@ pub(crate) async fn audit(
             action,
             subject_type,
             subject_id,
-            reason: None,
+            reason,
             details,
         },
     )

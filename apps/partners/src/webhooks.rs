@@ -779,12 +779,15 @@ pub async fn list_attempts(
 /// [`RETRY_FOR_HOURS`] from now. The body and event id are the same, so a receiver that already
 /// has the event can drop the repeat.
 ///
+/// `reason`, when given, is kept in the audit log.
+///
 /// Errors: `DELIVERY_NOT_FOUND` (also another partner's, for a partner).
 pub async fn replay_delivery(
     conn: &mut AsyncPgConnection,
     clock: &dyn Clock,
     viewer: Viewer,
     delivery_id: WebhookDeliveryId,
+    reason: Option<&str>,
 ) -> Result<WebhookDelivery, PartnersError> {
     let now = clock.now();
     conn.transaction::<_, PartnersError, _>(async |conn| {
@@ -813,12 +816,13 @@ pub async fn replay_delivery(
             Viewer::Partner(scope) => Actor::Partner(scope.partner_id),
             Viewer::Staff(staff_id) => Actor::Staff(staff_id),
         };
-        audit(
+        crate::support::audit_because(
             conn,
             actor,
             "partners.webhook_replayed",
             "webhook_delivery",
             delivery_id.to_string(),
+            reason,
             serde_json::json!({ "round": row.replays, "event_id": row.event_id }),
         )
         .await?;

@@ -47,7 +47,8 @@ pub use ids::{ProductId, ProductVersionId, QuoteId};
 pub use products::{
     check_prices, check_publishable, create_draft_version, create_product, get_product,
     get_product_by_code, get_published, get_version, get_versions, list_products, list_test_cases,
-    list_versions, publish_version, retire_version, set_test_cases, update_draft,
+    list_versions, publish_version, publish_version_because, retire_version,
+    retire_version_because, set_test_cases, update_draft,
 };
 pub use quotes::{
     QUOTE_VALIDITY_MINUTES, Quote, QuoteLabels, build_quote, create_quote, create_quote_for,

@@ -191,23 +191,32 @@ async fn audit_version(
     actor: Actor,
     action: &str,
     version: &ProductVersion,
+    details: serde_json::Value,
+) -> Result<(), PricingError> {
+    audit_version_because(conn, actor, action, version, None, details).await
+}
+
+async fn audit_version_because(
+    conn: &mut AsyncPgConnection,
+    actor: Actor,
+    action: &str,
+    version: &ProductVersion,
+    reason: Option<&str>,
     mut details: serde_json::Value,
 ) -> Result<(), PricingError> {
     if let Some(map) = details.as_object_mut() {
         map.insert("product_id".into(), version.product_id.to_string().into());
         map.insert("version_number".into(), version.version_number.into());
     }
-    shared::audit::record(
-        conn,
-        &audit_entry(
-            actor,
-            action,
-            "product_version",
-            version.id.to_string(),
-            details,
-        ),
-    )
-    .await?;
+    let mut entry = audit_entry(
+        actor,
+        action,
+        "product_version",
+        version.id.to_string(),
+        details,
+    );
+    entry.reason = reason;
+    shared::audit::record(conn, &entry).await?;
     Ok(())
 }
 
@@ -872,6 +881,17 @@ pub async fn publish_version(
     actor: Actor,
     version_id: ProductVersionId,
 ) -> Result<ProductVersion, PricingError> {
+    publish_version_because(conn, clock, actor, version_id, None).await
+}
+
+/// [`publish_version`], with the reason the person gave, kept in the audit log.
+pub async fn publish_version_because(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    actor: Actor,
+    version_id: ProductVersionId,
+    reason: Option<&str>,
+) -> Result<ProductVersion, PricingError> {
     let now = clock.now();
     let result = conn
         .transaction::<_, PricingError, _>(async |conn| {
@@ -922,11 +942,12 @@ pub async fn publish_version(
                 )
                 .await?;
             }
-            audit_version(
+            audit_version_because(
                 conn,
                 actor,
                 "product_version.published",
                 &version,
+                reason,
                 serde_json::json!({
                     "test_cases": cases.len(),
                     "retired_version_id": retired.map(|r| r.to_string()),
@@ -951,6 +972,17 @@ pub async fn retire_version(
     actor: Actor,
     version_id: ProductVersionId,
 ) -> Result<ProductVersion, PricingError> {
+    retire_version_because(conn, clock, actor, version_id, None).await
+}
+
+/// [`retire_version`], with the reason the person gave, kept in the audit log.
+pub async fn retire_version_because(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    actor: Actor,
+    version_id: ProductVersionId,
+    reason: Option<&str>,
+) -> Result<ProductVersion, PricingError> {
     let now = clock.now();
     let result = conn
         .transaction::<_, PricingError, _>(async |conn| {
@@ -966,11 +998,12 @@ pub async fn retire_version(
                 .execute(conn)
                 .await?;
             let version = get_version(conn, version_id).await?;
-            audit_version(
+            audit_version_because(
                 conn,
                 actor,
                 "product_version.retired",
                 &version,
+                reason,
                 serde_json::json!({}),
             )
             .await?;

@@ -740,13 +740,15 @@ async fn refusal(conn: &mut AsyncPgConnection, id: JobId) -> JobActionError {
 }
 
 /// Sends a dead job back to the queue with a fresh set of attempts, on behalf of the staff user
-/// `staff_id`, and records it in the audit log (`job.retried`) in the same transaction.
+/// `staff_id`, and records it in the audit log (`job.retried`, with the `reason` given) in the
+/// same transaction.
 ///
 /// Errors: [`JobActionError::NotFound`], [`JobActionError::WrongStatus`] when it is not dead.
 pub async fn retry_dead_job(
     conn: &mut AsyncPgConnection,
     staff_id: &str,
     id: JobId,
+    reason: Option<&str>,
 ) -> Result<OutboxJob, JobActionError> {
     use diesel_async::AsyncConnection;
     conn.transaction::<_, JobActionError, _>(async |conn| {
@@ -764,7 +766,7 @@ pub async fn retry_dead_job(
                 staff_id,
                 "job.retried",
                 &job,
-                None,
+                reason,
                 serde_json::json!({
                     "attempts_before": before.attempts,
                     "last_error": before.last_error,

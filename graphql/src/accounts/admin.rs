@@ -15,6 +15,8 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 pub struct CreatePartnerInput {
     /// Display name, 1 to 100 characters.
     pub name: String,
+    /// Why (1 to 500 characters), for the audit log.
+    pub reason: Option<String>,
 }
 
 /// Result of `createPartner`.
@@ -55,6 +57,8 @@ pub struct CreatePartnerApiKeyInput {
     /// A test key (`sck_test_…`) sees and creates only test data.
     #[graphql(default = false)]
     pub test_mode: bool,
+    /// Why (1 to 500 characters), for the audit log.
+    pub reason: Option<String>,
 }
 
 /// Result of `createPartnerApiKey`.
@@ -76,6 +80,8 @@ pub struct RotatePartnerApiKeyInput {
     /// Hours the old key keeps working, so the partner can deploy the new one (0 to 168).
     #[graphql(default = 24)]
     pub overlap_hours: i32,
+    /// Why (1 to 500 characters), for the audit log.
+    pub reason: Option<String>,
 }
 
 /// Result of `rotatePartnerApiKey`.
@@ -97,6 +103,8 @@ pub struct RotatePartnerApiKeyPayload {
 pub struct RevokePartnerApiKeyInput {
     /// The key's global id.
     pub key_id: ID,
+    /// Why (1 to 500 characters), for the audit log.
+    pub reason: Option<String>,
 }
 
 /// Result of `revokePartnerApiKey`.
@@ -161,13 +169,23 @@ impl AdminMutation {
         input: CreatePartnerInput,
     ) -> async_graphql::Result<CreatePartnerPayload> {
         let staff = guard::require_staff(ctx, Role::Ops)?;
+        let reason = match crate::errors::optional_reason(input.reason.as_deref()) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(CreatePartnerPayload {
+                    partner: None,
+                    user_errors: vec![e],
+                });
+            }
+        };
         let core = core(ctx)?;
         let mut conn = conn(ctx).await?;
-        match accounts::create_partner(
+        match accounts::create_partner_because(
             &mut conn,
             core.clock.as_ref(),
             Actor::Staff(staff.staff_id),
             &input.name,
+            reason,
         )
         .await
         {
@@ -228,16 +246,26 @@ impl AdminMutation {
                 ..Default::default()
             });
         };
-        let scopes: Vec<Scope> = input.scopes.into_iter().map(Scope::from).collect();
+        let reason = match crate::errors::optional_reason(input.reason.as_deref()) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(CreatePartnerApiKeyPayload {
+                    user_errors: vec![e],
+                    ..Default::default()
+                });
+            }
+        };
+        let scopes: Vec<Scope> = input.scopes.iter().copied().map(Scope::from).collect();
         let core = core(ctx)?;
         let mut conn = conn(ctx).await?;
-        match accounts::create_api_key(
+        match accounts::create_api_key_because(
             &mut conn,
             core.clock.as_ref(),
             Actor::Staff(staff.staff_id),
             partner_id,
             &scopes,
             input.test_mode,
+            reason,
         )
         .await
         {
@@ -267,15 +295,25 @@ impl AdminMutation {
                 ..Default::default()
             });
         };
+        let reason = match crate::errors::optional_reason(input.reason.as_deref()) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(RotatePartnerApiKeyPayload {
+                    user_errors: vec![e],
+                    ..Default::default()
+                });
+            }
+        };
         let core = core(ctx)?;
         let mut conn = conn(ctx).await?;
         let overlap = chrono::Duration::hours(i64::from(input.overlap_hours));
-        match accounts::rotate_api_key(
+        match accounts::rotate_api_key_because(
             &mut conn,
             core.clock.as_ref(),
             Actor::Staff(staff.staff_id),
             key_id,
             overlap,
+            reason,
         )
         .await
         {
@@ -318,13 +356,23 @@ impl AdminMutation {
                 user_errors: not_found("keyId"),
             });
         };
+        let reason = match crate::errors::optional_reason(input.reason.as_deref()) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(RevokePartnerApiKeyPayload {
+                    api_key: None,
+                    user_errors: vec![e],
+                });
+            }
+        };
         let core = core(ctx)?;
         let mut conn = conn(ctx).await?;
-        match accounts::revoke_api_key(
+        match accounts::revoke_api_key_because(
             &mut conn,
             core.clock.as_ref(),
             Actor::Staff(staff.staff_id),
             key_id,
+            reason,
         )
         .await
         {

@@ -801,13 +801,17 @@ async fn retry_job(
     let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
     or_respond!(check_form(&req, &staff, &form));
     let id = or_respond!(id_segment(&path));
+    let reason = match reason_of(&form) {
+        Ok(r) => r,
+        Err(e) => return back("/admin/jobs", Err(e)),
+    };
     let data = or_page!(
         gql(
             &state,
             &req,
             &staff,
-            "mutation($id: ID!) { retryJob(input: { jobId: $id }) { job { jobType status } userErrors { field code message } } }",
-            json!({ "id": id }),
+            "mutation($id: ID!, $reason: String!) { retryJob(input: { jobId: $id, reason: $reason }) { job { jobType status } userErrors { field code message } } }",
+            json!({ "id": id, "reason": reason }),
         )
         .await
     );
@@ -953,13 +957,17 @@ async fn create_partner(state: web::Data<ApiState>, req: HttpRequest, form: Form
     let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
     or_respond!(check_form(&req, &staff, &form));
     let name = form.get("name").map(|n| n.trim()).unwrap_or("");
+    let reason = match reason_of(&form) {
+        Ok(r) => r,
+        Err(e) => return back("/admin/partners", Err(e)),
+    };
     let data = or_page!(
         gql(
             &state,
             &req,
             &staff,
-            "mutation($name: String!) { createPartner(input: { name: $name }) { partner { id name } userErrors { field code message } } }",
-            json!({ "name": name }),
+            "mutation($name: String!, $reason: String!) { createPartner(input: { name: $name, reason: $reason }) { partner { id name } userErrors { field code message } } }",
+            json!({ "name": name, "reason": reason }),
         )
         .await
     );
@@ -1008,13 +1016,17 @@ async fn create_key(
         return back(&here, Err("Choose at least one scope for the key.".into()));
     }
     let test_mode = fields.get("mode").map(String::as_str) == Some("test");
+    let reason = match reason_of(&fields) {
+        Ok(r) => r,
+        Err(e) => return back(&here, Err(e)),
+    };
     let data = or_page!(
         gql(
             &state,
             &req,
             &staff,
             "mutation($input: CreatePartnerApiKeyInput!) { createPartnerApiKey(input: $input) { apiKey { prefix } secret userErrors { field code message } } }",
-            json!({ "input": { "partnerId": id, "scopes": scopes, "testMode": test_mode } }),
+            json!({ "input": { "partnerId": id, "scopes": scopes, "testMode": test_mode, "reason": reason } }),
         )
         .await
     );
@@ -1045,13 +1057,17 @@ async fn rotate_key(
     let (id, key) = path.into_inner();
     let id = or_respond!(id_segment(&id));
     let key = or_respond!(id_segment(&key));
+    let reason = match reason_of(&form) {
+        Ok(r) => r,
+        Err(e) => return back(&format!("/admin/partners/{id}"), Err(e)),
+    };
     let data = or_page!(
         gql(
             &state,
             &req,
             &staff,
-            "mutation($key: ID!) { rotatePartnerApiKey(input: { keyId: $key, overlapHours: 24 }) { apiKey { prefix } secret userErrors { field code message } } }",
-            json!({ "key": key }),
+            "mutation($key: ID!, $reason: String!) { rotatePartnerApiKey(input: { keyId: $key, overlapHours: 24, reason: $reason }) { apiKey { prefix } secret userErrors { field code message } } }",
+            json!({ "key": key, "reason": reason }),
         )
         .await
     );
@@ -1081,13 +1097,17 @@ async fn revoke_key(
     let (id, key) = path.into_inner();
     let id = or_respond!(id_segment(&id));
     let key = or_respond!(id_segment(&key));
+    let reason = match reason_of(&form) {
+        Ok(r) => r,
+        Err(e) => return back(&format!("/admin/partners/{id}"), Err(e)),
+    };
     let data = or_page!(
         gql(
             &state,
             &req,
             &staff,
-            "mutation($key: ID!) { revokePartnerApiKey(input: { keyId: $key }) { apiKey { prefix revokedAt } userErrors { field code message } } }",
-            json!({ "key": key }),
+            "mutation($key: ID!, $reason: String!) { revokePartnerApiKey(input: { keyId: $key, reason: $reason }) { apiKey { prefix revokedAt } userErrors { field code message } } }",
+            json!({ "key": key, "reason": reason }),
         )
         .await
     );
@@ -1115,13 +1135,17 @@ async fn replay_delivery(
     let (partner, delivery) = path.into_inner();
     let partner = or_respond!(id_segment(&partner));
     let delivery = or_respond!(id_segment(&delivery));
+    let reason = match reason_of(&form) {
+        Ok(r) => r,
+        Err(e) => return back(&format!("/admin/partners/{partner}"), Err(e)),
+    };
     let data = or_page!(
         gql(
             &state,
             &req,
             &staff,
-            "mutation($id: ID!) { replayWebhookDelivery(input: { deliveryId: $id }) { delivery { eventType replays } userErrors { field code message } } }",
-            json!({ "id": delivery }),
+            "mutation($id: ID!, $reason: String!) { replayWebhookDelivery(input: { deliveryId: $id, reason: $reason }) { delivery { eventType replays } userErrors { field code message } } }",
+            json!({ "id": delivery, "reason": reason }),
         )
         .await
     );
@@ -1215,6 +1239,10 @@ async fn publish(
     or_respond!(check_form(&req, &staff, &form));
     let id = or_respond!(id_segment(&path));
     let here = format!("/admin/products/versions/{id}");
+    let reason = match reason_of(&form) {
+        Ok(r) => r,
+        Err(e) => return back(&here, Err(e)),
+    };
     let now = or_page!(
         gql(
             &state,
@@ -1236,10 +1264,10 @@ async fn publish(
             &state,
             &req,
             &staff,
-            "mutation($id: ID!) { publishProductVersion(input: { versionId: $id }) {
+            "mutation($id: ID!, $reason: String!) { publishProductVersion(input: { versionId: $id, reason: $reason }) {
                productVersion { versionNumber status } failingCases { name }
                userErrors { field code message } } }",
-            json!({ "id": id }),
+            json!({ "id": id, "reason": reason }),
         )
         .await
     );

@@ -382,6 +382,8 @@ pub fn redis_active_list(prefix: &str, queue: &str) -> String {
 pub struct RetryJobInput {
     /// The dead-lettered job's global id.
     pub job_id: ID,
+    /// Why (1 to 500 characters), for the audit log.
+    pub reason: Option<String>,
 }
 
 /// Result of `retryJob`.
@@ -460,8 +462,17 @@ impl JobsMutation {
                 user_errors: job_not_found(),
             });
         };
+        let reason = match crate::errors::optional_reason(input.reason.as_deref()) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(RetryJobPayload {
+                    job: None,
+                    user_errors: vec![e],
+                });
+            }
+        };
         let mut conn = conn(ctx).await?;
-        match outbox::retry_dead_job(&mut conn, &staff.staff_id.to_string(), id).await {
+        match outbox::retry_dead_job(&mut conn, &staff.staff_id.to_string(), id, reason).await {
             Ok(job) => Ok(RetryJobPayload {
                 job: Some(job.into()),
                 user_errors: vec![],

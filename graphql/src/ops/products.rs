@@ -1109,6 +1109,8 @@ pub struct SetProductVersionTestCasesPayload {
 pub struct ProductVersionActionInput {
     /// The version's global id.
     pub version_id: ID,
+    /// Why (1 to 500 characters), for the audit log.
+    pub reason: Option<String>,
 }
 
 /// Result of `publishProductVersion`.
@@ -1368,13 +1370,23 @@ impl ProductVersionsMutation {
                 ..Default::default()
             });
         };
+        let reason = match crate::errors::optional_reason(input.reason.as_deref()) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(PublishProductVersionPayload {
+                    user_errors: vec![e],
+                    ..Default::default()
+                });
+            }
+        };
         let core = core(ctx)?;
         let mut conn = conn(ctx).await?;
-        match pricing::publish_version(
+        match pricing::publish_version_because(
             &mut conn,
             core.clock.as_ref(),
             Actor::Staff(staff.staff_id),
             id,
+            reason,
         )
         .await
         {
@@ -1419,13 +1431,23 @@ impl ProductVersionsMutation {
                 user_errors: version_not_found("versionId"),
             });
         };
+        let reason = match crate::errors::optional_reason(input.reason.as_deref()) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(RetireProductVersionPayload {
+                    product_version: None,
+                    user_errors: vec![e],
+                });
+            }
+        };
         let core = core(ctx)?;
         let mut conn = conn(ctx).await?;
-        match pricing::retire_version(
+        match pricing::retire_version_because(
             &mut conn,
             core.clock.as_ref(),
             Actor::Staff(staff.staff_id),
             id,
+            reason,
         )
         .await
         {

@@ -183,6 +183,8 @@ pub struct WebhookEndpointPayload {
 pub struct ReplayWebhookDeliveryInput {
     /// The delivery's global id.
     pub delivery_id: ID,
+    /// Why (1 to 500 characters), for the audit log.
+    pub reason: Option<String>,
 }
 
 /// Result of `replayWebhookDelivery`.
@@ -480,9 +482,20 @@ impl PartnersMutation {
                 user_errors: bad_id("deliveryId", "DELIVERY_NOT_FOUND"),
             });
         };
+        let reason = match crate::errors::optional_reason(input.reason.as_deref()) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(ReplayWebhookDeliveryPayload {
+                    delivery: None,
+                    user_errors: vec![e],
+                });
+            }
+        };
         let core = crate::accounts::core(ctx)?;
         let mut conn = crate::accounts::conn(ctx).await?;
-        match partners::replay_delivery(&mut conn, core.clock.as_ref(), viewer, delivery_id).await {
+        match partners::replay_delivery(&mut conn, core.clock.as_ref(), viewer, delivery_id, reason)
+            .await
+        {
             Ok(d) => Ok(ReplayWebhookDeliveryPayload {
                 delivery: Some(WebhookDelivery::new(d, viewer)),
                 user_errors: vec![],

@@ -93,10 +93,16 @@ async fn a_failed_delivery_is_retried_logged_and_can_be_replayed() {
     // Another partner cannot see or replay it; ops can replay it.
     let other = h.other_partner().await;
     assert_eq!(
-        partners::replay_delivery(&mut conn, &h.clock, Viewer::Partner(other), delivery.id)
-            .await
-            .unwrap_err()
-            .code(),
+        partners::replay_delivery(
+            &mut conn,
+            &h.clock,
+            Viewer::Partner(other),
+            delivery.id,
+            None
+        )
+        .await
+        .unwrap_err()
+        .code(),
         Some("DELIVERY_NOT_FOUND")
     );
     let replayed = partners::replay_delivery(
@@ -104,6 +110,7 @@ async fn a_failed_delivery_is_retried_logged_and_can_be_replayed() {
         &h.clock,
         Viewer::Staff(accounts::StaffId::new()),
         delivery.id,
+        Some("Partner asked for it again"),
     )
     .await
     .unwrap();
@@ -256,9 +263,15 @@ async fn a_rotated_secret_signs_alongside_the_old_one_during_the_overlap() {
     // After the overlap only the new secret signs.
     h.clock.advance(Duration::hours(25));
     let mut conn = h.conn().await;
-    partners::replay_delivery(&mut conn, &h.clock, Viewer::Partner(h.partner), delivery.id)
-        .await
-        .unwrap();
+    partners::replay_delivery(
+        &mut conn,
+        &h.clock,
+        Viewer::Partner(h.partner),
+        delivery.id,
+        None,
+    )
+    .await
+    .unwrap();
     drop(conn);
     h.run_webhooks().await;
     let req = receiver.received_requests().await.unwrap().remove(1);
