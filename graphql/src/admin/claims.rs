@@ -4,7 +4,7 @@
 
 use super::pages::{Form, Query, back, context, id_segment, parse_pounds, reason_of};
 use super::render::{error_page, page, url_encode};
-use super::{check_form, first_user_error, gql, staff_with};
+use super::{first_user_error, gql, staff_acting, staff_with};
 use crate::http::ApiState;
 use accounts::Role;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -116,8 +116,7 @@ async fn claim_action(
     path: &str,
     form: &std::collections::HashMap<String, String>,
 ) -> Result<(super::Staff, String, String, String), HttpResponse> {
-    let staff = staff_with(state, req, Role::Ops).await?;
-    check_form(req, &staff, form)?;
+    let staff = staff_acting(state, req, Role::Ops, form).await?;
     let id = id_segment(path)?;
     let here = format!("/admin/claims/{id}");
     let reason = reason_of(form).map_err(|e| back(&here, Err(e)))?;
@@ -289,8 +288,7 @@ async fn resolve(
     path: web::Path<String>,
     form: Form,
 ) -> HttpResponse {
-    let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
-    or_respond!(check_form(&req, &staff, &form));
+    let staff = or_respond!(staff_acting(&state, &req, Role::Ops, &form).await);
     let id = or_respond!(id_segment(&path));
     let here = "/admin/disputes";
     let note = form.get("note").map(|n| n.trim()).unwrap_or("");

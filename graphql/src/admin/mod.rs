@@ -178,6 +178,19 @@ pub(crate) async fn staff_with(
     Ok(staff)
 }
 
+/// The start of every action: a staff user holding `role` ([`staff_with`]) who sent the form
+/// from one of our pages ([`check_form`]).
+pub(crate) async fn staff_acting(
+    state: &ApiState,
+    req: &HttpRequest,
+    role: Role,
+    form: &std::collections::HashMap<String, String>,
+) -> Result<Staff, HttpResponse> {
+    let staff = staff_with(state, req, role).await?;
+    check_form(req, &staff, form)?;
+    Ok(staff)
+}
+
 /// Checks a form post: its CSRF token, and when the browser says where it comes from, that it
 /// is this site.
 pub(crate) fn check_form(

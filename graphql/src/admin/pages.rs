@@ -2,7 +2,10 @@
 //! needs), the GraphQL reads or the one mutation it runs as that user, the page or the redirect.
 
 use super::render::{error_page, page, url_encode};
-use super::{Staff, check_form, first_user_error, gql, same_origin, see_other, staff, staff_with};
+use super::{
+    Staff, check_form, first_user_error, gql, same_origin, see_other, staff, staff_acting,
+    staff_with,
+};
 use crate::context::Viewer;
 use crate::http::{ApiState, execute_as};
 use accounts::Role;
@@ -548,8 +551,7 @@ async fn enrolment(
     path: web::Path<String>,
     form: Form,
 ) -> HttpResponse {
-    let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
-    or_respond!(check_form(&req, &staff, &form));
+    let staff = or_respond!(staff_acting(&state, &req, Role::Ops, &form).await);
     let here = format!("/admin/drivers/{}", or_respond!(id_segment(&path)));
     let reason = match reason_of(&form) {
         Ok(r) => r,
@@ -611,8 +613,7 @@ async fn resend_notification(
     path: web::Path<(String, String)>,
     form: Form,
 ) -> HttpResponse {
-    let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
-    or_respond!(check_form(&req, &staff, &form));
+    let staff = or_respond!(staff_acting(&state, &req, Role::Ops, &form).await);
     let (driver, notification) = path.into_inner();
     let here = format!("/admin/drivers/{}", or_respond!(id_segment(&driver)));
     let notification = or_respond!(id_segment(&notification));
@@ -713,8 +714,7 @@ async fn sign_out_everywhere(
     path: web::Path<String>,
     form: Form,
 ) -> HttpResponse {
-    let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
-    or_respond!(check_form(&req, &staff, &form));
+    let staff = or_respond!(staff_acting(&state, &req, Role::Ops, &form).await);
     let id = or_respond!(id_segment(&path));
     let here = format!("/admin/drivers/{id}");
     let reason = match reason_of(&form) {
@@ -798,8 +798,7 @@ async fn retry_job(
     path: web::Path<String>,
     form: Form,
 ) -> HttpResponse {
-    let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
-    or_respond!(check_form(&req, &staff, &form));
+    let staff = or_respond!(staff_acting(&state, &req, Role::Ops, &form).await);
     let id = or_respond!(id_segment(&path));
     let reason = match reason_of(&form) {
         Ok(r) => r,
@@ -834,8 +833,7 @@ async fn discard_job(
     path: web::Path<String>,
     form: Form,
 ) -> HttpResponse {
-    let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
-    or_respond!(check_form(&req, &staff, &form));
+    let staff = or_respond!(staff_acting(&state, &req, Role::Ops, &form).await);
     let id = or_respond!(id_segment(&path));
     let reason = match reason_of(&form) {
         Ok(r) => r,
@@ -954,8 +952,7 @@ const SCOPES: [&str; 4] = [
 ];
 
 async fn create_partner(state: web::Data<ApiState>, req: HttpRequest, form: Form) -> HttpResponse {
-    let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
-    or_respond!(check_form(&req, &staff, &form));
+    let staff = or_respond!(staff_acting(&state, &req, Role::Ops, &form).await);
     let name = form.get("name").map(|n| n.trim()).unwrap_or("");
     let reason = match reason_of(&form) {
         Ok(r) => r,
@@ -1052,8 +1049,7 @@ async fn rotate_key(
     path: web::Path<(String, String)>,
     form: Form,
 ) -> HttpResponse {
-    let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
-    or_respond!(check_form(&req, &staff, &form));
+    let staff = or_respond!(staff_acting(&state, &req, Role::Ops, &form).await);
     let (id, key) = path.into_inner();
     let id = or_respond!(id_segment(&id));
     let key = or_respond!(id_segment(&key));
@@ -1092,8 +1088,7 @@ async fn revoke_key(
     path: web::Path<(String, String)>,
     form: Form,
 ) -> HttpResponse {
-    let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
-    or_respond!(check_form(&req, &staff, &form));
+    let staff = or_respond!(staff_acting(&state, &req, Role::Ops, &form).await);
     let (id, key) = path.into_inner();
     let id = or_respond!(id_segment(&id));
     let key = or_respond!(id_segment(&key));
@@ -1130,8 +1125,7 @@ async fn replay_delivery(
     path: web::Path<(String, String)>,
     form: Form,
 ) -> HttpResponse {
-    let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
-    or_respond!(check_form(&req, &staff, &form));
+    let staff = or_respond!(staff_acting(&state, &req, Role::Ops, &form).await);
     let (partner, delivery) = path.into_inner();
     let partner = or_respond!(id_segment(&partner));
     let delivery = or_respond!(id_segment(&delivery));
@@ -1235,8 +1229,7 @@ async fn publish(
     path: web::Path<String>,
     form: Form,
 ) -> HttpResponse {
-    let staff = or_respond!(staff_with(&state, &req, Role::Ops).await);
-    or_respond!(check_form(&req, &staff, &form));
+    let staff = or_respond!(staff_acting(&state, &req, Role::Ops, &form).await);
     let id = or_respond!(id_segment(&path));
     let here = format!("/admin/products/versions/{id}");
     let reason = match reason_of(&form) {
@@ -1354,8 +1347,7 @@ async fn finance(state: web::Data<ApiState>, req: HttpRequest, q: Query) -> Http
 }
 
 async fn request_export(state: web::Data<ApiState>, req: HttpRequest, form: Form) -> HttpResponse {
-    let staff = or_respond!(staff_with(&state, &req, Role::Finance).await);
-    or_respond!(check_form(&req, &staff, &form));
+    let staff = or_respond!(staff_acting(&state, &req, Role::Finance, &form).await);
     let month = form.get("month").map(|m| m.trim()).unwrap_or("");
     let data = or_page!(
         gql(
@@ -1387,8 +1379,7 @@ async fn resolve_exception(
     path: web::Path<String>,
     form: Form,
 ) -> HttpResponse {
-    let staff = or_respond!(staff_with(&state, &req, Role::Finance).await);
-    or_respond!(check_form(&req, &staff, &form));
+    let staff = or_respond!(staff_acting(&state, &req, Role::Finance, &form).await);
     let id = or_respond!(id_segment(&path));
     let reason = match reason_of(&form) {
         Ok(r) => r,
