@@ -4,7 +4,10 @@
 //! - [`coded`]: a request-level error the client can act on (`UNAUTHENTICATED`, `NOT_FOUND`, …),
 //!   with `extensions.code`.
 //! - [`internal`]: anything else. Logged with the request id, sent to Sentry, and shown to the
-//!   client as `INTERNAL_SERVER_ERROR` with the request id, never with its cause.
+//!   client as `INTERNAL_SERVER_ERROR` with the request id, never with its cause — except an
+//!   outage of the database or Redis (a restart, a failover, a full pool: see
+//!   [`shared::db::is_outage`]), which is logged as a warning and shown as
+//!   `SERVICE_UNAVAILABLE`: the client should try again, with the same idempotency key.
 
 use crate::context::RequestId;
 use async_graphql::{Context, ErrorExtensions, SimpleObject};
@@ -43,6 +46,15 @@ pub fn internal(ctx: &Context<'_>, err: impl Into<anyhow::Error>) -> async_graph
         .data_opt::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
+    if shared::db::is_outage(&err) {
+        tracing::warn!(request_id = %request_id, error = %format!("{err:#}"), "database or Redis unavailable");
+        return async_graphql::Error::new("Service unavailable; try again shortly.").extend_with(
+            |_, e| {
+                e.set("code", "SERVICE_UNAVAILABLE");
+                e.set("requestId", request_id.clone());
+            },
+        );
+    }
     tracing::error!(request_id = %request_id, error = %format!("{err:#}"), "internal error in resolver");
     sentry::with_scope(
         |scope| scope.set_tag("request_id", &request_id),

@@ -19,6 +19,7 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod money;
+pub mod nul;
 pub mod ops;
 pub mod partners;
 pub mod payments;

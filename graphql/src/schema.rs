@@ -58,7 +58,8 @@ pub fn build_schema(settings: &GraphqlSettings) -> SchemaBuilder<Query, Mutation
     .limit_depth(settings.max_depth)
     .limit_complexity(settings.max_complexity)
     .limit_recursive_depth(32)
-    .limit_directives(10);
+    .limit_directives(10)
+    .extension(crate::nul::RefuseNul);
     if !settings.introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }

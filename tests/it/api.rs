@@ -1,6 +1,6 @@
 //! The HTTP surface: health, readiness, metrics, GraphQL conventions and limits.
 
-use crate::support::{Auth, TestApp, first_code};
+use crate::support::{Auth, TestApp, count, first_code};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -257,4 +257,47 @@ async fn introspection_can_be_turned_off() {
         .gql("{ __schema { queryType { name } } }", json!({}))
         .await;
     assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
+}
+
+#[tokio::test]
+async fn nul_characters_are_refused_before_anything_runs() {
+    let app = TestApp::spawn().await;
+    // Inline, in a sign-in request: refused before a code is made or a text queued.
+    let body = app
+        .gql(
+            r#"mutation { requestLoginCode(input: { phone: "+447911\u0000123456" }) { phone userErrors { code } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(first_code(&body), "INVALID_CHARACTER", "{body}");
+    assert!(body["data"].is_null(), "{body}");
+    // In a variable, in a partner's shift events: the whole batch is refused, nothing stored.
+    let (_, _, key) = app.partner_with_key("Nul Deliveries").await;
+    let (status, body) = app
+        .gql_as(
+            &Auth::Bearer(key),
+            "mutation($input: RecordShiftEventsInput!) { recordShiftEvents(input: $input) { accepted } }",
+            json!({ "input": { "events": [{
+                "eventId": "evt-1", "externalDriverId": "courier-1", "kind": "OFFLINE",
+                "occurredAt": chrono::Utc::now().to_rfc3339(), "vehicleType": "CAR",
+                "reference": "job\u{0}ref",
+            }] } }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(first_code(&body), "INVALID_CHARACTER", "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("$input")),
+        "{body}"
+    );
+    assert_eq!(
+        count(&app.db, "SELECT count(*) AS n FROM shift_events").await,
+        0
+    );
+    assert_eq!(
+        count(&app.db, "SELECT count(*) AS n FROM login_codes").await,
+        0
+    );
 }

@@ -1,5 +1,6 @@
 //! Runs the registered jobs: the relay, the cron scheduler, and one apalis worker per queue,
-//! each restarted with a backoff whenever it ends on its own (Redis gone or restarted).
+//! each restarted with a backoff whenever it ends on its own (Redis gone or restarted), and by a
+//! watchdog when it stops fetching without ending (see [`consume`]).
 
 use crate::registry::Registry;
 use anyhow::Context as _;
@@ -14,6 +15,7 @@ use shared::outbox;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The message that travels through Redis: only the outbox row's id. The worker re-reads the rest.
@@ -130,7 +132,51 @@ impl Executor {
     }
 }
 
-async fn handle(job: QueuedJob, exec: Data<Arc<Executor>>) -> Result<(), BoxDynError> {
+/// What one queue's consumer in this process is doing, for the stall watchdog.
+#[derive(Debug, Default)]
+pub(crate) struct QueueActivity {
+    in_flight: AtomicUsize,
+    /// When a delivery last began here, or the consumer (re)started: Unix milliseconds.
+    last_start_ms: AtomicI64,
+}
+
+impl QueueActivity {
+    fn touch(&self) {
+        self.last_start_ms
+            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// Whether nothing runs here and nothing has begun for `quiet`.
+    fn idle_for(&self, quiet: Duration) -> bool {
+        let since = Utc::now().timestamp_millis() - self.last_start_ms.load(Ordering::Relaxed);
+        self.in_flight.load(Ordering::Relaxed) == 0
+            && u128::try_from(since).unwrap_or(0) >= quiet.as_millis()
+    }
+}
+
+/// Counts a delivery in flight for as long as it lives (also when its future is dropped).
+struct InFlight<'a>(&'a QueueActivity);
+
+impl<'a> InFlight<'a> {
+    fn begin(activity: &'a QueueActivity) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.touch();
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn handle(
+    job: QueuedJob,
+    exec: Data<Arc<Executor>>,
+    activity: Data<Arc<QueueActivity>>,
+) -> Result<(), BoxDynError> {
+    let _in_flight = InFlight::begin(&activity);
     exec.execute(&job).await.map(|_| ()).map_err(|e| {
         tracing::warn!(job_id = %job.id, error = %format!("{e:#}"), "job delivery could not run; the relay will send it again");
         e.into()
@@ -241,6 +287,29 @@ where
     Ok(())
 }
 
+/// How often each consumer's watchdog looks for a stall.
+const WATCHDOG_EVERY: Duration = Duration::from_secs(2);
+
+/// How long a consumer may sit idle beside jobs of its queue that nobody started before it is
+/// taken to have stalled: twice the relay's re-send delay plus five seconds, so a job lost with
+/// Redis has had its second chance first.
+fn stall_after(core: &Core) -> Duration {
+    let requeue = u64::try_from(core.settings.jobs.requeue_after_secs.max(1)).unwrap_or(60);
+    Duration::from_secs(requeue * 2 + 5)
+}
+
+/// Whether the outbox has jobs of `queue` sent to Redis, due more than `quiet` ago, that nobody
+/// started. A database error answers no: the watchdog acts only on evidence.
+async fn jobs_left_waiting(core: &Core, queue: &str, quiet: Duration) -> bool {
+    let Ok(mut conn) = core.pool.get().await else {
+        return false;
+    };
+    let due_before = Utc::now() - chrono::Duration::from_std(quiet).unwrap_or_default();
+    outbox::has_unstarted_queued(&mut conn, queue, due_before)
+        .await
+        .unwrap_or(false)
+}
+
 /// How long a stopping process waits for jobs in progress.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
@@ -250,6 +319,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Redis no longer knows the worker's registration), and would not come back by itself; a
 /// process whose consumers had ended would keep relaying jobs that nobody runs. Restarting under
 /// the same name also re-queues what the previous run had fetched and not finished.
+///
+/// A worker can also stop fetching without ending: seen after Redis restarts, with the worker
+/// missing from the queue's registrations or its heartbeat stopped, while the process kept
+/// relaying the queue's jobs to nobody. So a watchdog checks every few seconds: when this
+/// consumer has nothing in flight and has begun nothing for [`stall_after`], yet the outbox has
+/// jobs of its queue that were sent to Redis and due that long ago and nobody started, the worker
+/// is stopped and started again under a new name (the stuck one's registration may still look
+/// alive). Nothing is lost meanwhile: the relay sends every unstarted job again.
 async fn consume(
     name: String,
     storage: RedisStorage<QueuedJob>,
@@ -260,22 +337,55 @@ async fn consume(
     const FIRST_DELAY: Duration = Duration::from_millis(100);
     const LONGEST_DELAY: Duration = Duration::from_secs(5);
     let mut delay = FIRST_DELAY;
+    let queue = name.split('@').next().unwrap_or_default().to_owned();
+    let quiet = stall_after(&exec.core);
+    let activity = Arc::new(QueueActivity::default());
+    let mut generation = 0u32;
     loop {
         if *stop.borrow() {
             return;
         }
-        let worker = WorkerBuilder::new(name.as_str())
+        let worker_name = if generation == 0 {
+            name.clone()
+        } else {
+            format!("{name}.{generation}")
+        };
+        activity.touch();
+        let worker = WorkerBuilder::new(worker_name.as_str())
             .backend(storage.clone())
             .data(exec.clone())
+            .data(activity.clone())
             .concurrency(policy.concurrency.max(1))
             .build(handle);
         let mut signal = stop.clone();
+        let (restart_tx, mut restart_rx) = tokio::sync::watch::channel(false);
         let started = std::time::Instant::now();
-        let run = tokio::spawn(worker.run_until(async move {
-            let _ = signal.wait_for(|stopping| *stopping).await;
+        let mut run = tokio::spawn(worker.run_until(async move {
+            tokio::select! {
+                _ = signal.wait_for(|stopping| *stopping) => {}
+                _ = restart_rx.wait_for(|restart| *restart) => {}
+            }
             Ok::<(), std::io::Error>(())
         }));
-        let ended = run.await;
+        let ended = loop {
+            tokio::select! {
+                ended = &mut run => break Some(ended),
+                _ = tokio::time::sleep(WATCHDOG_EVERY) => {
+                    if activity.idle_for(quiet) && jobs_left_waiting(&exec.core, &queue, quiet).await {
+                        tracing::warn!(worker = %worker_name, quiet_secs = quiet.as_secs(), "queue worker stalled: its queue has jobs nobody started and it fetched none; starting it again");
+                        let _ = restart_tx.send(true);
+                        if tokio::time::timeout(Duration::from_secs(10), &mut run).await.is_err() {
+                            run.abort();
+                        }
+                        generation += 1;
+                        break None;
+                    }
+                }
+            }
+        };
+        let Some(ended) = ended else {
+            continue;
+        };
         if *stop.borrow() {
             return;
         }

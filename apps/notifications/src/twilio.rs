@@ -69,7 +69,13 @@ struct TwilioError {
 struct MessageList {
     #[serde(default)]
     messages: Vec<TwilioMessage>,
+    /// The next (older) page, as a path from the API's root; absent on the last page.
+    #[serde(default)]
+    next_page_uri: Option<String>,
 }
+
+/// At most this many pages of 50 are read looking for one message.
+const LOOKUP_PAGES: usize = 10;
 
 /// Classifies an error answer.
 fn error_answer(status: reqwest::StatusCode, body: &str) -> SendError {
@@ -140,11 +146,14 @@ pub(crate) async fn send_sms(
 }
 
 /// Looks for a message already sent to `to` with text `body`, created at or after `since`
-/// (minus a few minutes for clock skew), among the newest messages to that number. SIDs in
-/// `exclude` (already recorded for other notifications) are skipped.
+/// (minus a few minutes for clock skew), among the messages to that number, newest first. SIDs in
+/// `exclude` (already recorded for other notifications) are skipped. Pages are followed (50
+/// messages each, up to [`LOOKUP_PAGES`]) until one reaches back before `since`: a busy number
+/// can have had more than a page of texts since the attempt in doubt, and missing it means
+/// texting the driver twice.
 ///
 /// Not filtered with `DateSent`: a message still queued at Twilio has no send date yet and would
-/// be missed, and missing it means texting the driver twice.
+/// be missed.
 pub(crate) async fn find_message(
     http: &reqwest::Client,
     settings: &TwilioSettings,
@@ -153,43 +162,69 @@ pub(crate) async fn find_message(
     since: DateTime<Utc>,
     exclude: &[String],
 ) -> Result<Option<TwilioMessage>, SendError> {
-    let response = http
-        .get(messages_url(settings))
-        .basic_auth(&settings.account_sid, Some(settings.auth_token.expose()))
-        .timeout(Duration::from_millis(settings.timeout_ms))
-        .query(&[("To", to), ("PageSize", "50")])
-        .send()
-        .await
-        .map_err(|e| transport_error("Twilio lookup", &e))?;
-    let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| transport_error("Twilio lookup answer", &e))?;
-    if !status.is_success() {
-        // Whatever the code, a failed lookup leaves the question open: retry later.
-        return Err(SendError::Retryable(format!(
-            "Twilio lookup answered {status}: {}",
-            truncate(&text, 300)
-        )));
-    }
-    let list: MessageList = serde_json::from_str(&text)
-        .map_err(|e| SendError::Retryable(format!("Twilio lookup answer did not parse: {e}")))?;
     let earliest = since - chrono::Duration::minutes(5);
-    Ok(list.messages.into_iter().find(|m| {
-        let same_to = m.to.as_deref() == Some(to);
-        // A trial account prefixes the text; anything else must match exactly.
-        let same_body = m
-            .body
-            .as_deref()
-            .is_some_and(|b| b == body || b.ends_with(body));
-        let recent = m
-            .date_created
+    let created = |m: &TwilioMessage| {
+        m.date_created
             .as_deref()
             .and_then(|d| DateTime::parse_from_rfc2822(d).ok())
-            .is_some_and(|d| d.with_timezone(&Utc) >= earliest);
-        same_to && same_body && recent && !exclude.contains(&m.sid)
-    }))
+            .map(|d| d.with_timezone(&Utc))
+    };
+    let mut next: Option<String> = None;
+    for _ in 0..LOOKUP_PAGES {
+        let request = match &next {
+            None => http
+                .get(messages_url(settings))
+                .query(&[("To", to), ("PageSize", "50")]),
+            Some(uri) => http.get(format!("{}{uri}", settings.base_url.trim_end_matches('/'))),
+        };
+        let response = request
+            .basic_auth(&settings.account_sid, Some(settings.auth_token.expose()))
+            .timeout(Duration::from_millis(settings.timeout_ms))
+            .send()
+            .await
+            .map_err(|e| transport_error("Twilio lookup", &e))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| transport_error("Twilio lookup answer", &e))?;
+        if !status.is_success() {
+            // Whatever the code, a failed lookup leaves the question open: retry later.
+            return Err(SendError::Retryable(format!(
+                "Twilio lookup answered {status}: {}",
+                truncate(&text, 300)
+            )));
+        }
+        let list: MessageList = serde_json::from_str(&text).map_err(|e| {
+            SendError::Retryable(format!("Twilio lookup answer did not parse: {e}"))
+        })?;
+        let reaches_back = list
+            .messages
+            .iter()
+            .filter_map(created)
+            .any(|d| d < earliest);
+        let found = list.messages.into_iter().find(|m| {
+            let same_to = m.to.as_deref() == Some(to);
+            // A trial account prefixes the text; anything else must match exactly.
+            let same_body = m
+                .body
+                .as_deref()
+                .is_some_and(|b| b == body || b.ends_with(body));
+            let recent = created(m).is_some_and(|d| d >= earliest);
+            same_to && same_body && recent && !exclude.contains(&m.sid)
+        });
+        if found.is_some() {
+            return Ok(found);
+        }
+        match list.next_page_uri.filter(|u| !u.is_empty()) {
+            Some(uri) if !reaches_back => next = Some(uri),
+            _ => return Ok(None),
+        }
+    }
+    // Still inside the window after every page read: the answer is not known.
+    Err(SendError::Retryable(format!(
+        "Twilio lookup: more than {LOOKUP_PAGES} pages of messages to this number since the attempt in doubt"
+    )))
 }
 
 /// What a Twilio message status (from a callback or a lookup) says about our record.

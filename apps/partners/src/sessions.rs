@@ -279,15 +279,26 @@ async fn apply_end(
         }
         Some(end) => {
             let target = end.clamp(session.started_at, session.max_end_at);
+            let id = session.id;
+            // The session may have ended since it was read (the gap rule's cron, the driver, a
+            // concurrent batch of this link): that end stands, and is what is reported.
+            let ended_meanwhile = async |conn: &mut AsyncPgConnection, e: CoverError| match e {
+                CoverError::SessionAlreadyEnded => Ok(cover::get_session(conn, id).await?),
+                other => Err(PartnersError::from(other)),
+            };
             if session.scheduled_end_at != Some(target) {
-                session = cover::schedule_session_end(conn, clock, session.id, Some(end), actor)
-                    .await?
-                    .session;
+                session = match cover::schedule_session_end(conn, clock, id, Some(end), actor).await
+                {
+                    Ok(scheduled) => scheduled.session,
+                    Err(e) => ended_meanwhile(conn, e).await?,
+                };
             }
-            if end <= now {
-                session = cover::end_session_as(conn, clock, session.id, EndReason::Partner, actor)
-                    .await?
-                    .session;
+            if end <= now && session.is_active() {
+                session =
+                    match cover::end_session_as(conn, clock, id, EndReason::Partner, actor).await {
+                        Ok(ended) => ended.session,
+                        Err(e) => ended_meanwhile(conn, e).await?,
+                    };
             }
         }
     }

@@ -72,3 +72,60 @@ pub async fn run_migrations(database_url: &str) -> anyhow::Result<Vec<String>> {
     })
     .await?
 }
+
+/// Whether an error says the database (or Redis) could not be reached or went away mid-request —
+/// a restart, a failover, a full pool — rather than that the request or our code is wrong. Such
+/// an error is worth retrying as it was (with the same idempotency key): callers answer it as
+/// `SERVICE_UNAVAILABLE`, not as an internal error.
+///
+/// Errors reach the API through several crates' wrappers, some of them only as text, so this
+/// reads the whole chain's text for the phrases the PostgreSQL client, the pool and the Redis
+/// client use.
+pub fn is_outage(err: &anyhow::Error) -> bool {
+    const PHRASES: &[&str] = &[
+        "connection closed",
+        "error connecting to server",
+        "not yet accepting connections",
+        "the database system is shutting down",
+        "the database system is starting up",
+        "the database system is in recovery mode",
+        "terminating connection due to administrator command",
+        "database pool: ",
+        "Error occurred while creating a new object",
+        "Timeout occurred while creating a new object",
+        "Timeout occurred while recycling an object",
+        "Timeout occurred while waiting for a slot",
+        "Connection refused",
+        "broken pipe",
+        "Connection reset by peer",
+    ];
+    let text = format!("{err:#}");
+    PHRASES.iter().any(|p| text.contains(p))
+}
+
+#[cfg(test)]
+mod outage_tests {
+    use super::is_outage;
+
+    #[test]
+    fn outages_are_told_from_bugs() {
+        for outage in [
+            "ledger: database error: database error: connection closed",
+            "database pool: Error occurred while creating a new object: error connecting to server",
+            "the database system is not yet accepting connections",
+            "FATAL: terminating connection due to administrator command",
+            "Connection refused (os error 111)",
+        ] {
+            assert!(is_outage(&anyhow::anyhow!(outage.to_owned())), "{outage}");
+        }
+        let wrapped = anyhow::anyhow!("connection closed").context("charging session cvs_1");
+        assert!(is_outage(&wrapped));
+        for bug in [
+            "duplicate key value violates unique constraint \"quotes_pkey\"",
+            "column \"x\" does not exist",
+            "driver drv_1 has a card but no customer",
+        ] {
+            assert!(!is_outage(&anyhow::anyhow!(bug.to_owned())), "{bug}");
+        }
+    }
+}

@@ -298,6 +298,24 @@ pub async fn counts_by_status(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(
         .await
 }
 
+/// Whether `queue` has a job sent to Redis that nobody has started although it was due before
+/// `due_before`: with idle consumers, a sign that they no longer fetch (see the workers' stall
+/// watchdog).
+pub async fn has_unstarted_queued(
+    conn: &mut AsyncPgConnection,
+    queue: &str,
+    due_before: DateTime<Utc>,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        outbox_jobs::table
+            .filter(outbox_jobs::status.eq(status::QUEUED))
+            .filter(outbox_jobs::queue.eq(queue))
+            .filter(outbox_jobs::run_after.lt(due_before)),
+    ))
+    .get_result(conn)
+    .await
+}
+
 /// The `last_error` of a row dead-lettered because no process can run its type.
 pub fn no_handler_reason(job_type: &str) -> String {
     format!("no handler registered for job type \"{job_type}\"")

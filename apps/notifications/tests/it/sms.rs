@@ -4,7 +4,7 @@ use crate::support::*;
 use notifications::{Status, jobs::stale_after};
 use shared::jobs::JobError;
 use std::time::Duration;
-use wiremock::matchers::{basic_auth, header, method, path, query_param};
+use wiremock::matchers::{basic_auth, header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, ResponseTemplate};
 
 const BODY: &str = "Your ShiftCover code is 123456. It expires in 5 minutes. Never share it.";
@@ -276,6 +276,73 @@ async fn after_a_timeout_twilio_is_asked_before_sending_again_and_found() {
         .filter(|r| r.method.as_str() == "POST")
         .count();
     assert_eq!(posts, 1);
+}
+
+#[tokio::test]
+async fn the_lookup_reads_older_pages_of_a_busy_number_before_sending_again() {
+    let h = Harness::with(|s| s.twilio.timeout_ms = 300).await;
+    twilio_answers(
+        &h,
+        ResponseTemplate::new(201)
+            .set_body_json(twilio_created("SM0100", BODY))
+            .set_delay(Duration::from_millis(1_500)),
+        1,
+    )
+    .await;
+    let id = h.sms("login_code:lgc_2", "123456").await;
+    let first = h.run(id).await.unwrap();
+    assert!(matches!(first, Err(JobError::Retry(_))), "{first:?}");
+
+    // The number has had a page of other texts since: ours is on the second page.
+    let now = chrono::Utc::now().to_rfc2822();
+    let others: Vec<serde_json::Value> = (0..50)
+        .map(|i| {
+            serde_json::json!({"sid": format!("SM1{i:03}"), "to": PHONE,
+                                     "body": format!("Other text {i}"), "status": "delivered",
+                                     "date_created": now})
+        })
+        .collect();
+    let next = format!(
+        "{}?To=%2B447911123456&PageSize=50&Page=1&PageToken=PAabc",
+        twilio_messages_path()
+    );
+    Mock::given(method("GET"))
+        .and(path(twilio_messages_path()))
+        .and(query_param("To", PHONE))
+        .and(query_param_is_missing("Page"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "messages": others, "page": 0, "page_size": 50, "next_page_uri": next,
+        })))
+        .expect(1)
+        .mount(&h.twilio)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(twilio_messages_path()))
+        .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
+        .and(query_param("Page", "1"))
+        .and(query_param("PageToken", "PAabc"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "messages": [{"sid": "SM0100", "to": PHONE, "body": BODY, "status": "sent",
+                          "date_created": now}],
+            "page": 1, "page_size": 50, "next_page_uri": null,
+        })))
+        .expect(1)
+        .mount(&h.twilio)
+        .await;
+
+    h.run(id).await.unwrap().unwrap();
+    let n = h.get(id).await;
+    assert_eq!(n.status, Status::Sent);
+    assert_eq!(n.provider_message_id.as_deref(), Some("SM0100"));
+    let posts = h
+        .twilio
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert_eq!(posts, 1, "found on the second page: not sent again");
 }
 
 #[tokio::test]
