@@ -139,7 +139,13 @@ async fn run() -> anyhow::Result<()> {
     std::fs::create_dir_all(&logs)?;
     let port = testkit::throwaway::free_port()?;
     let base = format!("http://127.0.0.1:{port}");
-    let mut api_env = process_env(&wiring, Some(port), pool_size);
+    // The job runtime as deployed (the fault suite's quick-recovery settings would poll the
+    // outbox twenty times a second).
+    let production_jobs = |mut env: Vec<(String, String)>| {
+        env.retain(|(k, _)| !k.starts_with("SHIFTCOVER__JOBS__"));
+        env
+    };
+    let mut api_env = production_jobs(process_env(&wiring, Some(port), pool_size));
     api_env.push((
         "SHIFTCOVER__HTTP__WORKERS".into(),
         env_num("LOAD_API_WORKERS", 2).to_string(),
@@ -149,7 +155,7 @@ async fn run() -> anyhow::Result<()> {
         "work",
         bin.clone(),
         &["work"],
-        process_env(&wiring, None, pool_size),
+        production_jobs(process_env(&wiring, None, pool_size)),
         &logs,
     );
     api_proc.start()?;
@@ -213,7 +219,7 @@ async fn run() -> anyhow::Result<()> {
     let plan = traffic::DriverPlan {
         run: run_id,
         product_id,
-        top_up_minor: 50_000,
+        top_up_minor: 10_000,
     };
     let made: Vec<anyhow::Result<Driver>> = futures::stream::iter(0..total)
         .map(|i| {

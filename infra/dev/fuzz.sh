@@ -13,8 +13,6 @@
 #   SHIFTCOVER_FUZZ_SECONDS   the most the fuzzing itself takes (default 140); set-up and the
 #                             checks after it add a few seconds
 #   SHIFTCOVER_FUZZ_SEED      the random seed (every run prints its own; reuse it to replay)
-#   SHIFTCOVER_FUZZ_NO_NUL=1  no NUL characters in generated strings, to look past that class of
-#                             failure while it is known and not yet fixed
 #   SHIFTCOVER_FUZZ_VENV      the virtualenv (default ${XDG_CACHE_HOME:-$HOME/.cache}/shiftcover/fuzz-venv)
 #   SHIFTCOVER_FUZZ_REPORT    the JSON report (default $SHIFTCOVER_ARTEFACTS_DIR/fuzz/report.json,
 #                             else $CARGO_TARGET_DIR/artefacts/fuzz/report.json)
@@ -180,7 +178,6 @@ fuzz_rc=0
     --examples "$EXAMPLES" \
     --seconds "$SECONDS_BUDGET" \
     ${SHIFTCOVER_FUZZ_SEED:+--seed "$SHIFTCOVER_FUZZ_SEED"} \
-    $([ "${SHIFTCOVER_FUZZ_NO_NUL:-0}" = 1 ] && echo --no-nul) \
     --server-pid "$server_pid" \
     --server-log "$work/server.log" \
     --report "$REPORT") || fuzz_rc=$?

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every check CI runs: formatting, lints, the dependency rules of the workspace, and the whole
-# test suite against real PostgreSQL and Redis (installed and started when missing).
+# Runs every check CI runs: formatting, lints, the dependency rules of the workspace, the whole
+# test suite against real PostgreSQL and Redis (installed and started when missing), the GraphQL
+# fuzz run and the fault suite.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -72,6 +73,13 @@ fi
 drop_kept
 $tests_ok || die "tests failed"
 $ledger_ok || die "the ledger check failed"
+
+# Production readiness: the GraphQL fuzz run (schemathesis against /graphql as every kind of
+# caller) and the fault suite (restarts, SIGKILLs, a slow and failing Stripe and webhook floods
+# under traffic). Each prints its figures; see README.md.
+say "GraphQL fuzz run"
+"$ROOT/infra/dev/fuzz.sh"
+"$ROOT/infra/dev/fault-suite.sh"
 
 say "screenshots of the back office: $SHIFTCOVER_ARTEFACTS_DIR/admin"
 say "all checks passed in $(( $(date +%s) - start ))s"

@@ -6,7 +6,7 @@ this needs; see README.md beside this file. Run alone:
 
     python fuzz.py --url http://127.0.0.1:PORT/graphql --schema schema.graphql \
         --database-url postgres://… [--partner-key sck_test_…] [--staff ROLE:EMAIL:PASSWORD]… \
-        [--examples N] [--seconds S] [--seed N] [--no-nul] [--server-pid PID] [--server-log FILE] \
+        [--examples N] [--seconds S] [--seed N] [--server-pid PID] [--server-log FILE] \
         [--report FILE]
 
 Schemathesis (through hypothesis-graphql) writes every query and mutation of the schema with
@@ -129,10 +129,10 @@ def _b64(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def register_scalars(node_type_names: list[str], nul: bool = True) -> None:
-    """Strategies for the schema's own scalars, and for `ID`: mostly valid values, some junk.
-    With `nul` false, no generated string holds a NUL character."""
-    characters = st.characters(codec="utf-8", min_codepoint=0 if nul else 1)
+def register_scalars(node_type_names: list[str]) -> None:
+    """Strategies for the schema's own scalars, and for `ID`: mostly valid values, some junk
+    (NUL characters included: the server must refuse them, not fail on them)."""
+    characters = st.characters(codec="utf-8", min_codepoint=0)
 
     def text(max_size: int | None = None) -> st.SearchStrategy[str]:
         return st.text(alphabet=characters, max_size=max_size)
@@ -806,7 +806,7 @@ class Fuzzer:
             for t in client_schema.type_map.values()
             if isinstance(t, graphql.GraphQLObjectType) and any(i.name == "Node" for i in t.interfaces)
         )
-        register_scalars(node_types, nul=not args.no_nul)
+        register_scalars(node_types)
         operations = [result.ok() for result in schema.get_all_operations()]
         order = {name: i for i, name in enumerate(CREDENTIAL_ENDING)}
         operations.sort(
@@ -1033,7 +1033,6 @@ def main() -> int:
     p.add_argument("--staff", action="append", default=[], metavar="ROLE:EMAIL:PASSWORD", help="a staff user")
     p.add_argument("--examples", type=int, default=40, help="examples per operation and caller")
     p.add_argument("--seconds", type=float, default=140, help="the most the whole fuzzing takes")
-    p.add_argument("--no-nul", action="store_true", help="no NUL characters in generated strings")
     p.add_argument("--seed", type=int, default=None, help="the random seed (printed; reuse it to replay a run)")
     p.add_argument("--server-pid", type=int, default=0, help="the server's process, to tell a crash from a hiccup")
     p.add_argument("--server-log", default=None, help="the server's log, for the lines about a failure")
