@@ -29,14 +29,12 @@ mod stack;
 #[path = "../tests/faults/traffic.rs"]
 mod traffic;
 
-use futures::StreamExt;
-use serde_json::json;
 use stack::{Fakes, Proc, Wiring, process_env, wait_healthy};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use traffic::{Api, Driver, Ledgerish, Recorder};
+use traffic::{Api, Ledgerish, Recorder};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -169,72 +167,24 @@ async fn run() -> anyhow::Result<()> {
 
     // Drivers, the partner and its webhook endpoint.
     let setup = Api::new(vec![base.clone()], Recorder::new());
-    let partner_key = {
-        let mut conn = pool.get().await?;
-        let clock = shared::clock::SystemClock;
-        let partner = accounts::create_partner(
-            &mut conn,
-            &clock,
-            accounts::Actor::System,
-            "Load Deliveries",
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("partner: {e}"))?;
-        accounts::create_api_key(
-            &mut conn,
-            &clock,
-            accounts::Actor::System,
-            partner.id,
-            &accounts::Scope::ALL,
-            false,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("api key: {e}"))?
-        .1
-    };
-    setup
-        .setup_call(
-            0,
-            &partner_key,
-            traffic::REGISTER_HOOK,
-            json!({ "input": { "url": format!("{}/partner-hooks", fakes.base),
-                    "eventTypes": ["COVER_STARTED", "COVER_ENDED", "COVER_NOT_COVERED"] } }),
-            "registerWebhookEndpoint",
-        )
-        .await?;
     let (_delivery_stop, delivery_rx) = tokio::sync::watch::channel(false);
     let _delivery = fakes.spawn_webhook_delivery(vec![base.clone()], 2, delivery_rx);
-    let token = traffic::sign_in(&pool, &fakes.state, &traffic::phone(run_id, 9_999)).await?;
-    let products = setup
-        .setup_call(0, &token, traffic::PRODUCTS, json!({}), "products")
-        .await?;
-    let product_id = products
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["code"] == "food_delivery_hourly"))
-        .and_then(|p| p["id"].as_str())
-        .ok_or_else(|| anyhow::anyhow!("no food delivery product"))?
-        .to_owned();
-    let total = app_drivers + partner_drivers;
     let started = Instant::now();
-    let plan = traffic::DriverPlan {
-        run: run_id,
-        product_id,
-        top_up_minor: 10_000,
-    };
-    let made: Vec<anyhow::Result<Driver>> = futures::stream::iter(0..total)
-        .map(|i| {
-            let (setup, pool, fakes, plan) = (&setup, &pool, &fakes, &plan);
-            async move { traffic::set_up_driver(setup, pool, &fakes.state, stripe, plan, i).await }
-        })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    let mut drivers: Vec<Driver> = made.into_iter().collect::<anyhow::Result<_>>()?;
-    drivers.sort_by_key(|d| d.index);
-    for d in drivers.iter_mut().skip(app_drivers) {
-        let ext = format!("load-{run_id}-{}", d.index);
-        traffic::link(&setup, d, &partner_key, &ext).await?;
-    }
+    let world = traffic::set_up_world(
+        &setup,
+        &pool,
+        &fakes,
+        stripe,
+        &traffic::WorldPlan {
+            run: run_id,
+            app_drivers,
+            partner_drivers,
+            top_up_minor: 10_000,
+            partner_name: "Load Deliveries",
+            parallel: 8,
+        },
+    )
+    .await?;
     println!(
         "load: {app_drivers} app drivers and {partner_drivers} partner drivers set up in {:.1} s; one API process ({} actix workers) and one worker process, pools of {pool_size}",
         started.elapsed().as_secs_f64(),
@@ -246,26 +196,7 @@ async fn run() -> anyhow::Result<()> {
     let api = Api::new(vec![base.clone()], rec.clone());
     let book = Arc::new(Ledgerish::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = Vec::new();
-    for d in drivers {
-        let (api, book, stop) = (api.clone(), book.clone(), stop_rx.clone());
-        if d.external_id.is_some() {
-            tasks.push(tokio::spawn(traffic::partner_driver(
-                api,
-                d,
-                partner_key.clone(),
-                run_id,
-                book,
-                stop,
-                pause,
-                21,
-            )));
-        } else {
-            tasks.push(tokio::spawn(traffic::app_driver(
-                api, d, run_id, book, stop, pause,
-            )));
-        }
-    }
+    let tasks = traffic::spawn_traffic(&api, &world, run_id, &book, &stop_rx, pause, 21);
     tokio::time::sleep(warmup).await;
     let from_ms = rec.now_ms();
     let cpu_before = read_cpu();

@@ -25,28 +25,17 @@ K8S_VERSIONS="${SHIFTCOVER_K8S_VERSIONS:-1.30.0 1.37.0}"
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# shellcheck source=venv.sh
+source "$HERE/venv.sh"
+
 installed() {
     [ -x "$VENV/bin/kubernetes-validate" ] \
         && "$PY" -c 'import kubernetes_validate, yaml' >/dev/null 2>&1
 }
 
 install() {
-    installed && return 0
-    local base
-    base="$(command -v python3 || true)"
-    [ -n "$base" ] || die "python3 is needed (apt-get install python3 python3-venv)"
-    mkdir -p "$(dirname "$VENV")"
-    exec 9>"$VENV.lock"
-    if command -v flock >/dev/null; then flock 9; fi
-    if ! installed; then
-        say "creating $VENV with kubernetes-validate $VALIDATE_VERSION"
-        rm -rf "$VENV"
-        "$base" -m venv "$VENV" || die "python3 -m venv failed (apt-get install python3-venv)"
-        "$PY" -m pip install --quiet --disable-pip-version-check \
-            "kubernetes-validate==$VALIDATE_VERSION" pyyaml >&2
-    fi
-    exec 9>&-
-    installed || die "kubernetes-validate did not install into $VENV"
+    make_venv "$VENV" installed "kubernetes-validate $VALIDATE_VERSION" \
+        "kubernetes-validate==$VALIDATE_VERSION" pyyaml
 }
 
 install

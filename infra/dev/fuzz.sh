@@ -19,6 +19,7 @@
 #   SHIFTCOVER_FUZZ_KEEP=1    keep the database, the server log and the schema after the run
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 cd "$ROOT"
 started=$(date +%s)
 
@@ -36,24 +37,10 @@ venv_ready() {
     [ -x "$PY" ] && cmp -s "$FUZZ_DIR/requirements.txt" "$VENV/.requirements.txt" \
         && "$PY" -c 'import schemathesis' >/dev/null 2>&1
 }
+VENV_AFTER_INSTALL() { cp "$FUZZ_DIR/requirements.txt" "$VENV/.requirements.txt"; }
 install_venv() {
-    venv_ready && return 0
-    local base
-    base="$(command -v python3 || true)"
-    [ -n "$base" ] || die "python3 is needed for the fuzzer (apt-get install python3 python3-venv)"
-    mkdir -p "$(dirname "$VENV")"
-    # Two runs at once: one builds, the other waits for it.
-    exec 9>"$VENV.lock"
-    if command -v flock >/dev/null; then flock 9; fi
-    if ! venv_ready; then
-        say "creating $VENV (infra/dev/fuzz/requirements.txt)"
-        rm -rf "$VENV"
-        "$base" -m venv "$VENV" || die "python3 -m venv failed (apt-get install python3-venv)"
-        "$PY" -m pip install --quiet --disable-pip-version-check -r "$FUZZ_DIR/requirements.txt" >&2
-        cp "$FUZZ_DIR/requirements.txt" "$VENV/.requirements.txt"
-    fi
-    exec 9>&-
-    venv_ready || die "schemathesis did not install into $VENV"
+    make_venv "$VENV" venv_ready "schemathesis (infra/dev/fuzz/requirements.txt)" \
+        -r "$FUZZ_DIR/requirements.txt"
 }
 
 free_port() {

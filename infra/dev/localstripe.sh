@@ -18,26 +18,13 @@ LOCALSTRIPE_VERSION="${SHIFTCOVER_LOCALSTRIPE_VERSION:-1.15.10}"
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# shellcheck source=venv.sh
+source "$HERE/venv.sh"
+
 installed() { [ -x "$PY" ] && "$PY" -c 'import localstripe' >/dev/null 2>&1; }
 
 install() {
-    installed && return 0
-    local base
-    base="$(command -v python3 || true)"
-    [ -n "$base" ] || die "python3 is needed for localstripe (apt-get install python3 python3-venv)"
-    mkdir -p "$(dirname "$VENV")"
-    # Several test processes may call this at once: one builds, the others wait for it.
-    local lock="$VENV.lock"
-    exec 9>"$lock"
-    if command -v flock >/dev/null; then flock 9; fi
-    if ! installed; then
-        say "creating $VENV with localstripe $LOCALSTRIPE_VERSION"
-        rm -rf "$VENV"
-        "$base" -m venv "$VENV" || die "python3 -m venv failed (apt-get install python3-venv)"
-        "$PY" -m pip install --quiet --disable-pip-version-check "localstripe==$LOCALSTRIPE_VERSION" >&2
-    fi
-    exec 9>&-
-    installed || die "localstripe did not install into $VENV"
+    make_venv "$VENV" installed "localstripe $LOCALSTRIPE_VERSION" "localstripe==$LOCALSTRIPE_VERSION"
 }
 
 case "${1:-python}" in

@@ -32,7 +32,6 @@ mod traffic;
 
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use futures::StreamExt;
 use serde_json::{Value, json};
 use stack::{Fakes, Proc, StripeMode, Wiring, lock, process_env, wait_healthy};
 use std::collections::{HashMap, HashSet};
@@ -41,7 +40,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testkit::throwaway::{ThrowawayPostgres, ThrowawayRedis, free_port};
-use traffic::{Api, Driver, Ledgerish, Recorder};
+use traffic::{Api, Ledgerish, Recorder};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -220,34 +219,16 @@ async fn run() -> anyhow::Result<bool> {
     // --- drivers and the partner ---------------------------------------------------------
     let setup_rec = Recorder::new();
     let setup_api = Api::new(bases.clone(), setup_rec.clone());
-    let (partner_key, finance_cookie) = {
+    let finance_cookie = {
         let mut conn = pool.get().await?;
         let clock = shared::clock::SystemClock;
-        let partner = accounts::create_partner(
-            &mut conn,
-            &clock,
-            accounts::Actor::System,
-            "Fault Suite Deliveries",
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("partner: {e}"))?;
-        let (_, key) = accounts::create_api_key(
-            &mut conn,
-            &clock,
-            accounts::Actor::System,
-            partner.id,
-            &accounts::Scope::ALL,
-            false,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("api key: {e}"))?;
-        let password = "fault suite finance password";
-        let _staff = accounts::create_staff(
+        let (email, password) = (format!("finance{run_id}@staff.test"), "fault suite finance");
+        accounts::create_staff(
             &mut conn,
             &clock,
             accounts::Actor::System,
             accounts::NewStaff {
-                email: format!("finance{run_id}@staff.test"),
+                email: email.clone(),
                 name: "Finance".into(),
                 role: accounts::Role::Finance,
                 password: password.into(),
@@ -255,67 +236,32 @@ async fn run() -> anyhow::Result<bool> {
         )
         .await
         .map_err(|e| anyhow::anyhow!("staff: {e}"))?;
-        let session = accounts::staff_sign_in(
-            &mut conn,
-            &clock,
-            &format!("finance{run_id}@staff.test"),
-            password,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("staff sign-in: {e}"))?;
-        (key, session.token)
+        accounts::staff_sign_in(&mut conn, &clock, &email, password)
+            .await
+            .map_err(|e| anyhow::anyhow!("staff sign-in: {e}"))?
+            .token
     };
-    let hook = setup_api
-        .setup_call(
-            0,
-            &partner_key,
-            traffic::REGISTER_HOOK,
-            json!({ "input": { "url": format!("{}/partner-hooks", fakes.base),
-                    "eventTypes": ["COVER_STARTED", "COVER_ENDED", "COVER_NOT_COVERED"] } }),
-            "registerWebhookEndpoint",
-        )
-        .await?;
-    anyhow::ensure!(
-        hook["endpoint"]["id"].is_string(),
-        "webhook endpoint: {hook}"
-    );
-
-    // Drivers: the first signs in alone to read the products.
     let setup_started = Instant::now();
     let mut delivery_stop = tokio::sync::watch::channel(false);
     let mut delivery = fakes.spawn_webhook_delivery(bases.clone(), 4, delivery_stop.1.clone());
-    let first_token = traffic::sign_in(&pool, &fakes.state, &traffic::phone(run_id, 9_999)).await?;
-    let products = setup_api
-        .setup_call(0, &first_token, traffic::PRODUCTS, json!({}), "products")
-        .await?;
-    let product_id = products
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["code"] == "food_delivery_hourly"))
-        .and_then(|p| p["id"].as_str())
-        .ok_or_else(|| anyhow::anyhow!("no food delivery product in {products}"))?
-        .to_owned();
-    let total = app_drivers + partner_drivers;
-    let plan = traffic::DriverPlan {
-        run: run_id,
-        product_id,
-        top_up_minor: 10_000,
-    };
-    let set_up: Vec<anyhow::Result<Driver>> = futures::stream::iter(0..total)
-        .map(|i| {
-            let (api, pool, fakes, plan) = (&setup_api, &pool, &fakes, &plan);
-            async move { traffic::set_up_driver(api, pool, &fakes.state, stripe, plan, i).await }
-        })
-        .buffer_unordered(4)
-        .collect()
-        .await;
-    let mut drivers: Vec<Driver> = set_up.into_iter().collect::<anyhow::Result<_>>()?;
-    drivers.sort_by_key(|d| d.index);
-    for d in drivers.iter_mut().skip(app_drivers) {
-        let ext = format!("courier-{run_id}-{}", d.index);
-        traffic::link(&setup_api, d, &partner_key, &ext).await?;
-    }
+    let world = traffic::set_up_world(
+        &setup_api,
+        &pool,
+        &fakes,
+        stripe,
+        &traffic::WorldPlan {
+            run: run_id,
+            app_drivers,
+            partner_drivers,
+            top_up_minor: 10_000,
+            partner_name: "Fault Suite Deliveries",
+            parallel: 4,
+        },
+    )
+    .await?;
     println!(
-        "set up {total} drivers ({app_drivers} in the app, {partner_drivers} through the partner) in {:.1} s",
+        "set up {} drivers ({app_drivers} in the app, {partner_drivers} through the partner) in {:.1} s",
+        world.drivers.len(),
         setup_started.elapsed().as_secs_f64()
     );
 
@@ -325,30 +271,11 @@ async fn run() -> anyhow::Result<bool> {
     let book = Arc::new(Ledgerish::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let pause = Duration::from_millis(env_num("FAULTS_PAUSE_MS", 400));
-    let mut tasks = Vec::new();
-    for d in drivers.iter().cloned() {
-        let (api, book, stop) = (api.clone(), book.clone(), stop_rx.clone());
-        if d.external_id.is_some() {
-            tasks.push(tokio::spawn(traffic::partner_driver(
-                api,
-                d,
-                partner_key.clone(),
-                run_id,
-                book,
-                stop,
-                pause,
-                40,
-            )));
-        } else {
-            tasks.push(tokio::spawn(traffic::app_driver(
-                api, d, run_id, book, stop, pause,
-            )));
-        }
-    }
+    let mut tasks = traffic::spawn_traffic(&api, &world, run_id, &book, &stop_rx, pause, 40);
     // Probes: one cheap read every 100 ms on each API process on its own (no failover).
     for (i, base) in bases.iter().enumerate() {
         let probe = Api::new(vec![base.clone()], rec.clone());
-        let token = first_token.clone();
+        let token = world.bystander_token.clone();
         let stop = stop_rx.clone();
         let op: &'static str = if i == 0 { "probe api0" } else { "probe api1" };
         tasks.push(tokio::spawn(async move {
@@ -632,7 +559,7 @@ async fn run() -> anyhow::Result<bool> {
 
     // Top-ups against Stripe and the ledger.
     let top_ups = lock(&book.top_ups).clone();
-    let asked = top_ups.len() + drivers.len();
+    let asked = top_ups.len() + world.drivers.len();
     let rows = count(&pool, "SELECT count(*) AS n FROM top_ups").await;
     let succeeded = count(
         &pool,

@@ -708,3 +708,145 @@ pub async fn partner_driver(
         tokio::time::sleep(pause).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A whole run
+
+/// How a run's world is made.
+pub struct WorldPlan<'a> {
+    /// The run's number (in phones, plates, keys and partner ids).
+    pub run: u32,
+    pub app_drivers: usize,
+    pub partner_drivers: usize,
+    /// Each driver's first top-up, in pence.
+    pub top_up_minor: i64,
+    pub partner_name: &'a str,
+    /// Drivers set up at once.
+    pub parallel: usize,
+}
+
+/// What a run's traffic acts with.
+pub struct World {
+    /// The partner's live API key (every scope).
+    pub partner_key: String,
+    /// A signed-in driver who takes no part in the traffic (probes read as them).
+    pub bystander_token: String,
+    /// App drivers first, then partner drivers (with their `external_id`).
+    pub drivers: Vec<Driver>,
+}
+
+/// Makes the partner (its key through the accounts app, its webhook endpoint at the fakes over
+/// the API), then every driver over the API, and links the partner's drivers.
+pub async fn set_up_world(
+    api: &Api,
+    pool: &shared::db::DbPool,
+    fakes: &crate::stack::Fakes,
+    stripe: &testkit::localstripe::LocalStripe,
+    plan: &WorldPlan<'_>,
+) -> anyhow::Result<World> {
+    use futures::StreamExt;
+    let partner_key = {
+        let mut conn = pool.get().await?;
+        let clock = shared::clock::SystemClock;
+        let partner = accounts::create_partner(
+            &mut conn,
+            &clock,
+            accounts::Actor::System,
+            plan.partner_name,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("partner: {e}"))?;
+        accounts::create_api_key(
+            &mut conn,
+            &clock,
+            accounts::Actor::System,
+            partner.id,
+            &accounts::Scope::ALL,
+            false,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("api key: {e}"))?
+        .1
+    };
+    let hook = api
+        .setup_call(
+            0,
+            &partner_key,
+            REGISTER_HOOK,
+            json!({ "input": { "url": format!("{}/partner-hooks", fakes.base),
+                    "eventTypes": ["COVER_STARTED", "COVER_ENDED", "COVER_NOT_COVERED"] } }),
+            "registerWebhookEndpoint",
+        )
+        .await?;
+    anyhow::ensure!(
+        hook["endpoint"]["id"].is_string(),
+        "webhook endpoint: {hook}"
+    );
+    let bystander_token = sign_in(pool, &fakes.state, &phone(plan.run, 9_999)).await?;
+    let products = api
+        .setup_call(0, &bystander_token, PRODUCTS, json!({}), "products")
+        .await?;
+    let product_id = products
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["code"] == "food_delivery_hourly"))
+        .and_then(|p| p["id"].as_str())
+        .ok_or_else(|| anyhow::anyhow!("no food delivery product in {products}"))?
+        .to_owned();
+    let driver_plan = DriverPlan {
+        run: plan.run,
+        product_id,
+        top_up_minor: plan.top_up_minor,
+    };
+    let made: Vec<anyhow::Result<Driver>> =
+        futures::stream::iter(0..plan.app_drivers + plan.partner_drivers)
+            .map(|i| set_up_driver(api, pool, &fakes.state, stripe, &driver_plan, i))
+            .buffer_unordered(plan.parallel.max(1))
+            .collect()
+            .await;
+    let mut drivers: Vec<Driver> = made.into_iter().collect::<anyhow::Result<_>>()?;
+    drivers.sort_by_key(|d| d.index);
+    for d in drivers.iter_mut().skip(plan.app_drivers) {
+        let external = format!("courier-{}-{}", plan.run, d.index);
+        link(api, d, &partner_key, &external).await?;
+    }
+    Ok(World {
+        partner_key,
+        bystander_token,
+        drivers,
+    })
+}
+
+/// Starts every driver's loop: app drivers with [`app_driver`], partner drivers with
+/// [`partner_driver`] (shifts `spacing_min` apart).
+pub fn spawn_traffic(
+    api: &Api,
+    world: &World,
+    run: u32,
+    book: &Arc<Ledgerish>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    pause: Duration,
+    spacing_min: i64,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    world
+        .drivers
+        .iter()
+        .cloned()
+        .map(|d| {
+            let (api, book, stop) = (api.clone(), book.clone(), stop.clone());
+            if d.external_id.is_some() {
+                tokio::spawn(partner_driver(
+                    api,
+                    d,
+                    world.partner_key.clone(),
+                    run,
+                    book,
+                    stop,
+                    pause,
+                    spacing_min,
+                ))
+            } else {
+                tokio::spawn(app_driver(api, d, run, book, stop, pause))
+            }
+        })
+        .collect()
+}

@@ -90,8 +90,6 @@ pub fn is_outage(err: &anyhow::Error) -> bool {
         "the database system is starting up",
         "the database system is in recovery mode",
         "terminating connection due to administrator command",
-        "database pool: ",
-        "Error occurred while creating a new object",
         "Timeout occurred while creating a new object",
         "Timeout occurred while recycling an object",
         "Timeout occurred while waiting for a slot",
@@ -111,7 +109,7 @@ mod outage_tests {
     fn outages_are_told_from_bugs() {
         for outage in [
             "ledger: database error: database error: connection closed",
-            "database pool: Error occurred while creating a new object: error connecting to server",
+            "database pool: Error occurred while creating a new object: error connecting to server: error connecting to server",
             "the database system is not yet accepting connections",
             "FATAL: terminating connection due to administrator command",
             "Connection refused (os error 111)",
@@ -121,6 +119,8 @@ mod outage_tests {
         let wrapped = anyhow::anyhow!("connection closed").context("charging session cvs_1");
         assert!(is_outage(&wrapped));
         for bug in [
+            // A wrong database name or password is a deployment's mistake, not an outage.
+            "database pool: Error occurred while creating a new object: FATAL: database \"sc_x\" does not exist",
             "duplicate key value violates unique constraint \"quotes_pkey\"",
             "column \"x\" does not exist",
             "driver drv_1 has a card but no customer",
