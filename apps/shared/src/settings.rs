@@ -376,6 +376,14 @@ impl Default for JobSettings {
     }
 }
 
+/// The error for a setting whose value cannot be used.
+fn invalid(key: &'static str, reason: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
 /// Settings could not be loaded or are invalid. The message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -425,12 +433,6 @@ impl Settings {
 
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        fn invalid(key: &'static str, reason: impl Into<String>) -> SettingsError {
-            SettingsError::Invalid {
-                key,
-                reason: reason.into(),
-            }
-        }
         if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid(
                 "http.bind",
@@ -536,6 +538,41 @@ impl Settings {
             return Err(invalid(
                 "cover.signing_key",
                 "set a real signing key in production",
+            ));
+        }
+        if self.environment == Environment::Production {
+            self.refuse_development_endpoints()?;
+        }
+        Ok(())
+    }
+
+    /// In production, every provider is reached over HTTPS and never on this host (a leftover
+    /// localstripe or fake would take real drivers' card details and texts), and the staff cookie
+    /// is sent only over HTTPS.
+    fn refuse_development_endpoints(&self) -> Result<(), SettingsError> {
+        for (key, url) in [
+            ("twilio.base_url", &self.twilio.base_url),
+            ("mailgun.base_url", &self.mailgun.base_url),
+            ("stripe.base_url", &self.stripe.base_url),
+        ] {
+            let Some(rest) = url.strip_prefix("https://") else {
+                return Err(invalid(key, "must be an https:// URL in production"));
+            };
+            let host = rest.split('/').next().unwrap_or_default();
+            let local = host.is_empty()
+                || host == "localhost"
+                || host.starts_with("localhost:")
+                || host.starts_with("127.")
+                || host.starts_with("0.0.0.0")
+                || host.starts_with("[::1]");
+            if local {
+                return Err(invalid(key, "must not point at this host in production"));
+            }
+        }
+        if !self.accounts.staff_cookie_secure {
+            return Err(invalid(
+                "accounts.staff_cookie_secure",
+                "must be true in production (the back office is served over HTTPS)",
             ));
         }
         Ok(())
@@ -661,6 +698,67 @@ mod tests {
             err.to_string().contains("accounts.login_code_pepper"),
             "{err}"
         );
+    }
+
+    /// Production settings that pass every other check.
+    fn production(extra: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let mut pairs = vec![
+            ("SHIFTCOVER__ENVIRONMENT", "production"),
+            ("SHIFTCOVER__GRAPHQL__IDE", "false"),
+            (
+                "SHIFTCOVER__ACCOUNTS__LOGIN_CODE_PEPPER",
+                "a-real-production-pepper",
+            ),
+            ("SHIFTCOVER__ACCOUNTS__STAFF_COOKIE_SECURE", "true"),
+            (
+                "SHIFTCOVER__COVER__SIGNING_KEY",
+                "cHJvZHVjdGlvbi1zaWduaW5nLWtleS0zMi1ieXRlcyE=",
+            ),
+            ("SHIFTCOVER__STRIPE__BASE_URL", "https://api.stripe.com"),
+        ];
+        pairs.extend_from_slice(extra);
+        Settings::load_from(None, env(&pairs))
+    }
+
+    #[test]
+    fn production_refuses_development_endpoints_and_an_insecure_staff_cookie() {
+        production(&[]).expect("real production settings load");
+        for (key, value, named) in [
+            (
+                "SHIFTCOVER__STRIPE__BASE_URL",
+                "http://127.0.0.1:8420",
+                "stripe.base_url",
+            ),
+            (
+                "SHIFTCOVER__STRIPE__BASE_URL",
+                "https://localhost:8420",
+                "stripe.base_url",
+            ),
+            (
+                "SHIFTCOVER__TWILIO__BASE_URL",
+                "http://api.twilio.com",
+                "twilio.base_url",
+            ),
+            (
+                "SHIFTCOVER__MAILGUN__BASE_URL",
+                "https://127.0.0.1/v3",
+                "mailgun.base_url",
+            ),
+            (
+                "SHIFTCOVER__ACCOUNTS__STAFF_COOKIE_SECURE",
+                "false",
+                "accounts.staff_cookie_secure",
+            ),
+        ] {
+            let err = production(&[(key, value)]).unwrap_err();
+            assert!(err.to_string().contains(named), "{key}={value}: {err}");
+        }
+        // Development keeps its local fakes.
+        Settings::load_from(
+            None,
+            env(&[("SHIFTCOVER__STRIPE__BASE_URL", "http://127.0.0.1:8420")]),
+        )
+        .expect("development may use localstripe");
     }
 
     #[test]
