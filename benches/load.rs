@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use traffic::{Api, Ledgerish, Recorder};
+use traffic::{Api, Recorder, TrafficLog};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -194,7 +194,7 @@ async fn run() -> anyhow::Result<()> {
     // Traffic.
     let rec = Recorder::new();
     let api = Api::new(vec![base.clone()], rec.clone());
-    let book = Arc::new(Ledgerish::default());
+    let book = Arc::new(TrafficLog::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let tasks = traffic::spawn_traffic(&api, &world, run_id, &book, &stop_rx, pause, 21);
     tokio::time::sleep(warmup).await;

@@ -40,7 +40,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testkit::throwaway::{ThrowawayPostgres, ThrowawayRedis, free_port};
-use traffic::{Api, Ledgerish, Recorder};
+use traffic::{Api, Recorder, TrafficLog};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -268,7 +268,7 @@ async fn run() -> anyhow::Result<bool> {
     // --- traffic -------------------------------------------------------------------------
     let rec = Recorder::new();
     let api = Api::new(bases.clone(), rec.clone());
-    let book = Arc::new(Ledgerish::default());
+    let book = Arc::new(TrafficLog::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let pause = Duration::from_millis(env_num("FAULTS_PAUSE_MS", 400));
     let mut tasks = traffic::spawn_traffic(&api, &world, run_id, &book, &stop_rx, pause, 40);

@@ -12,6 +12,7 @@
 //!   the SMS job does after an ambiguous send);
 //! - the partner's webhook receiver, recording every delivery.
 
+// Shared by the fault suite and the load benchmark (benches/load.rs), each of which uses a part.
 #![allow(dead_code)]
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};

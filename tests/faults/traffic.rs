@@ -13,6 +13,7 @@
 //! Every request goes to the driver's "home" API process; when that process cannot be reached
 //! it goes to the next one, as a load balancer would send it.
 
+// Shared by the fault suite and the load benchmark (benches/load.rs), each of which uses a part.
 #![allow(dead_code)]
 
 use crate::stack::{FakeState, PEPPER, lock};
@@ -497,7 +498,7 @@ pub async fn link(
 
 /// What the traffic asked for and was told, for the checks after it.
 #[derive(Default)]
-pub struct Ledgerish {
+pub struct TrafficLog {
     /// Sessions the app drivers started (ids), and those they ended.
     pub started: Mutex<Vec<String>>,
     pub ended: Mutex<Vec<String>>,
@@ -542,7 +543,7 @@ pub async fn app_driver(
     api: Api,
     d: Driver,
     run: u32,
-    book: Arc<Ledgerish>,
+    book: Arc<TrafficLog>,
     stop: tokio::sync::watch::Receiver<bool>,
     pause: Duration,
 ) {
@@ -630,7 +631,7 @@ pub async fn partner_driver(
     d: Driver,
     partner_key: String,
     run: u32,
-    book: Arc<Ledgerish>,
+    book: Arc<TrafficLog>,
     stop: tokio::sync::watch::Receiver<bool>,
     pause: Duration,
     spacing_min: i64,
@@ -822,7 +823,7 @@ pub fn spawn_traffic(
     api: &Api,
     world: &World,
     run: u32,
-    book: &Arc<Ledgerish>,
+    book: &Arc<TrafficLog>,
     stop: &tokio::sync::watch::Receiver<bool>,
     pause: Duration,
     spacing_min: i64,
