@@ -34,14 +34,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use traffic::{Api, Recorder, TrafficLog};
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
+use traffic::{Api, Recorder, TrafficLog, env_num};
 
 /// CPU time used so far, in clock ticks: the machine's busy and total time, and per process name.
 #[derive(Debug, Default, Clone)]

@@ -40,14 +40,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testkit::throwaway::{ThrowawayPostgres, ThrowawayRedis, free_port};
-use traffic::{Api, Recorder, TrafficLog};
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
+use traffic::{Api, Recorder, TrafficLog, env_num};
 
 /// One phase of the run: when it began, when its fault was over, when it ended (ms since the
 /// traffic started).

@@ -346,6 +346,56 @@ async fn the_lookup_reads_older_pages_of_a_busy_number_before_sending_again() {
 }
 
 #[tokio::test]
+async fn a_lookup_that_cannot_reach_back_far_enough_keeps_the_doubt_and_sends_nothing() {
+    let h = Harness::with(|s| s.twilio.timeout_ms = 300).await;
+    twilio_answers(
+        &h,
+        ResponseTemplate::new(201)
+            .set_body_json(twilio_created("SM0200", BODY))
+            .set_delay(Duration::from_millis(1_500)),
+        1,
+    )
+    .await;
+    let id = h.sms("login_code:lgc_3", "123456").await;
+    assert!(matches!(h.run(id).await.unwrap(), Err(JobError::Retry(_))));
+
+    // Every page is full of newer texts and points at another: the lookup gives up after its
+    // pages rather than guess.
+    let now = chrono::Utc::now().to_rfc2822();
+    let others: Vec<serde_json::Value> = (0..50)
+        .map(|i| {
+            serde_json::json!({"sid": format!("SM3{i:03}"), "to": PHONE,
+                                     "body": format!("Other text {i}"), "status": "delivered",
+                                     "date_created": now})
+        })
+        .collect();
+    Mock::given(method("GET"))
+        .and(path(twilio_messages_path()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "messages": others, "page_size": 50,
+            "next_page_uri": format!("{}?To=%2B447911123456&PageSize=50&Page=1&PageToken=PAnext", twilio_messages_path()),
+        })))
+        .expect(10)
+        .mount(&h.twilio)
+        .await;
+
+    let second = h.run(id).await.unwrap();
+    assert!(matches!(second, Err(JobError::Retry(_))), "{second:?}");
+    let n = h.get(id).await;
+    assert_eq!(n.status, Status::Sending, "still in doubt");
+    assert!(n.ambiguous_at.is_some());
+    let posts = h
+        .twilio
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert_eq!(posts, 1, "not sent a second time while in doubt");
+}
+
+#[tokio::test]
 async fn after_a_timeout_a_message_twilio_does_not_have_is_sent_again() {
     let h = Harness::with(|s| s.twilio.timeout_ms = 300).await;
     Mock::given(method("POST"))
