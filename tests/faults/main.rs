@@ -235,7 +235,7 @@ async fn run() -> anyhow::Result<bool> {
             .token
     };
     let setup_started = Instant::now();
-    let mut delivery_stop = tokio::sync::watch::channel(false);
+    let delivery_stop = tokio::sync::watch::channel(false);
     let mut delivery = fakes.spawn_webhook_delivery(bases.clone(), 4, delivery_stop.1.clone());
     let world = traffic::set_up_world(
         &setup_api,
@@ -449,7 +449,6 @@ async fn run() -> anyhow::Result<bool> {
     for d in delivery.drain(..) {
         let _ = d.await;
     }
-    let _ = &mut delivery_stop;
 
     // --- checks --------------------------------------------------------------------------
     let mut checks = Vec::new();
