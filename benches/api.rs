@@ -5,8 +5,9 @@
 //! car, a driver session token). `BENCH_CLIENTS` concurrent HTTP/1.1 keep-alive clients then drive
 //! it for `BENCH_WARMUP_SECS` unrecorded and `BENCH_SECS` recorded seconds; after that the same
 //! number of tasks run the statements the endpoint needs, written as plain SQL through the same
-//! connection pool, for the same time. Every transport error, non-200 answer, GraphQL error and
-//! `userErrors` entry is counted and printed.
+//! connection pool, for the same time, each prepared once per connection as the endpoint's are
+//! (`shared::sql::prepared`): the database's share of the work without HTTP and GraphQL. Every
+//! transport error, non-200 answer, GraphQL error and `userErrors` entry is counted and printed.
 //!
 //! Scenarios (first argument, or `BENCH_SCENARIO`): `quote` (`createQuote`), `cover`
 //! (`startCover` then `endCover`), `all` (the default).
@@ -18,21 +19,26 @@
 //!
 //! Other knobs: `BENCH_POOL` (server pool size; default the settings' default),
 //! `BENCH_WORKERS` (actix workers; default one per core), `BENCH_LOG=json` (log every request as
-//! JSON, as production does, into a sink: the formatting cost without the terminal),
-//! `BENCH_RECYCLE=fast` (the pool skips its `SELECT 1` check on checkout, to measure what that check
-//! costs).
+//! JSON, as production does, into a sink: the formatting cost without the terminal).
+//!
+//! Each result is followed by where the CPU time of its recorded window went, per unit of work:
+//! PostgreSQL's processes, the server (its actix worker threads, which also drive the database
+//! connections), the load generator (this process's other threads), and the rest of the machine;
+//! with the machine's busy share, it shows which side bounds the throughput on this machine.
 
 use diesel::sql_types::{Bytea, Date, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 use shared::clock::SystemClock;
 use shared::core::Core;
-use shared::db::DbPool;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testkit::TestDb;
+
+#[path = "support/cpu.rs"]
+mod cpu;
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -54,7 +60,6 @@ struct Config {
     pool_size: Option<usize>,
     workers: usize,
     log_json: bool,
-    fast_recycle: bool,
 }
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -92,7 +97,6 @@ impl Config {
                 .map(|_| env_num("BENCH_POOL", 16) as usize),
             workers: env_num("BENCH_WORKERS", 0) as usize,
             log_json: std::env::var("BENCH_LOG").is_ok_and(|v| v == "json"),
-            fast_recycle: std::env::var("BENCH_RECYCLE").is_ok_and(|v| v == "fast"),
         }
     }
 }
@@ -164,6 +168,8 @@ struct Outcome {
     unit: &'static str,
     elapsed: Duration,
     rec: Recorder,
+    /// CPU counters at the start and the end of the recorded window.
+    cpu: Option<(cpu::Cpu, cpu::Cpu)>,
 }
 
 /// Runs `op` in a loop on `clients` tasks: unrecorded for `warmup`, then recorded for `measure`.
@@ -193,6 +199,12 @@ where
             })
         })
         .collect();
+    let sampler = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        let before = cpu::read_cpu();
+        tokio::time::sleep_until(end.into()).await;
+        (before, cpu::read_cpu())
+    });
     let mut total = Recorder::default();
     for t in tasks {
         match t.await {
@@ -200,11 +212,13 @@ where
             Err(e) => total.error("client task panicked", e.to_string()),
         }
     }
+    let elapsed = measure_from.elapsed();
     Outcome {
         label: label.to_owned(),
         unit,
-        elapsed: measure_from.elapsed(),
+        elapsed,
         rec: total,
+        cpu: sampler.await.ok(),
     }
 }
 
@@ -246,6 +260,35 @@ fn print_outcome(o: &mut Outcome) {
     for s in &o.rec.samples {
         println!("    e.g. {s}");
     }
+    if let Some((before, after)) = &o.cpu {
+        print_cpu(o.rec.units, o.unit, before, after);
+    }
+}
+
+/// Where the window's CPU time went, per unit of work.
+fn print_cpu(units: u64, unit: &str, before: &cpu::Cpu, after: &cpu::Cpu) {
+    let total = after.total.saturating_sub(before.total).max(1) as f64;
+    let busy = after.busy.saturating_sub(before.busy);
+    let postgres = after.processes_since(before, &|_, name| name == "postgres");
+    let me = std::process::id();
+    let this = after.processes_since(before, &|pid, _| pid == me);
+    let server = after.threads_since(before, &|_, name| name.starts_with("actix"));
+    let generator = this.saturating_sub(server);
+    let rest = busy.saturating_sub(postgres + this);
+    let per_unit = |ticks: u64| ticks as f64 / cpu::TICKS_PER_SEC * 1e6 / units.max(1) as f64;
+    let share = |ticks: u64| ticks as f64 / total * 100.0;
+    println!(
+        "    CPU per {}: PostgreSQL {:.0} µs, server {:.0} µs, load generator {:.0} µs, rest {:.0} µs; machine busy {:.0}% (PostgreSQL {:.0}%, server {:.0}%, generator {:.0}%)",
+        unit.trim_end_matches('s'),
+        per_unit(postgres),
+        per_unit(server),
+        per_unit(generator),
+        per_unit(rest),
+        share(busy),
+        share(postgres),
+        share(server),
+        share(generator),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -290,10 +333,7 @@ async fn fixture(cfg: &Config) -> anyhow::Result<Fixture> {
         .pool_size
         .unwrap_or(shared::settings::DatabaseSettings::default().pool_size);
     settings.http.workers = cfg.workers;
-    let mut core = Core::new(settings, Arc::new(SystemClock))?;
-    if cfg.fast_recycle {
-        core.pool = fast_pool(&core)?;
-    }
+    let core = Core::new(settings, Arc::new(SystemClock))?;
 
     let mut conn = db.conn().await?;
     let versions = pricing::seed_demo_products(&mut conn).await?;
@@ -307,7 +347,7 @@ async fn fixture(cfg: &Config) -> anyhow::Result<Fixture> {
         let id = uuid::Uuid::new_v4();
         let vehicle_id = uuid::Uuid::new_v4();
         let token = driver_token();
-        diesel::sql_query(
+        shared::sql::prepared(
             "INSERT INTO drivers (id, phone, name, date_of_birth, licence_issued_on, postcode)
              VALUES ($1, $2, 'Bench Driver', DATE '1990-05-17', DATE '2010-06-01', 'E1 6AN')",
         )
@@ -315,7 +355,7 @@ async fn fixture(cfg: &Config) -> anyhow::Result<Fixture> {
         .bind::<Text, _>(format!("+447700{i:06}"))
         .execute(&mut conn)
         .await?;
-        diesel::sql_query(
+        shared::sql::prepared(
             "INSERT INTO vehicles (id, driver_id, registration, vehicle_type, make, model)
              VALUES ($1, $2, $3, 'car', 'Toyota', 'Prius')",
         )
@@ -324,7 +364,7 @@ async fn fixture(cfg: &Config) -> anyhow::Result<Fixture> {
         .bind::<Text, _>(format!("BN{i:05}"))
         .execute(&mut conn)
         .await?;
-        diesel::sql_query(
+        shared::sql::prepared(
             "INSERT INTO driver_sessions (id, driver_id, token_hash, created_at, expires_at, last_seen_at)
              VALUES (gen_random_uuid(), $1, sha256(convert_to($2, 'UTF8')), now(), now() + interval '1 day', now())",
         )
@@ -399,23 +439,6 @@ async fn fund_and_enrol(
     )
     .await?;
     Ok(enrolment.id.uuid())
-}
-
-/// The server's pool, but recycled without the `SELECT 1` check.
-fn fast_pool(core: &Core) -> anyhow::Result<DbPool> {
-    use diesel_async::AsyncPgConnection;
-    use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-    let mut config = ManagerConfig::default();
-    config.recycling_method = diesel_async::pooled_connection::RecyclingMethod::Fast;
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
-        core.settings.database.url.expose(),
-        config,
-    );
-    Ok(
-        diesel_async::pooled_connection::deadpool::Pool::builder(manager)
-            .max_size(core.settings.database.pool_size)
-            .build()?,
-    )
 }
 
 fn http_clients(n: usize) -> anyhow::Result<Arc<Vec<reqwest::Client>>> {
@@ -612,7 +635,7 @@ async fn session_by_token(
     conn: &mut diesel_async::AsyncPgConnection,
     token_hash: &[u8],
 ) -> diesel::QueryResult<SessionSql> {
-    diesel::sql_query(
+    shared::sql::prepared(
         "SELECT s.id, s.driver_id, s.expires_at, s.revoked_at, s.last_seen_at, d.deleted_at
            FROM driver_sessions s JOIN drivers d ON d.id = s.driver_id
           WHERE s.token_hash = $1 LIMIT 1",
@@ -627,7 +650,7 @@ async fn driver_and_vehicle(
     driver_id: uuid::Uuid,
     vehicle_id: uuid::Uuid,
 ) -> diesel::QueryResult<(DriverSql, VehicleSql)> {
-    let driver: DriverSql = diesel::sql_query(
+    let driver: DriverSql = shared::sql::prepared(
         "SELECT id, phone, name, date_of_birth, email, licence_number, licence_issued_on,
                 postcode, created_at, updated_at
            FROM drivers WHERE id = $1 AND deleted_at IS NULL LIMIT 1",
@@ -635,7 +658,7 @@ async fn driver_and_vehicle(
     .bind::<SqlUuid, _>(driver_id)
     .get_result(conn)
     .await?;
-    let vehicle: VehicleSql = diesel::sql_query(
+    let vehicle: VehicleSql = shared::sql::prepared(
         "SELECT id, driver_id, registration, vehicle_type, make, model, created_at, removed_at
            FROM vehicles WHERE id = $1 AND driver_id = $2 AND removed_at IS NULL LIMIT 1",
     )
@@ -676,7 +699,7 @@ async fn insert_quote_with_id(
     vehicle_id: uuid::Uuid,
     q: &QuoteValues,
 ) -> diesel::QueryResult<usize> {
-    diesel::sql_query(
+    shared::sql::prepared(
         "INSERT INTO quotes (id, driver_id, vehicle_id, product_version_id, currency,
                 hourly_rate_minor, minimum_charge_minor, daily_cap_minor, one_hour_net_minor,
                 one_hour_commission_minor, one_hour_ipt_minor, one_hour_total_minor,
@@ -882,11 +905,11 @@ async fn start_cover_sql(
             #[allow(dead_code)]
             status: String,
         }
-        let _: Status = diesel::sql_query("SELECT status FROM enrolments WHERE id = $1 FOR UPDATE")
+        let _: Status = shared::sql::prepared("SELECT status FROM enrolments WHERE id = $1 FOR UPDATE")
             .bind::<SqlUuid, _>(enrolment_id)
             .get_result(conn)
             .await?;
-        diesel::sql_query(
+        shared::sql::prepared(
             "INSERT INTO cover_sessions (id, driver_id, vehicle_id, enrolment_id, product_version_id,
                     quote_id, currency, hourly_rate_minor, status, started_at, max_end_at, source,
                     idempotency_key, certificate_number)
@@ -928,12 +951,12 @@ async fn end_cover_sql(
         .await
         .map_err(|e| format!("token: {e}"))?;
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        shared::sql::prepared("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind::<Text, _>(format!("cover:driver:{}", session.driver_id))
             .execute(conn)
             .await?;
         let q = &v.quote;
-        let n = diesel::sql_query(
+        let n = shared::sql::prepared(
             "UPDATE cover_sessions SET status = 'ended', ended_at = now(), end_reason = 'driver',
                     minutes = 1, billed_minutes = 60, charge_rule = 'minimum', uncapped_minor = $2,
                     net_minor = $3, commission_minor = $4, ipt_minor = $5, total_minor = $2,
@@ -991,7 +1014,7 @@ async fn audit_sql(
     action: &str,
     subject: &uuid::Uuid,
 ) -> diesel::QueryResult<usize> {
-    diesel::sql_query(
+    shared::sql::prepared(
         "INSERT INTO audit_log (actor_type, actor_id, action, subject_type, subject_id, details)
          VALUES ($1, $2, $3, 'cover_session', $4, $5)",
     )
@@ -1015,7 +1038,7 @@ async fn notification_sql(
         #[diesel(sql_type = SqlUuid)]
         id: uuid::Uuid,
     }
-    let id: Id = diesel::sql_query(
+    let id: Id = shared::sql::prepared(
         "INSERT INTO notifications (id, cause, channel, template, recipient, driver_id, body_text)
          VALUES ($1, $2, 'sms', $3, '+447700900123', $4,
                  'ShiftCover: cover on BN00000 from 14:00. Certificate SC-ABCD-EFGH.')
@@ -1045,7 +1068,7 @@ async fn outbox_sql(
     payload: Value,
     key: &str,
 ) -> diesel::QueryResult<usize> {
-    diesel::sql_query(
+    shared::sql::prepared(
         "INSERT INTO outbox_jobs (id, job_type, queue, payload, idempotency_key, max_attempts, run_after)
          VALUES ($1, $2, $3, $4, $5, 8, now())
          ON CONFLICT DO NOTHING",
@@ -1140,7 +1163,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         let fx = fixture(&cfg).await?;
         println!(
-            "api bench: {} cores, {} clients, {} drivers, warm-up {:?}, measured {:?}, pool {}, actix workers {}, logs {}, pool recycling {}",
+            "api bench: {} cores, {} clients, {} drivers, warm-up {:?}, measured {:?}, pool {}, actix workers {}, logs {}",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             cfg.clients,
             cfg.drivers,
@@ -1149,7 +1172,6 @@ fn main() -> anyhow::Result<()> {
             fx.core.settings.database.pool_size,
             if cfg.workers == 0 { "one per core".to_owned() } else { cfg.workers.to_string() },
             if cfg.log_json { "json (to a sink)" } else { "off" },
-            if cfg.fast_recycle { "fast" } else { "verified (SELECT 1)" },
         );
         if matches!(cfg.scenario, Scenario::Quote | Scenario::All) {
             let mut http = quote_http(&fx, &cfg).await?;

@@ -24,66 +24,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/cpu.rs"]
+mod cpu;
 #[path = "../tests/faults/stack.rs"]
 mod stack;
 #[path = "../tests/faults/traffic.rs"]
 mod traffic;
 
 use stack::{Fakes, Proc, Wiring, process_env, wait_healthy};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use traffic::{Api, Recorder, TrafficLog, env_num};
-
-/// CPU time used so far, in clock ticks: the machine's busy and total time, and per process name.
-#[derive(Debug, Default, Clone)]
-struct Cpu {
-    busy: u64,
-    total: u64,
-    by_pid: BTreeMap<u32, (String, u64)>,
-}
-
-fn read_cpu() -> Cpu {
-    let mut cpu = Cpu::default();
-    if let Ok(stat) = std::fs::read_to_string("/proc/stat")
-        && let Some(line) = stat.lines().next()
-    {
-        let v: Vec<u64> = line
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        cpu.total = v.iter().take(8).sum();
-        cpu.busy = cpu.total - v.get(3).copied().unwrap_or(0) - v.get(4).copied().unwrap_or(0);
-    }
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            // "pid (comm) state ppid …": fields after the closing parenthesis.
-            let Some(close) = stat.rfind(')') else {
-                continue;
-            };
-            let comm = stat[stat.find('(').map_or(0, |i| i + 1)..close].to_owned();
-            let rest: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-            let ticks = rest
-                .get(11)
-                .and_then(|x| x.parse::<u64>().ok())
-                .unwrap_or(0)
-                + rest
-                    .get(12)
-                    .and_then(|x| x.parse::<u64>().ok())
-                    .unwrap_or(0);
-            cpu.by_pid.insert(pid, (comm, ticks));
-        }
-    }
-    cpu
-}
 
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -192,10 +144,10 @@ async fn run() -> anyhow::Result<()> {
     let tasks = traffic::spawn_traffic(&api, &world, run_id, &book, &stop_rx, pause, 21);
     tokio::time::sleep(warmup).await;
     let from_ms = rec.now_ms();
-    let cpu_before = read_cpu();
+    let cpu_before = cpu::read_cpu();
     let wall = Instant::now();
     tokio::time::sleep(measure).await;
-    let cpu_after = read_cpu();
+    let cpu_after = cpu::read_cpu();
     let secs = wall.elapsed().as_secs_f64();
     let to_ms = rec.now_ms();
     stop_tx.send(true)?;
@@ -238,21 +190,7 @@ async fn run() -> anyhow::Result<()> {
     let total_ticks = (cpu_after.total - cpu_before.total).max(1) as f64;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let share = |ticks: u64| ticks as f64 / total_ticks * 100.0;
-    let used = |pred: &dyn Fn(u32, &str) -> bool| -> u64 {
-        cpu_after
-            .by_pid
-            .iter()
-            .filter(|(pid, (comm, _))| pred(**pid, comm))
-            .map(|(pid, (_, after))| {
-                after
-                    - cpu_before
-                        .by_pid
-                        .get(pid)
-                        .map_or(0, |(_, before)| *before)
-                        .min(*after)
-            })
-            .sum()
-    };
+    let used = |pred: &dyn Fn(u32, &str) -> bool| cpu_after.processes_since(&cpu_before, pred);
     let api_pid = api_proc.pid().unwrap_or(0);
     let work_pid = work_proc.pid().unwrap_or(0);
     let me = std::process::id();

@@ -84,6 +84,7 @@ pub struct SignedIn {
 
 #[derive(Insertable)]
 #[diesel(table_name = login_codes)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewLoginCode<'a> {
     id: LoginCodeId,
     phone: &'a str,
@@ -338,6 +339,7 @@ async fn claim_attempt(
 
 #[derive(Insertable)]
 #[diesel(table_name = drivers)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewDriver<'a> {
     id: DriverId,
     phone: &'a str,

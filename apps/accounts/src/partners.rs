@@ -223,6 +223,7 @@ impl From<ApiKeyRow> for ApiKeyInfo {
 
 #[derive(Insertable)]
 #[diesel(table_name = partners)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewPartnerRow<'a> {
     id: PartnerId,
     name: &'a str,
@@ -337,6 +338,7 @@ pub async fn set_partner_status(
 
 #[derive(Insertable)]
 #[diesel(table_name = partner_api_keys)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewApiKeyRow {
     id: ApiKeyId,
     partner_id: PartnerId,

@@ -32,6 +32,7 @@ pub(crate) struct SessionToken<Id> {
 
 #[derive(Insertable)]
 #[diesel(table_name = driver_sessions)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewDriverSession {
     id: DriverSessionId,
     driver_id: DriverId,

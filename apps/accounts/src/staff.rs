@@ -150,6 +150,7 @@ pub struct NewStaff {
 
 #[derive(Insertable)]
 #[diesel(table_name = staff)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewStaffRow<'a> {
     id: StaffId,
     email: &'a str,
@@ -327,6 +328,7 @@ pub struct StaffSignedIn {
 
 #[derive(Insertable)]
 #[diesel(table_name = staff_sessions)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewStaffSession {
     id: StaffSessionId,
     staff_id: StaffId,

@@ -161,6 +161,7 @@ pub struct NewVehicle {
 
 #[derive(Insertable)]
 #[diesel(table_name = vehicles)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewVehicleRow<'a> {
     id: VehicleId,
     driver_id: DriverId,

@@ -210,6 +210,7 @@ impl Claim {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = claims)]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct ClaimRow {
     pub id: ClaimId,
     pub reference: String,

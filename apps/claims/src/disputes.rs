@@ -138,6 +138,7 @@ pub struct Dispute {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = charge_disputes)]
+#[diesel(treat_none_as_default_value = false)]
 struct DisputeRow {
     id: DisputeId,
     driver_id: DriverId,

@@ -190,6 +190,7 @@ pub struct ClaimPhoto {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = claim_photos)]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct PhotoRow {
     pub id: ClaimPhotoId,
     pub driver_id: DriverId,

@@ -21,6 +21,7 @@ use crate::support::{audit, lock_driver, try_lock_driver, uk_day_bounds};
 use accounts::{Actor, DriverId};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use pricing::SessionCharge;
 use shared::{Clock, Currency, Money};
@@ -129,28 +130,34 @@ pub(crate) async fn end_locked(
     let (ended_at, reason) = effective_end(&row, at, reason);
     let charge = price(conn, &row, ended_at).await?;
     let b = charge.breakdown;
-    let updated: SessionRow = diesel::update(cover_sessions::table.find(row.id))
-        .filter(cover_sessions::status.eq(SessionStatus::Active.as_str()))
-        .set((
-            cover_sessions::status.eq(SessionStatus::Ended.as_str()),
-            cover_sessions::ended_at.eq(ended_at),
-            cover_sessions::end_reason.eq(reason.as_str()),
-            cover_sessions::minutes.eq(charge.minutes),
-            cover_sessions::billed_minutes.eq(charge.billed_minutes),
-            cover_sessions::charge_rule.eq(charge.rule.as_str()),
-            cover_sessions::uncapped_minor.eq(charge.uncapped.minor),
-            cover_sessions::net_minor.eq(b.net_premium.minor),
-            cover_sessions::commission_minor.eq(b.commission.minor),
-            cover_sessions::ipt_minor.eq(b.ipt.minor),
-            cover_sessions::total_minor.eq(b.total.minor),
-            cover_sessions::ipt_rate_bp.eq(bp(b.ipt_rate_bp)?),
-            cover_sessions::commission_bp.eq(bp(b.commission_rate_bp)?),
-        ))
-        .returning(SessionRow::as_returning())
-        .get_result(conn)
-        .await
-        .optional()?
-        .ok_or(CoverError::SessionAlreadyEnded)?;
+    // Every session ends through here: written out so that each connection prepares it once
+    // (diesel's UPDATE is planned again on every call).
+    let updated: SessionRow = shared::sql::prepared(
+        "UPDATE cover_sessions
+            SET status = 'ended', ended_at = $2, end_reason = $3, minutes = $4,
+                billed_minutes = $5, charge_rule = $6, uncapped_minor = $7, net_minor = $8,
+                commission_minor = $9, ipt_minor = $10, total_minor = $11, ipt_rate_bp = $12,
+                commission_bp = $13
+          WHERE id = $1 AND status = 'active'
+      RETURNING *",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(row.id)
+    .bind::<Timestamptz, _>(ended_at)
+    .bind::<Text, _>(reason.as_str())
+    .bind::<BigInt, _>(charge.minutes)
+    .bind::<BigInt, _>(charge.billed_minutes)
+    .bind::<Text, _>(charge.rule.as_str())
+    .bind::<BigInt, _>(charge.uncapped.minor)
+    .bind::<BigInt, _>(b.net_premium.minor)
+    .bind::<BigInt, _>(b.commission.minor)
+    .bind::<BigInt, _>(b.ipt.minor)
+    .bind::<BigInt, _>(b.total.minor)
+    .bind::<Integer, _>(bp(b.ipt_rate_bp)?)
+    .bind::<Integer, _>(bp(b.commission_rate_bp)?)
+    .get_result(conn)
+    .await
+    .optional()?
+    .ok_or(CoverError::SessionAlreadyEnded)?;
     let session = CoverSession::try_from(updated)?;
     audit(
         conn,

@@ -115,6 +115,7 @@ pub struct Enrolment {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = enrolments)]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct EnrolmentRow {
     id: EnrolmentId,
     driver_id: DriverId,

@@ -272,8 +272,9 @@ impl CoverSession {
     }
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = cover_sessions)]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct SessionRow {
     pub id: CoverSessionId,
     pub driver_id: DriverId,

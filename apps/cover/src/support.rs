@@ -107,7 +107,7 @@ pub(crate) async fn lock_driver(
     conn: &mut AsyncPgConnection,
     driver_id: DriverId,
 ) -> Result<(), CoverError> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+    shared::sql::prepared("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind::<Text, _>(driver_lock_key(driver_id))
         .execute(conn)
         .await?;
@@ -125,11 +125,12 @@ pub(crate) async fn try_lock_driver(
     conn: &mut AsyncPgConnection,
     driver_id: DriverId,
 ) -> Result<bool, CoverError> {
-    let row: Locked =
-        diesel::sql_query("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked")
-            .bind::<Text, _>(driver_lock_key(driver_id))
-            .get_result(conn)
-            .await?;
+    let row: Locked = shared::sql::prepared(
+        "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked",
+    )
+    .bind::<Text, _>(driver_lock_key(driver_id))
+    .get_result(conn)
+    .await?;
     Ok(row.locked)
 }
 

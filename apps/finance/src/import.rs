@@ -245,6 +245,7 @@ pub(crate) async fn ensure_partitions(
 /// A balance transaction as stored.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = finance_stripe_balance_transactions)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct NewBalanceTransaction {
     pub id: String,
     pub created: DateTime<Utc>,
@@ -507,6 +508,7 @@ pub async fn import_balance_transactions(
 /// A payout as stored.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = finance_stripe_payouts)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewPayout {
     id: String,
     created: DateTime<Utc>,

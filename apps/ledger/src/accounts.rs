@@ -365,6 +365,7 @@ pub(crate) fn parse_currency(code: &str) -> Result<Currency, LedgerError> {
 
 #[derive(Insertable)]
 #[diesel(table_name = ledger_accounts)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewAccountRow<'a> {
     id: AccountId,
     kind: &'a str,

@@ -10,7 +10,7 @@
 //! Signs: [`balance`] returns the ledger's own convention, debit minus credit. [`wallet_balance`]
 //! presents a wallet from the driver's side: positive is money the driver holds.
 
-use crate::accounts::{AccountKind, AccountRef, find_account, parse_currency};
+use crate::accounts::{AccountKind, AccountRef, parse_currency};
 use crate::error::LedgerError;
 use crate::ids::AccountId;
 use crate::schema::ledger_postings;
@@ -28,26 +28,37 @@ pub async fn balance(
     conn: &mut AsyncPgConnection,
     account: &AccountRef,
 ) -> Result<Money, LedgerError> {
+    #[derive(QueryableByName)]
+    struct Balance {
+        #[diesel(sql_type = BigInt)]
+        balance: i64,
+    }
+    account.validate()?;
     let currency = account.currency();
-    let Some(found) = find_account(conn, account).await? else {
-        return Ok(Money::zero(currency));
+    // Read before every start of cover: the account and its postings in one statement,
+    // prepared once per connection.
+    let query = match account.owner() {
+        Some(owner) => shared::sql::prepared(
+            "SELECT coalesce(sum(p.amount), 0)::bigint AS balance
+               FROM ledger_accounts a JOIN ledger_postings p ON p.account_id = a.id
+              WHERE a.kind = $1 AND a.currency = $2 AND a.owner_id = $3",
+        )
+        .bind::<Text, _>(account.kind().as_str())
+        .bind::<Text, _>(currency.code())
+        .bind::<Text, _>(owner),
+        None => shared::sql::prepared(
+            "SELECT coalesce(sum(p.amount), 0)::bigint AS balance
+               FROM ledger_accounts a JOIN ledger_postings p ON p.account_id = a.id
+              WHERE a.kind = $1 AND a.currency = $2 AND a.owner_id IS NULL",
+        )
+        .bind::<Text, _>(account.kind().as_str())
+        .bind::<Text, _>(currency.code()),
     };
+    let row: Balance = query.get_result(conn).await?;
     Ok(Money {
-        minor: balance_of(conn, found.id).await?,
+        minor: row.balance,
         currency,
     })
-}
-
-/// The debit-minus-credit sum of one account's postings.
-pub(crate) async fn balance_of(
-    conn: &mut AsyncPgConnection,
-    account: AccountId,
-) -> Result<i64, LedgerError> {
-    Ok(ledger_postings::table
-        .filter(ledger_postings::account_id.eq(account))
-        .select(sql::<BigInt>("coalesce(sum(amount), 0)::bigint"))
-        .first(conn)
-        .await?)
 }
 
 /// What a driver holds in their wallet: the wallet's credit balance, so positive means money

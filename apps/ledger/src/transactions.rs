@@ -272,6 +272,7 @@ impl TryFrom<TransactionRow> for LedgerTransaction {
 
 #[derive(Insertable)]
 #[diesel(table_name = ledger_transactions)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewTransactionRow<'a> {
     id: TransactionId,
     kind: &'a str,
@@ -285,6 +286,7 @@ struct NewTransactionRow<'a> {
 
 #[derive(Insertable)]
 #[diesel(table_name = ledger_postings)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewPostingRow<'a> {
     transaction_id: TransactionId,
     account_id: AccountId,

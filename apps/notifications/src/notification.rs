@@ -161,6 +161,7 @@ pub struct NewNotification {
 
 #[derive(Insertable)]
 #[diesel(table_name = notifications)]
+#[diesel(treat_none_as_default_value = false)]
 struct NotificationInsert<'a> {
     id: NotificationId,
     cause: &'a str,

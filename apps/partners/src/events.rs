@@ -147,6 +147,7 @@ fn content_hash(e: &ShiftEventInput, external: &str, reference: Option<&str>) ->
 
 #[derive(Insertable)]
 #[diesel(table_name = shift_events)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewShiftEvent<'a> {
     partner_id: accounts::PartnerId,
     test_mode: bool,

@@ -108,6 +108,7 @@ impl Link {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = partner_driver_links)]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct LinkRow {
     pub id: LinkId,
     pub partner_id: PartnerId,
@@ -192,6 +193,7 @@ fn code_hash(normalised: &str) -> Vec<u8> {
 
 #[derive(Insertable)]
 #[diesel(table_name = partner_link_codes)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewCodeRow {
     id: LinkCodeId,
     driver_id: DriverId,

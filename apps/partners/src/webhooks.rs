@@ -132,6 +132,7 @@ pub struct WebhookEndpoint {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = webhook_endpoints)]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct EndpointRow {
     pub id: WebhookEndpointId,
     pub partner_id: PartnerId,
@@ -261,6 +262,7 @@ pub struct WebhookDelivery {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = webhook_deliveries)]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct DeliveryRow {
     pub id: WebhookDeliveryId,
     pub endpoint_id: WebhookEndpointId,

@@ -55,6 +55,7 @@ impl From<ProductRow> for Product {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = product_versions)]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct VersionRow {
     id: ProductVersionId,
     product_id: ProductId,
@@ -71,6 +72,7 @@ pub(crate) struct VersionRow {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = product_version_rules)]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct RulesRow {
     product_version_id: ProductVersionId,
     minimum_age: i32,

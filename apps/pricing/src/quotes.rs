@@ -88,6 +88,7 @@ impl Quote {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = quotes)]
+#[diesel(treat_none_as_default_value = false)]
 struct QuoteRow {
     id: QuoteId,
     driver_id: DriverId,
@@ -403,13 +404,13 @@ async fn insert_quote(
 /// The quote insert as one statement that is its own transaction, with `synchronous_commit`
 /// off for that transaction only: `set_config(…, true)` lasts until the end of the current
 /// transaction, which here is the statement's, and its commit is the one it relaxes. One round
-/// trip, like a plain insert.
+/// trip, like a plain insert, and prepared once per connection.
 async fn insert_quote_async_commit(
     conn: &mut AsyncPgConnection,
     row: &QuoteRow,
 ) -> Result<(), diesel::result::Error> {
     use diesel::sql_types::{BigInt, Jsonb, Text, Timestamptz, Uuid};
-    diesel::sql_query(
+    shared::sql::prepared(
         "INSERT INTO quotes (id, driver_id, vehicle_id, product_version_id, currency,
                 hourly_rate_minor, minimum_charge_minor, daily_cap_minor, one_hour_net_minor,
                 one_hour_commission_minor, one_hour_ipt_minor, one_hour_total_minor,

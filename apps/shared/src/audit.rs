@@ -49,6 +49,7 @@ pub struct AuditEntry<'a> {
 
 #[derive(Insertable)]
 #[diesel(table_name = audit_log)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewAuditRow<'a> {
     actor_type: &'a str,
     actor_id: Option<&'a str>,

@@ -19,6 +19,7 @@ pub mod redis_conn;
 pub mod schema;
 pub mod secret;
 pub mod settings;
+pub mod sql;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use db::{DbConn, DbPool};

@@ -58,6 +58,7 @@ pub mod status {
 
 #[derive(Insertable)]
 #[diesel(table_name = outbox_jobs)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewOutboxJob<'a> {
     id: JobId,
     job_type: &'a str,

@@ -422,3 +422,78 @@ async fn no_suspension_while_a_session_runs() {
     );
     assert_ledger_clean(&mut conn).await;
 }
+
+/// Quoting, starting and ending cover run for every request: each of their statements is
+/// prepared once per connection and reused after that. (A statement diesel does not cache is
+/// parsed and planned on every call, which costs the database more than running it.)
+#[tokio::test]
+async fn quoting_starting_and_ending_cover_prepare_each_statement_once_per_connection() {
+    use diesel::connection::InstrumentationEvent;
+    use diesel_async::AsyncConnection;
+    use std::sync::{Arc, Mutex};
+
+    let w = World::new().await;
+    let mut conn = w.conn().await;
+    let driver = w.driver(&mut conn, PHONE).await;
+    w.save_card(&mut conn, driver, cards::VISA).await;
+    payments::top_up_wallet(&mut conn, &w.env, driver, Money::gbp(5000), "t-1")
+        .await
+        .unwrap();
+    let (car, enrolment) = car_enrolled(&w, &mut conn, driver).await;
+    drop(conn);
+
+    // A new connection, watched from the start: (prepared for the cache?, SQL without values).
+    let mut conn = AsyncPgConnection::establish(w.db.url()).await.unwrap();
+    let seen: Arc<Mutex<Vec<(bool, String)>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+        let entry = match event {
+            InstrumentationEvent::CacheQuery { sql, .. } => (true, sql.to_owned()),
+            InstrumentationEvent::StartQuery { query, .. } => {
+                let shown = query.to_string();
+                let sql = shown.split(" -- binds: ").next().unwrap_or("").to_owned();
+                (false, sql)
+            }
+            _ => return,
+        };
+        log.lock().unwrap().push(entry);
+    });
+    let round = async |conn: &mut AsyncPgConnection, key: &str| {
+        pricing::create_quote(conn, &w.clock, driver, car, enrolment.product_id)
+            .await
+            .unwrap();
+        ride(&w, conn, driver, car, key, 70).await
+    };
+    round(&mut conn, "first").await;
+    let first = seen.lock().unwrap().len();
+    let session = round(&mut conn, "second").await;
+    assert!(session.charge.is_some());
+
+    let seen = seen.lock().unwrap();
+    let prepared: std::collections::HashSet<&str> = seen
+        .iter()
+        .filter(|(cached, _)| *cached)
+        .map(|(_, sql)| sql.as_str())
+        .collect();
+    let run: Vec<&str> = seen[first..]
+        .iter()
+        .filter(|(cached, _)| !cached)
+        .map(|(_, sql)| sql.as_str())
+        .filter(|sql| {
+            !["BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"]
+                .iter()
+                .any(|word| sql.trim_start().starts_with(word))
+        })
+        .collect();
+    assert!(run.len() >= 15, "only {} statements: {run:#?}", run.len());
+    assert!(
+        seen[first..].iter().all(|(cached, _)| !cached),
+        "the second round prepared statements again"
+    );
+    let planned_each_time: Vec<&&str> =
+        run.iter().filter(|sql| !prepared.contains(**sql)).collect();
+    assert!(
+        planned_each_time.is_empty(),
+        "statements not prepared for reuse: {planned_each_time:#?}"
+    );
+}
