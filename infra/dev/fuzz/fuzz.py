@@ -43,6 +43,7 @@ from typing import Any, Callable
 
 import graphql
 import hypothesis.configuration
+import hypothesis.errors
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
@@ -897,12 +898,25 @@ class Fuzzer:
                 continue
             fair_share = (deadline - now) / (len(pairs) - index)
             pair_deadline = min(deadline, now + max(2 * fair_share, 0.5))
-            try:
-                state = self.fuzz(caller, op, mode, examples, pair_deadline,
-                                  feedback if mode == GenerationMode.POSITIVE else None)  # fmt: skip
-            except Exception as e:  # noqa: BLE001 - a generator problem is the fuzzer's, reported
-                log(f"    error generating {op.label} ({mode.value}): {type(e).__name__}: {e}")
-                self.stats.by_caller["(fuzzer)"]["errors"] += 1
+            state = None
+            for attempt in (1, 2):
+                try:
+                    state = self.fuzz(caller, op, mode, examples, pair_deadline,
+                                      feedback if mode == GenerationMode.POSITIVE else None)  # fmt: skip
+                    break
+                except hypothesis.errors.Flaky as e:
+                    # Hypothesis replaying a case and drawing different data: the strategy fed by
+                    # the server's earlier answers changed under it. The fuzzer's problem, not the
+                    # server's: run the operation again on a new seed, once.
+                    log(f"    flaky generation of {op.label} ({mode.value}), attempt {attempt}: "
+                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")  # fmt: skip
+                    if attempt == 2:
+                        self.stats.by_caller["(fuzzer)"]["errors"] += 1
+                except Exception as e:  # noqa: BLE001 - a generator problem is the fuzzer's, reported
+                    log(f"    error generating {op.label} ({mode.value}): {type(e).__name__}: {e}")
+                    self.stats.by_caller["(fuzzer)"]["errors"] += 1
+                    break
+            if state is None:
                 continue
             self.stats.examples[(caller.name, op.label)] += state["sent"]
             if state["stop"] == "time":
