@@ -58,11 +58,6 @@ impl<'a> Prepared<'a> {
         self.binds.push(Box::new(value.as_expression()));
         self
     }
-
-    /// The text of the statement as written.
-    pub fn text(&self) -> &'static str {
-        self.sql
-    }
 }
 
 impl std::fmt::Debug for Prepared<'_> {
@@ -100,7 +95,9 @@ impl QueryFragment<Pg> for Prepared<'_> {
         // Each placeholder is written as the next bind parameter: diesel numbers them itself,
         // so the text it sends may use different numbers for the same values.
         let mut rest = self.sql;
+        let mut highest = 0;
         while let Some((start, end, number)) = next_placeholder(rest) {
+            highest = highest.max(number);
             out.push_sql(&rest[..start]);
             let bind = number
                 .checked_sub(1)
@@ -119,6 +116,16 @@ impl QueryFragment<Pg> for Prepared<'_> {
             rest = &rest[end..];
         }
         out.push_sql(rest);
+        if highest < self.binds.len() {
+            return Err(Error::QueryBuilderError(
+                format!(
+                    "{} values bound but the text names only ${highest}: {:?}",
+                    self.binds.len(),
+                    self.sql
+                )
+                .into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -222,5 +229,11 @@ mod tests {
         let q = prepared("SELECT $0").bind::<BigInt, _>(1_i64);
         let mut qb = diesel::pg::PgQueryBuilder::default();
         assert!(q.to_sql(&mut qb, &Pg).is_err());
+        let q = prepared("SELECT $1")
+            .bind::<BigInt, _>(1_i64)
+            .bind::<BigInt, _>(2_i64);
+        let mut qb = diesel::pg::PgQueryBuilder::default();
+        let err = q.to_sql(&mut qb, &Pg).unwrap_err();
+        assert!(err.to_string().contains("2 values bound"), "{err}");
     }
 }
