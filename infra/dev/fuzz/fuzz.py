@@ -39,6 +39,7 @@ import shlex
 import subprocess
 import sys
 import time
+import traceback
 from typing import Any, Callable
 
 import graphql
@@ -59,6 +60,8 @@ REQUEST_TIMEOUT_SECS = 30
 BREADTH_EXAMPLES = 10
 # Seconds kept for the mutations that can end a credential, which run last.
 ENDING_RESERVE_SECS = 8
+# The least time a rerun gets after the fuzzer itself failed on an operation.
+RERUN_SECS = 3
 # Examples sent before an operation the caller is refused every time is left for the next one.
 REFUSAL_PROBE = 3
 # Codes that mean "not for this caller": the request stopped at the authorization check.
@@ -430,6 +433,8 @@ class Stats:
         self.renewed: list[tuple[str, str]] = []
         self.failures: dict[tuple, Failure] = {}
         self.slowest: list[tuple[float, str, str]] = []
+        # The fuzzer's own problems: (caller, operation, mode, error, recovered by a rerun).
+        self.fuzzer_errors: list[tuple[str, str, str, str, bool]] = []
 
 
 class ServerLog:
@@ -748,6 +753,12 @@ class Fuzzer:
             test()
         except _Stop:
             pass
+        except hypothesis.errors.Flaky:
+            # Hypothesis replays the case that raised _Stop before it re-raises it; with feedback
+            # the strategy may draw differently on that replay (the server's answers changed it)
+            # and hypothesis calls the run flaky. The stop happened all the same.
+            if not state["stop"]:
+                raise
         return state
 
     # Failures --------------------------------------------------------------------------------
@@ -900,20 +911,23 @@ class Fuzzer:
             pair_deadline = min(deadline, now + max(2 * fair_share, 0.5))
             state = None
             for attempt in (1, 2):
+                # A rerun draws on a new seed and without feedback, so a strategy that the
+                # server's answers made inconsistent is not used twice; it gets a few seconds even
+                # when the first try used up the operation's share.
+                use_feedback = feedback if mode == GenerationMode.POSITIVE and attempt == 1 else None
+                until = pair_deadline if attempt == 1 else max(pair_deadline, time.monotonic() + RERUN_SECS)
                 try:
-                    state = self.fuzz(caller, op, mode, examples, pair_deadline,
-                                      feedback if mode == GenerationMode.POSITIVE else None)  # fmt: skip
+                    state = self.fuzz(caller, op, mode, examples, until, use_feedback)
                     break
-                except hypothesis.errors.Flaky as e:
-                    # Hypothesis replaying a case and drawing different data: the strategy fed by
-                    # the server's earlier answers changed under it. The fuzzer's problem, not the
-                    # server's: run the operation again on a new seed, once.
-                    log(f"    flaky generation of {op.label} ({mode.value}), attempt {attempt}: "
-                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")  # fmt: skip
-                    if attempt == 2:
-                        self.stats.by_caller["(fuzzer)"]["errors"] += 1
                 except Exception as e:  # noqa: BLE001 - a generator problem is the fuzzer's, reported
-                    log(f"    error generating {op.label} ({mode.value}): {type(e).__name__}: {e}")
+                    first_line = str(e).splitlines()[0] if str(e) else ""
+                    error = f"{type(e).__name__}: {first_line}"[:300]
+                    log(f"    error generating {op.label} ({mode.value}) as {caller.name}, attempt {attempt}: {error}")
+                    if attempt == 1 and not self.server_gone:
+                        self.stats.fuzzer_errors.append((caller.name, op.label, mode.value, error, True))
+                        continue
+                    log(traceback.format_exc())
+                    self.stats.fuzzer_errors.append((caller.name, op.label, mode.value, error, False))
                     self.stats.by_caller["(fuzzer)"]["errors"] += 1
                     break
             if state is None:
@@ -965,8 +979,12 @@ class Fuzzer:
         kinds = collections.Counter(f.kind for f in failures)
         print("  failures       " + (", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "none"))
         errors = s.by_caller["(fuzzer)"]["errors"]
-        if errors:
-            print(f"  fuzzer errors  {errors} (see above)")
+        recovered = sum(1 for *_, ok in s.fuzzer_errors if ok)
+        if errors or recovered:
+            print(f"  fuzzer errors  {errors} (and {recovered} that a rerun on a new seed got past)")
+            for caller, operation, mode, error, ok in s.fuzzer_errors:
+                outcome = "rerun got past it" if ok else "ERROR"
+                print(f"    {operation} ({mode}) as {caller}: {error} [{outcome}]")
         for n, f in enumerate(failures, 1):
             print()
             seen = f" (seen {f.count} times)" if f.count > 1 else ""
@@ -1019,6 +1037,10 @@ class Fuzzer:
             "reached": {c: sorted(v) for c, v in s.reached.items()},
             "answers": dict(s.codes),
             "skipped_for_time": s.skipped_for_time,
+            "fuzzer_errors": [
+                {"caller": c, "operation": o, "mode": m, "error": e, "recovered": ok}
+                for c, o, m, e, ok in s.fuzzer_errors
+            ],
             "failures": [
                 {k: v for k, v in dataclasses.asdict(f).items() if k != "headers"} | {"variables": {}}
                 for f in failures
