@@ -6,7 +6,11 @@
 //! it for `BENCH_WARMUP_SECS` unrecorded and `BENCH_SECS` recorded seconds; after that the same
 //! number of tasks run the statements the endpoint needs, written as plain SQL through the same
 //! connection pool, for the same time, each prepared once per connection as the endpoint's are
-//! (`shared::sql::prepared`): the database's share of the work without HTTP and GraphQL. Every
+//! (`shared::sql::prepared`): the database's share of the work without HTTP and GraphQL, one
+//! request's statements at a time. The server batches some statements across concurrent requests
+//! (`shared::batch`: the driver session, the driver and vehicle and the insert of a quote); the
+//! baseline does not, so it is the floor of the naive way, which the quote endpoint now beats,
+//! and the quote result says how many requests each batched statement served on average. Every
 //! transport error, non-200 answer, GraphQL error and `userErrors` entry is counted and printed.
 //!
 //! Scenarios (first argument, or `BENCH_SCENARIO`): `quote` (`createQuote`), `cover`
@@ -17,7 +21,8 @@
 //! BENCH_CLIENTS=64 BENCH_SECS=20 cargo bench --bench api -- all
 //! ```
 //!
-//! Other knobs: `BENCH_POOL` (server pool size; default the settings' default),
+//! Other knobs: `BENCH_POOL` (server pool size; default the settings' default), `BENCH_BATCH`
+//! (`database.batch_concurrency`: batches of one kind at a time; default the settings' default),
 //! `BENCH_WORKERS` (actix workers; default one per core), `BENCH_LOG=json` (log every request as
 //! JSON, as production does, into a sink: the formatting cost without the terminal).
 //!
@@ -58,6 +63,7 @@ struct Config {
     warmup: Duration,
     measure: Duration,
     pool_size: Option<usize>,
+    batch_concurrency: Option<usize>,
     workers: usize,
     log_json: bool,
 }
@@ -95,6 +101,9 @@ impl Config {
             pool_size: std::env::var("BENCH_POOL")
                 .ok()
                 .map(|_| env_num("BENCH_POOL", 16) as usize),
+            batch_concurrency: std::env::var("BENCH_BATCH")
+                .ok()
+                .map(|_| env_num("BENCH_BATCH", 1) as usize),
             workers: env_num("BENCH_WORKERS", 0) as usize,
             log_json: std::env::var("BENCH_LOG").is_ok_and(|v| v == "json"),
         }
@@ -265,6 +274,32 @@ fn print_outcome(o: &mut Outcome) {
     }
 }
 
+/// How the server's batched statements were batched, since it started (warm-up included).
+fn print_batches(core: &Core) {
+    let all = [
+        (
+            "sessions by token",
+            core.batcher::<accounts::DriverSessionsByToken>().stats(),
+        ),
+        (
+            "drivers with vehicles",
+            core.batcher::<accounts::DriversWithVehicles>().stats(),
+        ),
+        ("quote inserts", pricing::quote_insert_stats(core)),
+    ];
+    let line: Vec<String> = all
+        .iter()
+        .map(|(name, s)| {
+            format!(
+                "{name} {:.1} a statement (largest {})",
+                s.calls as f64 / s.batches.max(1) as f64,
+                s.largest
+            )
+        })
+        .collect();
+    println!("    batched per statement: {}", line.join(", "));
+}
+
 /// Where the window's CPU time went, per unit of work.
 fn print_cpu(units: u64, unit: &str, before: &cpu::Cpu, after: &cpu::Cpu) {
     let total = after.total.saturating_sub(before.total).max(1) as f64;
@@ -332,6 +367,9 @@ async fn fixture(cfg: &Config) -> anyhow::Result<Fixture> {
     settings.database.pool_size = cfg
         .pool_size
         .unwrap_or(shared::settings::DatabaseSettings::default().pool_size);
+    if let Some(n) = cfg.batch_concurrency {
+        settings.database.batch_concurrency = n;
+    }
     settings.http.workers = cfg.workers;
     let core = Core::new(settings, Arc::new(SystemClock))?;
 
@@ -1163,19 +1201,21 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         let fx = fixture(&cfg).await?;
         println!(
-            "api bench: {} cores, {} clients, {} drivers, warm-up {:?}, measured {:?}, pool {}, actix workers {}, logs {}",
+            "api bench: {} cores, {} clients, {} drivers, warm-up {:?}, measured {:?}, pool {}, batch concurrency {}, actix workers {}, logs {}",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             cfg.clients,
             cfg.drivers,
             cfg.warmup,
             cfg.measure,
             fx.core.settings.database.pool_size,
+            fx.core.settings.database.batch_concurrency,
             if cfg.workers == 0 { "one per core".to_owned() } else { cfg.workers.to_string() },
             if cfg.log_json { "json (to a sink)" } else { "off" },
         );
         if matches!(cfg.scenario, Scenario::Quote | Scenario::All) {
             let mut http = quote_http(&fx, &cfg).await?;
             print_outcome(&mut http);
+            print_batches(&fx.core);
             let mut sql = quote_sql(&fx, &cfg).await?;
             print_outcome(&mut sql);
         }

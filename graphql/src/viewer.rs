@@ -136,6 +136,13 @@ pub async fn authenticate(core: &Core, req: &HttpRequest) -> Result<Viewer, Refu
     if cred == Credential::Unrecognised {
         return Err(refused(AuthError::Unauthenticated, false));
     }
+    if let Credential::DriverToken(token) = &cred {
+        // Drivers are most requests: their sessions are read in batches, without a connection.
+        return accounts::authenticate_driver_batched(core, token)
+            .await
+            .map(|p| Viewer(Principal::Driver(p)))
+            .map_err(|e| refused(e, false));
+    }
     let mut conn = core
         .pool
         .get()

@@ -207,6 +207,7 @@ async fn run() -> anyhow::Result<bool> {
         url: shared::Secret::new(wiring.database_url.clone()),
         pool_size: 4,
         acquire_timeout_ms: 10_000,
+        batch_concurrency: 1,
     })?;
 
     // --- drivers and the partner ---------------------------------------------------------

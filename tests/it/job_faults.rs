@@ -103,6 +103,7 @@ async fn enqueue_slowly(db_url: String, n: usize) {
         url: shared::Secret::new(db_url),
         pool_size: 1,
         acquire_timeout_ms: 5_000,
+        batch_concurrency: 1,
     })
     .unwrap();
     let mut conn = pool.get().await.unwrap();

@@ -84,6 +84,7 @@ async fn the_pool_replaces_a_connection_the_server_closed() {
         url: shared::Secret::new(db.url().to_owned()),
         pool_size: 1,
         acquire_timeout_ms: 2_000,
+        batch_concurrency: 1,
     })
     .unwrap();
     let first = {

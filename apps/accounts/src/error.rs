@@ -307,6 +307,9 @@ pub enum AuthError {
     /// The database failed. Internal.
     #[error("database error")]
     Database(#[from] diesel::result::Error),
+    /// The database could not be reached (no pooled connection). Internal.
+    #[error("credential check unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
 }
 
 impl AuthError {
@@ -319,7 +322,7 @@ impl AuthError {
             AuthError::ApiKeyExpired => Some("API_KEY_EXPIRED"),
             AuthError::ApiKeyRevoked => Some("API_KEY_REVOKED"),
             AuthError::AccountDisabled => Some("ACCOUNT_DISABLED"),
-            AuthError::Database(_) => None,
+            AuthError::Database(_) | AuthError::Unavailable(_) => None,
         }
     }
 
@@ -333,7 +336,7 @@ impl AuthError {
             AuthError::ApiKeyExpired => "This API key has expired.",
             AuthError::ApiKeyRevoked => "This API key has been revoked.",
             AuthError::AccountDisabled => "This account is disabled.",
-            AuthError::Database(_) => return None,
+            AuthError::Database(_) | AuthError::Unavailable(_) => return None,
         };
         Some(FieldError::general(code, message))
     }

@@ -57,13 +57,15 @@ pub use partners::{
 };
 pub use principal::{Actor, DriverPrincipal, PartnerPrincipal, Principal, StaffPrincipal};
 pub use sessions::{
-    DriverSessionInfo, authenticate_driver, list_driver_sessions, sign_out, sign_out_everywhere,
+    DriverSessionInfo, DriverSessionsByToken, authenticate_driver, authenticate_driver_batched,
+    list_driver_sessions, sign_out, sign_out_everywhere,
 };
 pub use staff::{
     NewStaff, Role, Staff, StaffSignedIn, authenticate_staff, create_staff, disable_staff,
     generate_password, get_staff, staff_sign_in, staff_sign_out,
 };
 pub use vehicles::{
-    NewVehicle, Vehicle, VehicleType, add_vehicle, get_driver_and_vehicle, get_vehicle_for_driver,
-    get_vehicles, list_vehicles, list_vehicles_of_drivers, remove_vehicle,
+    DriversWithVehicles, NewVehicle, Vehicle, VehicleType, add_vehicle, get_driver_and_vehicle,
+    get_driver_and_vehicle_batched, get_vehicle_for_driver, get_vehicles, list_vehicles,
+    list_vehicles_of_drivers, remove_vehicle,
 };

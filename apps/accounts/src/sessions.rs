@@ -77,18 +77,70 @@ pub async fn authenticate_driver(
     clock: &dyn Clock,
     token: &str,
 ) -> Result<DriverPrincipal, AuthError> {
-    // Cheap shape check first: garbage never reaches the database.
-    if !token.starts_with(DRIVER_TOKEN_PREFIX) || token.len() != DRIVER_TOKEN_PREFIX.len() + 43 {
+    if !well_formed(token) {
         return Err(AuthError::Unauthenticated);
     }
     let now = clock.now();
-    let row: Option<(SessionRow, Option<DateTime<Utc>>)> = driver_sessions::table
+    let row: Option<SessionWithDriver> = driver_sessions::table
         .inner_join(drivers::table)
         .filter(driver_sessions::token_hash.eq(tokens::sha256(token)))
         .select((SessionRow::as_select(), drivers::deleted_at))
         .first(conn)
         .await
         .optional()?;
+    let (principal, stale) = judge(row, now)?;
+    if stale {
+        touch(conn, principal.session_id, now).await?;
+    }
+    Ok(principal)
+}
+
+/// [`authenticate_driver`] for a request: the session is read in one statement with the other
+/// requests authenticating at that moment ([`shared::batch`]), and a connection is taken from
+/// the pool only for the occasional `last_seen_at` refresh.
+///
+/// Errors: those of [`authenticate_driver`]; `Unavailable` when the database cannot be reached.
+pub async fn authenticate_driver_batched(
+    core: &shared::core::Core,
+    token: &str,
+) -> Result<DriverPrincipal, AuthError> {
+    if !well_formed(token) {
+        return Err(AuthError::Unauthenticated);
+    }
+    let now = core.clock.now();
+    let row = core
+        .batcher::<DriverSessionsByToken>()
+        .call(tokens::sha256(token))
+        .await
+        .map_err(|e| match e {
+            shared::batch::BatchError::Query(e) => AuthError::Database(e),
+            other => AuthError::Unavailable(other.into()),
+        })?;
+    let (principal, stale) = judge(row, now)?;
+    if stale {
+        let mut conn = core
+            .pool
+            .get()
+            .await
+            .map_err(|e| AuthError::Unavailable(anyhow::anyhow!("database pool: {e}")))?;
+        touch(&mut conn, principal.session_id, now).await?;
+    }
+    Ok(principal)
+}
+
+/// Cheap shape check first: garbage never reaches the database.
+fn well_formed(token: &str) -> bool {
+    token.starts_with(DRIVER_TOKEN_PREFIX) && token.len() == DRIVER_TOKEN_PREFIX.len() + 43
+}
+
+/// A session with its driver's deletion time.
+pub type SessionWithDriver = (SessionRow, Option<DateTime<Utc>>);
+
+/// The principal of a session read by its token, and whether its `last_seen_at` is due a refresh.
+fn judge(
+    row: Option<SessionWithDriver>,
+    now: DateTime<Utc>,
+) -> Result<(DriverPrincipal, bool), AuthError> {
     let Some((session, driver_deleted_at)) = row else {
         return Err(AuthError::Unauthenticated);
     };
@@ -98,21 +150,67 @@ pub async fn authenticate_driver(
     if session.expires_at <= now {
         return Err(AuthError::SessionExpired);
     }
-    if session.last_seen_at < now - Duration::minutes(LAST_SEEN_GRANULARITY_MINUTES) {
-        diesel::update(driver_sessions::table.find(session.id))
-            .set(driver_sessions::last_seen_at.eq(now))
-            .execute(conn)
-            .await?;
-    }
-    Ok(DriverPrincipal {
-        driver_id: session.driver_id,
-        session_id: session.id,
-    })
+    let stale = session.last_seen_at < now - Duration::minutes(LAST_SEEN_GRANULARITY_MINUTES);
+    Ok((
+        DriverPrincipal {
+            driver_id: session.driver_id,
+            session_id: session.id,
+        },
+        stale,
+    ))
 }
 
+async fn touch(
+    conn: &mut AsyncPgConnection,
+    session_id: DriverSessionId,
+    now: DateTime<Utc>,
+) -> Result<(), AuthError> {
+    diesel::update(driver_sessions::table.find(session_id))
+        .set(driver_sessions::last_seen_at.eq(now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Driver sessions (with their driver's deletion time) by token hash, for many tokens in one
+/// statement: the batched read of [`authenticate_driver_batched`].
+#[derive(Debug, Default)]
+pub struct DriverSessionsByToken;
+
+impl shared::batch::BatchQuery for DriverSessionsByToken {
+    type Input = Vec<u8>;
+    type Output = Option<SessionWithDriver>;
+    const NAME: &'static str = "driver sessions by token";
+
+    fn run<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        hashes: &'a [Vec<u8>],
+    ) -> shared::batch::BatchFuture<'a, Self::Output> {
+        Box::pin(async move {
+            let rows: Vec<(Vec<u8>, SessionRow, Option<DateTime<Utc>>)> = driver_sessions::table
+                .inner_join(drivers::table)
+                .filter(driver_sessions::token_hash.eq_any(hashes))
+                .select((
+                    driver_sessions::token_hash,
+                    SessionRow::as_select(),
+                    drivers::deleted_at,
+                ))
+                .load(conn)
+                .await?;
+            let by_hash: std::collections::HashMap<Vec<u8>, SessionWithDriver> = rows
+                .into_iter()
+                .map(|(hash, session, deleted_at)| (hash, (session, deleted_at)))
+                .collect();
+            Ok(hashes.iter().map(|h| by_hash.get(h).cloned()).collect())
+        })
+    }
+}
+
+/// A driver session as authentication reads it.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = driver_sessions)]
-struct SessionRow {
+pub struct SessionRow {
     id: DriverSessionId,
     driver_id: DriverId,
     expires_at: DateTime<Utc>,

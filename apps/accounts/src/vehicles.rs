@@ -392,6 +392,78 @@ pub async fn get_driver_and_vehicle(
     Ok((crate::Driver::from(driver), Vehicle::try_from(vehicle)?))
 }
 
+/// [`get_driver_and_vehicle`] for a request: read in one statement with the other requests
+/// reading a driver and vehicle at that moment ([`shared::batch`]), on a pooled connection.
+///
+/// Errors: those of [`get_driver_and_vehicle`]; `Internal` when the database cannot be reached.
+pub async fn get_driver_and_vehicle_batched(
+    core: &shared::core::Core,
+    driver_id: DriverId,
+    vehicle_id: VehicleId,
+) -> Result<(crate::Driver, Vehicle), AccountsError> {
+    core.batcher::<DriversWithVehicles>()
+        .call((driver_id, vehicle_id))
+        .await
+        .map_err(|e| match e {
+            shared::batch::BatchError::Query(e) => AccountsError::Database(e),
+            other => AccountsError::Internal(other.into()),
+        })?
+}
+
+/// Drivers with one of their vehicles each, for many pairs in one statement: the batched read of
+/// [`get_driver_and_vehicle_batched`], answering each pair as [`get_driver_and_vehicle`] would.
+#[derive(Debug, Default)]
+pub struct DriversWithVehicles;
+
+impl shared::batch::BatchQuery for DriversWithVehicles {
+    type Input = (DriverId, VehicleId);
+    type Output = Result<(crate::Driver, Vehicle), AccountsError>;
+    const NAME: &'static str = "drivers with vehicles";
+
+    fn run<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        pairs: &'a [(DriverId, VehicleId)],
+    ) -> shared::batch::BatchFuture<'a, Self::Output> {
+        Box::pin(async move {
+            let driver_ids: Vec<DriverId> = pairs.iter().map(|(d, _)| *d).collect();
+            let vehicle_ids: Vec<VehicleId> = pairs.iter().map(|(_, v)| *v).collect();
+            // Each driver asked for, with each of its vehicles asked for by anyone (a vehicle asked
+            // for with another driver is matched to its owner here and refused below).
+            let rows: Vec<(crate::drivers::DriverRow, Option<VehicleRow>)> = drivers::table
+                .left_join(
+                    vehicles::table.on(vehicles::driver_id
+                        .eq(drivers::id)
+                        .and(vehicles::id.eq_any(&vehicle_ids))
+                        .and(vehicles::removed_at.is_null())),
+                )
+                .filter(drivers::id.eq_any(&driver_ids))
+                .filter(drivers::deleted_at.is_null())
+                .select((
+                    crate::drivers::DriverRow::as_select(),
+                    Option::<VehicleRow>::as_select(),
+                ))
+                .load(conn)
+                .await?;
+            Ok(pairs
+                .iter()
+                .map(|&(driver_id, vehicle_id)| {
+                    let mut of_driver = rows.iter().filter(|(d, _)| d.id == driver_id).peekable();
+                    let driver = of_driver
+                        .peek()
+                        .map(|(d, _)| d.clone())
+                        .ok_or(AccountsError::NotFound("driverId"))?;
+                    let vehicle = of_driver
+                        .find_map(|(_, v)| v.as_ref().filter(|v| v.id == vehicle_id))
+                        .cloned()
+                        .ok_or(AccountsError::NotFound("vehicleId"))?;
+                    Ok((crate::Driver::from(driver), Vehicle::try_from(vehicle)?))
+                })
+                .collect())
+        })
+    }
+}
+
 /// Vehicles by id, removed ones included (past cover sessions name the vehicle they covered), for
 /// DataLoaders and other apps. The caller checks that the viewer may see each one.
 pub async fn get_vehicles(

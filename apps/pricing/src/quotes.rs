@@ -89,7 +89,7 @@ impl Quote {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = quotes)]
 #[diesel(treat_none_as_default_value = false)]
-struct QuoteRow {
+pub(crate) struct QuoteRow {
     id: QuoteId,
     driver_id: DriverId,
     vehicle_id: VehicleId,
@@ -201,6 +201,12 @@ fn remembered_labels(product_id: ProductId, version_id: ProductVersionId) -> Opt
             product: Arc::clone(&p.product),
             version_number: p.version.version_number,
         })
+}
+
+/// The product and version number of a quote, when its version is the published one this
+/// process remembers (as every quote it has just made is); `None` means [`quote_labels`] reads them.
+pub fn remembered_quote_labels(quote: &Quote) -> Option<QuoteLabels> {
+    remembered_labels(quote.product_id, quote.product_version_id)
 }
 
 /// Forgets the published version remembered for a product (after it changed in this process; other
@@ -439,6 +445,79 @@ async fn insert_quote_async_commit(
     .map(drop)
 }
 
+/// Quote inserts for many requests as one statement, the batched store of
+/// [`create_quote_batched`] ([`shared::batch`]): one transaction for all the rows, its commit
+/// asynchronous as [`insert_quote_async_commit`]'s. A batch of one is that statement itself.
+#[derive(Debug, Default)]
+pub(crate) struct QuoteInserts;
+
+impl shared::batch::BatchQuery for QuoteInserts {
+    type Input = QuoteRow;
+    type Output = ();
+    const NAME: &'static str = "quote inserts";
+
+    fn run<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        rows: &'a [QuoteRow],
+    ) -> shared::batch::BatchFuture<'a, ()> {
+        Box::pin(async move {
+            if let [row] = rows {
+                insert_quote_async_commit(conn, row).await?;
+                return Ok(vec![()]);
+            }
+            let inserted = insert_quotes_async_commit(conn, rows).await?;
+            Ok(vec![(); inserted])
+        })
+    }
+}
+
+/// What this process's batched quote inserts have done so far (for benchmarks and metrics).
+pub fn quote_insert_stats(core: &shared::core::Core) -> shared::batch::BatchStats {
+    core.batcher::<QuoteInserts>().stats()
+}
+
+/// Several quotes in one insert over arrays (one per column), as its own transaction with
+/// `synchronous_commit` off for it; returns how many rows were inserted.
+async fn insert_quotes_async_commit(
+    conn: &mut AsyncPgConnection,
+    rows: &[QuoteRow],
+) -> Result<usize, diesel::result::Error> {
+    use diesel::sql_types::{Array, BigInt, Jsonb, Text, Timestamptz, Uuid};
+    fn column<'r, T>(rows: &'r [QuoteRow], f: impl Fn(&'r QuoteRow) -> T) -> Vec<T> {
+        rows.iter().map(f).collect()
+    }
+    shared::sql::prepared(
+        "INSERT INTO quotes (id, driver_id, vehicle_id, product_version_id, currency,
+                hourly_rate_minor, minimum_charge_minor, daily_cap_minor, one_hour_net_minor,
+                one_hour_commission_minor, one_hour_ipt_minor, one_hour_total_minor,
+                explanation, rating_input, created_at, expires_at)
+         SELECT q.*
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::int8[],
+                       $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],
+                       $13::jsonb[], $14::jsonb[], $15::timestamptz[], $16::timestamptz[]) AS q,
+                (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed_commit",
+    )
+    .bind::<Array<Uuid>, _>(column(rows, |r| r.id.uuid()))
+    .bind::<Array<Uuid>, _>(column(rows, |r| r.driver_id.uuid()))
+    .bind::<Array<Uuid>, _>(column(rows, |r| r.vehicle_id.uuid()))
+    .bind::<Array<Uuid>, _>(column(rows, |r| r.product_version_id.uuid()))
+    .bind::<Array<Text>, _>(column(rows, |r| r.currency.as_str()))
+    .bind::<Array<BigInt>, _>(column(rows, |r| r.hourly_rate_minor))
+    .bind::<Array<BigInt>, _>(column(rows, |r| r.minimum_charge_minor))
+    .bind::<Array<BigInt>, _>(column(rows, |r| r.daily_cap_minor))
+    .bind::<Array<BigInt>, _>(column(rows, |r| r.one_hour_net_minor))
+    .bind::<Array<BigInt>, _>(column(rows, |r| r.one_hour_commission_minor))
+    .bind::<Array<BigInt>, _>(column(rows, |r| r.one_hour_ipt_minor))
+    .bind::<Array<BigInt>, _>(column(rows, |r| r.one_hour_total_minor))
+    .bind::<Array<Jsonb>, _>(column(rows, |r| &r.explanation))
+    .bind::<Array<Jsonb>, _>(column(rows, |r| &r.rating_input))
+    .bind::<Array<Timestamptz>, _>(column(rows, |r| r.created_at))
+    .bind::<Array<Timestamptz>, _>(column(rows, |r| r.expires_at))
+    .execute(conn)
+    .await
+}
+
 fn is_stale_version(e: &diesel::result::Error) -> bool {
     matches!(
         e,
@@ -497,12 +576,60 @@ pub async fn create_quote(
     let version = published_version(conn, product_id).await?;
     let (driver, vehicle) = accounts::get_driver_and_vehicle(conn, driver_id, vehicle_id)
         .await
-        .map_err(|e| match e {
-            AccountsError::NotFound("driverId") => PricingError::DriverNotFound,
-            AccountsError::NotFound(_) => PricingError::VehicleNotFound,
-            other => PricingError::Internal(other.into()),
-        })?;
+        .map_err(driver_or_vehicle_error)?;
     store_new_quote(conn, clock.now(), version, &driver, &vehicle).await
+}
+
+/// [`create_quote`] for a request, with no connection of its own: the driver and vehicle are
+/// read, and the quote stored, each in one statement with the other requests doing the same at
+/// that moment ([`shared::batch`]). A connection is taken from the pool only to read a product's
+/// published version this process has not seen yet.
+///
+/// Errors: those of [`create_quote`].
+pub async fn create_quote_batched(
+    core: &shared::core::Core,
+    driver_id: DriverId,
+    vehicle_id: VehicleId,
+    product_id: ProductId,
+) -> Result<Quote, PricingError> {
+    let mut version = match remembered_published(product_id) {
+        Some(v) => v,
+        None => load_published(&mut *pooled(core).await?, product_id).await?,
+    };
+    let (driver, vehicle) = accounts::get_driver_and_vehicle_batched(core, driver_id, vehicle_id)
+        .await
+        .map_err(driver_or_vehicle_error)?;
+    let now = core.clock.now();
+    let input = rating_input_for(&driver, &vehicle, now)?;
+    let inserts = core.batcher::<QuoteInserts>();
+    for _ in 0..STALE_VERSION_RETRIES {
+        let quote = build_quote(&version, driver.id, vehicle.id, input.clone(), now)?;
+        match inserts.call(QuoteRow::from_quote(&quote)?).await {
+            Ok(()) => return Ok(quote),
+            Err(shared::batch::BatchError::Query(e)) if is_stale_version(&e) => {
+                forget_published(product_id);
+                version = load_published(&mut *pooled(core).await?, product_id).await?;
+            }
+            Err(shared::batch::BatchError::Query(e)) => return Err(e.into()),
+            Err(other) => return Err(PricingError::Internal(other.into())),
+        }
+    }
+    Err(anyhow::anyhow!("product {product_id}: the published version kept changing").into())
+}
+
+async fn pooled(core: &shared::core::Core) -> Result<shared::db::DbConn, PricingError> {
+    core.pool
+        .get()
+        .await
+        .map_err(|e| PricingError::Internal(anyhow::anyhow!("database pool: {e}")))
+}
+
+fn driver_or_vehicle_error(e: AccountsError) -> PricingError {
+    match e {
+        AccountsError::NotFound("driverId") => PricingError::DriverNotFound,
+        AccountsError::NotFound(_) => PricingError::VehicleNotFound,
+        other => PricingError::Internal(other.into()),
+    }
 }
 
 /// [`create_quote`] for a caller that has just read the driver and the vehicle (through the

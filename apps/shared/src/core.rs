@@ -57,6 +57,8 @@ pub struct Core {
     pub redis: RedisHandle,
     /// "Now".
     pub clock: SharedClock,
+    /// Statements batched across concurrent requests ([`crate::batch`]).
+    pub batchers: crate::batch::Batchers,
 }
 
 impl Core {
@@ -69,7 +71,17 @@ impl Core {
             pool,
             redis,
             clock,
+            batchers: crate::batch::Batchers::default(),
         })
+    }
+
+    /// The process's batcher of `Q` on its pool ([`crate::batch`]).
+    pub fn batcher<Q: crate::batch::BatchQuery>(&self) -> Arc<crate::batch::Batcher<Q>> {
+        self.batchers.get::<Q>(
+            &self.pool,
+            self.settings.database.batch_concurrency,
+            crate::batch::DEFAULT_MAX_BATCH,
+        )
     }
 }
 

@@ -6,6 +6,7 @@
 //! - nothing in it knows about HTTP, GraphQL or the job runner: those live in `graphql` and `workers`.
 
 pub mod audit;
+pub mod batch;
 pub mod clock;
 pub mod core;
 pub mod db;

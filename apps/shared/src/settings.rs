@@ -279,6 +279,10 @@ pub struct DatabaseSettings {
     pub pool_size: usize,
     /// How long to wait for a connection before answering "unavailable", in milliseconds.
     pub acquire_timeout_ms: u64,
+    /// Most statements of one kind batched across requests ([`crate::batch`]) running at once in
+    /// a process. One keeps batches largest, which is cheapest for the database; more keep one
+    /// slow batch from holding up the next.
+    pub batch_concurrency: usize,
 }
 
 impl Default for DatabaseSettings {
@@ -287,6 +291,7 @@ impl Default for DatabaseSettings {
             url: Secret::new("postgres://postgres@127.0.0.1:5432/shiftcover"),
             pool_size: 16,
             acquire_timeout_ms: 3_000,
+            batch_concurrency: 1,
         }
     }
 }
@@ -460,6 +465,14 @@ impl Settings {
         }
         if self.database.pool_size == 0 {
             return Err(invalid("database.pool_size", "must be at least 1"));
+        }
+        if self.database.batch_concurrency == 0
+            || self.database.batch_concurrency > self.database.pool_size
+        {
+            return Err(invalid(
+                "database.batch_concurrency",
+                "must be at least 1 and at most database.pool_size",
+            ));
         }
         if !self.redis.url.expose().starts_with("redis://") {
             return Err(invalid("redis.url", "expected a redis:// URL"));

@@ -16,7 +16,7 @@
 //! ```
 //! use diesel::sql_types::{Text, Uuid};
 //! # fn example(id: uuid::Uuid) {
-//! let query = shared::sql::prepared("UPDATE things SET note = $2 WHERE id = $1")
+//! let query = shiftcover_shared::sql::prepared("UPDATE things SET note = $2 WHERE id = $1")
 //!     .bind::<Uuid, _>(id)
 //!     .bind::<Text, _>("checked".to_owned());
 //! # }

@@ -165,6 +165,7 @@ impl TestDb {
             url: Secret::new(url.clone()),
             pool_size: 8,
             acquire_timeout_ms: 5_000,
+            batch_concurrency: 1,
         })?;
         Ok(Self {
             name,

@@ -179,16 +179,19 @@ impl CreateQuotePayload {
     }
 }
 
-/// Builds the GraphQL quote, with its product and version number (from memory for a quote on
-/// the published version the process remembers, which every quote just made is).
+/// Builds the GraphQL quote, with its product and version number: from memory for a quote on
+/// the published version the process remembers (which every quote just made is), else read on a
+/// pooled connection.
 pub(crate) async fn quote_object(
     ctx: &Context<'_>,
-    conn: &mut diesel_async::AsyncPgConnection,
     q: pricing::Quote,
 ) -> async_graphql::Result<Quote> {
-    let labels = pricing::quote_labels(conn, &q)
-        .await
-        .map_err(|e| internal(ctx, e))?;
+    let labels = match pricing::remembered_quote_labels(&q) {
+        Some(labels) => labels,
+        None => pricing::quote_labels(&mut *conn(ctx).await?, &q)
+            .await
+            .map_err(|e| internal(ctx, e))?,
+    };
     Ok(Quote {
         id: to_global_id("Quote", &q.id),
         product: Product {
@@ -238,18 +241,9 @@ impl QuoteMutation {
             )));
         };
         let core = core(ctx)?;
-        let mut conn = conn(ctx).await?;
-        match pricing::create_quote(
-            &mut conn,
-            core.clock.as_ref(),
-            driver.driver_id,
-            vehicle_id,
-            product_id,
-        )
-        .await
-        {
+        match pricing::create_quote_batched(core, driver.driver_id, vehicle_id, product_id).await {
             Ok(q) => Ok(CreateQuotePayload {
-                quote: Some(quote_object(ctx, &mut conn, q).await?),
+                quote: Some(quote_object(ctx, q).await?),
                 ..CreateQuotePayload::default()
             }),
             Err(PricingError::Declined(d)) => {

@@ -6,6 +6,7 @@
 // Other crates see this package as `accounts` (workspace rename); read the tests the same way.
 extern crate shiftcover_accounts as accounts;
 
+mod batching;
 mod gdpr;
 mod login;
 mod partners;

@@ -136,6 +136,7 @@ async fn racing_pool(db: &TestDb) -> shared::DbPool {
         url: Secret::new(db.url()),
         pool_size: 20,
         acquire_timeout_ms: 60_000,
+        batch_concurrency: 1,
     })
     .unwrap()
 }

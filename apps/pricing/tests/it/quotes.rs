@@ -396,3 +396,190 @@ async fn quote_throughput() {
         n as f64 / elapsed.as_secs_f64()
     );
 }
+
+/// A core on `db` running one batch of each kind at a time, so requests made together share one.
+fn batching_core(db: &TestDb) -> shared::core::Core {
+    let mut settings = testkit::settings_for(db);
+    settings.database.batch_concurrency = 1;
+    shared::core::Core::new(settings, std::sync::Arc::new(clock())).unwrap()
+}
+
+#[tokio::test]
+async fn quotes_made_at_once_are_stored_together_each_for_its_own_driver_and_price() {
+    let db = TestDb::new().await.unwrap();
+    let mut conn = db.conn().await.unwrap();
+    let clock = clock();
+    let (food, _) = seeded(&mut conn).await;
+    let mut drivers = Vec::new();
+    for n in 0..16 {
+        // Every other driver in Manchester (M, a cheaper area than E).
+        let postcode = if n % 2 == 0 { "E1 6AN" } else { "M1 1AE" };
+        let me = driver(
+            &mut conn,
+            &clock,
+            &format!("07911 1234{n:02}"),
+            date(1990, 5, 17),
+            date(2010, 6, 1),
+            postcode,
+        )
+        .await;
+        let car = vehicle(
+            &mut conn,
+            &clock,
+            me,
+            VehicleType::Car,
+            &format!("AB{n:02}CDE"),
+        )
+        .await;
+        drivers.push((me, car));
+    }
+    let stranger = drivers[1].1;
+    let core = batching_core(&db);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, &(me, car)) in drivers.iter().enumerate() {
+        let core = core.clone();
+        tasks.spawn(async move { (i, pricing::create_quote_batched(&core, me, car, food).await) });
+    }
+    // In the same moment, a vehicle of someone else's: refused alone.
+    let (me, _) = drivers[0];
+    let refused = {
+        let core = core.clone();
+        tokio::spawn(async move { pricing::create_quote_batched(&core, me, stranger, food).await })
+    };
+    let mut quotes = vec![None; drivers.len()];
+    while let Some(done) = tasks.join_next().await {
+        let (i, q) = done.unwrap();
+        quotes[i] = Some(q.unwrap());
+    }
+    assert_eq!(
+        code(&refused.await.unwrap().unwrap_err()),
+        "VEHICLE_NOT_FOUND"
+    );
+
+    for (i, q) in quotes.iter().enumerate() {
+        let q = q.as_ref().unwrap();
+        let (me, car) = drivers[i];
+        assert_eq!((q.driver_id, q.vehicle_id, q.product_id), (me, car, food));
+        // The same price as a quote made on its own.
+        let alone = create_quote(&mut conn, &clock, me, car, food)
+            .await
+            .unwrap();
+        assert_eq!(q.hourly_rate, alone.hourly_rate, "driver {i}");
+        assert_eq!(q.explanation, alone.explanation, "driver {i}");
+        let stored = get_quote(&mut conn, q.id).await.unwrap();
+        assert_eq!((stored.driver_id, stored.hourly_rate), (me, q.hourly_rate));
+    }
+    assert_eq!(quotes[0].as_ref().unwrap().hourly_rate.minor, 234); // E: £1.80 × 1.30
+    assert_ne!(quotes[1].as_ref().unwrap().hourly_rate.minor, 234);
+    // Fewer transactions than quotes: rows inserted by one statement share its transaction id.
+    let ids: Vec<String> = quotes
+        .iter()
+        .map(|q| format!("'{}'", q.as_ref().unwrap().id.uuid()))
+        .collect();
+    let transactions = count(
+        &mut conn,
+        &format!(
+            "SELECT count(DISTINCT xmin::text) AS n FROM quotes WHERE id IN ({})",
+            ids.join(", ")
+        ),
+    )
+    .await;
+    assert!(
+        (1..quotes.len() as i64).contains(&transactions),
+        "{} quotes in {transactions} transactions",
+        quotes.len()
+    );
+}
+
+#[tokio::test]
+async fn a_batch_with_quotes_on_a_retired_version_refuses_those_alone() {
+    let db = TestDb::new().await.unwrap();
+    let mut conn = db.conn().await.unwrap();
+    let clock = clock();
+    let (food, taxi) = seeded(&mut conn).await;
+    let mut drivers = Vec::new();
+    for n in 0..8 {
+        let me = driver(
+            &mut conn,
+            &clock,
+            &format!("07911 1234{n:02}"),
+            date(1990, 5, 17),
+            date(2010, 6, 1),
+            "E1 6AN",
+        )
+        .await;
+        let car = vehicle(
+            &mut conn,
+            &clock,
+            me,
+            VehicleType::Car,
+            &format!("AB{n:02}CDE"),
+        )
+        .await;
+        drivers.push((me, car));
+    }
+    let core = batching_core(&db);
+    // Both products' published versions are remembered by this process...
+    for product in [food, taxi] {
+        let (me, car) = drivers[0];
+        pricing::create_quote_batched(&core, me, car, product)
+            .await
+            .unwrap();
+    }
+    // ...when another process retires the food version (raw SQL: no cache is told).
+    let retired = pricing::get_published(&mut conn, food).await.unwrap();
+    conn.batch_execute(&format!(
+        "UPDATE product_versions SET status = 'retired', retired_at = published_at WHERE id = '{}'",
+        retired.id.uuid()
+    ))
+    .await
+    .unwrap();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, &(me, car)) in drivers.iter().enumerate() {
+        let core = core.clone();
+        let product = if i % 2 == 0 { food } else { taxi };
+        tasks.spawn(async move {
+            (
+                i,
+                pricing::create_quote_batched(&core, me, car, product).await,
+            )
+        });
+    }
+    let mut answered = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (i, q) = done.unwrap();
+        answered += 1;
+        if i % 2 == 0 {
+            assert_eq!(code(&q.unwrap_err()), "PRODUCT_NOT_AVAILABLE", "driver {i}");
+        } else {
+            let q = q.unwrap();
+            assert_eq!((q.driver_id, q.product_id), (drivers[i].0, taxi));
+        }
+    }
+    assert_eq!(answered, drivers.len());
+    let on_retired = count(
+        &mut conn,
+        &format!(
+            "SELECT count(*) AS n FROM quotes WHERE product_version_id = '{}'",
+            retired.id.uuid()
+        ),
+    )
+    .await;
+    assert_eq!(on_retired, 1, "only the quote made before it was retired");
+}
+
+async fn count(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> i64 {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(sql)
+        .get_result::<N>(conn)
+        .await
+        .unwrap()
+        .n
+}
