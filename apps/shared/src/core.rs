@@ -59,12 +59,15 @@ pub struct Core {
     pub clock: SharedClock,
     /// Statements batched across concurrent requests ([`crate::batch`]).
     pub batchers: crate::batch::Batchers,
+    /// The batchers' own connections ([`crate::db::build_batch_pool`]).
+    pub batch_pool: DbPool,
 }
 
 impl Core {
     /// Builds the shared handles from settings; connects to nothing yet.
     pub fn new(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
         let pool = crate::db::build_pool(&settings.database)?;
+        let batch_pool = crate::db::build_batch_pool(&settings.database)?;
         let redis = RedisHandle::new(settings.redis.clone());
         Ok(Self {
             settings: Arc::new(settings),
@@ -72,13 +75,14 @@ impl Core {
             redis,
             clock,
             batchers: crate::batch::Batchers::default(),
+            batch_pool,
         })
     }
 
-    /// The process's batcher of `Q` on its pool ([`crate::batch`]).
+    /// The process's batcher of `Q` ([`crate::batch`]), on the batchers' pool.
     pub fn batcher<Q: crate::batch::BatchQuery>(&self) -> Arc<crate::batch::Batcher<Q>> {
         self.batchers.get::<Q>(
-            &self.pool,
+            &self.batch_pool,
             self.settings.database.batch_concurrency,
             crate::batch::DEFAULT_MAX_BATCH,
         )

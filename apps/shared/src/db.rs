@@ -33,13 +33,51 @@ pub type PoolError = deadpool::PoolError;
 pub fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<DbPool> {
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
+    pool_with(settings, settings.pool_size, config)
+}
+
+/// Connections in the pool of statements batched across requests ([`build_batch_pool`]), for each
+/// batch that `database.batch_concurrency` lets run at once: room for four kinds of batch.
+pub const BATCH_POOL_PER_SLOT: usize = 4;
+
+/// The pool of the statements batched across requests ([`crate::batch`]), apart from the
+/// requests' own so neither waits for the other: at most `batch_concurrency` ×
+/// [`BATCH_POOL_PER_SLOT`] connections, opened on first use, each with
+/// `plan_cache_mode = force_generic_plan`. A batched statement takes arrays of keys; left to
+/// choose, PostgreSQL plans it afresh for every array it is given (a custom plan each time, which
+/// costs more than running it), where the generic plan is one index lookup per key.
+pub fn build_batch_pool(settings: &DatabaseSettings) -> anyhow::Result<DbPool> {
+    let mut config = ManagerConfig::default();
+    config.recycling_method = RecyclingMethod::Fast;
+    config.custom_setup = Box::new(|url| {
+        Box::pin(async move {
+            use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+            let mut conn = AsyncPgConnection::establish(url).await?;
+            conn.batch_execute("SET plan_cache_mode = force_generic_plan")
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        })
+    });
+    pool_with(
+        settings,
+        settings.batch_concurrency.max(1) * BATCH_POOL_PER_SLOT,
+        config,
+    )
+}
+
+fn pool_with(
+    settings: &DatabaseSettings,
+    size: usize,
+    config: ManagerConfig<AsyncPgConnection>,
+) -> anyhow::Result<DbPool> {
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
         settings.url.expose(),
         config,
     );
     let timeout = Duration::from_millis(settings.acquire_timeout_ms);
     let pool = deadpool::Pool::builder(manager)
-        .max_size(settings.pool_size)
+        .max_size(size)
         .wait_timeout(Some(timeout))
         .create_timeout(Some(timeout))
         .recycle_timeout(Some(timeout))

@@ -122,6 +122,16 @@ mutation StaffSignIn($email: String!, $password: String!) {
 }"""
 
 
+def describe_error(e: BaseException) -> str:
+    """An exception's type and first line, with those of the exceptions it groups (hypothesis's
+    FlakyFailure holds the failures it saw)."""
+    first_line = str(e).splitlines()[0] if str(e) else ""
+    text = f"{type(e).__name__}: {first_line}"
+    if isinstance(e, BaseExceptionGroup):
+        text += " [" + "; ".join(describe_error(inner) for inner in e.exceptions) + "]"
+    return text[:500]
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -920,8 +930,7 @@ class Fuzzer:
                     state = self.fuzz(caller, op, mode, examples, until, use_feedback)
                     break
                 except Exception as e:  # noqa: BLE001 - a generator problem is the fuzzer's, reported
-                    first_line = str(e).splitlines()[0] if str(e) else ""
-                    error = f"{type(e).__name__}: {first_line}"[:300]
+                    error = describe_error(e)
                     log(f"    error generating {op.label} ({mode.value}) as {caller.name}, attempt {attempt}: {error}")
                     if attempt == 1 and not self.server_gone:
                         self.stats.fuzzer_errors.append((caller.name, op.label, mode.value, error, True))

@@ -231,3 +231,28 @@ async fn a_failed_batch_is_answered_input_by_input_so_only_the_bad_input_fails()
         "the zeros shared a batch with others: {stats:?}"
     );
 }
+
+#[tokio::test]
+async fn batches_run_on_their_own_connections_with_generic_plans() {
+    #[derive(diesel::QueryableByName)]
+    struct Mode {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        plan_cache_mode: String,
+    }
+    async fn mode(pool: &shared::DbPool) -> String {
+        let mut conn = pool.get().await.unwrap();
+        diesel::sql_query("SHOW plan_cache_mode")
+            .get_result::<Mode>(&mut conn)
+            .await
+            .unwrap()
+            .plan_cache_mode
+    }
+    let db = TestDb::new().await.unwrap();
+    let core = batching_core(&db);
+    assert_eq!(mode(&core.batch_pool).await, "force_generic_plan");
+    assert_eq!(mode(&core.pool).await, "auto");
+    assert_eq!(
+        core.batch_pool.status().max_size,
+        shared::db::BATCH_POOL_PER_SLOT * core.settings.database.batch_concurrency
+    );
+}
