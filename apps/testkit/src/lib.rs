@@ -255,6 +255,16 @@ pub fn settings_for(db: &TestDb) -> Settings {
     s
 }
 
+/// The one `bigint` column `n` of the one row `sql` answers (a `SELECT count(*) AS n …`).
+pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> anyhow::Result<i64> {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    Ok(diesel::sql_query(sql).get_result::<N>(conn).await?.n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

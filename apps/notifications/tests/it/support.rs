@@ -307,14 +307,5 @@ pub fn twilio_error(code: i64, status: u16) -> serde_json::Value {
 
 /// The rows of one table, counted.
 pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
-    #[derive(QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    diesel::sql_query(sql)
-        .get_result::<N>(conn)
-        .await
-        .expect("count")
-        .n
+    testkit::count(conn, sql).await.expect("count")
 }

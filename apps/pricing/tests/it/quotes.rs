@@ -345,30 +345,10 @@ async fn quote_throughput() {
         let mut conn = db.conn().await.unwrap();
         seeded(&mut conn).await
     };
-    let mut drivers = Vec::new();
-    {
+    let drivers = {
         let mut conn = db.conn().await.unwrap();
-        for i in 0..8 {
-            let d = driver(
-                &mut conn,
-                &clock,
-                &format!("07911 12346{i}"),
-                date(1990, 5, 17),
-                date(2010, 6, 1),
-                "E1 6AN",
-            )
-            .await;
-            let v = vehicle(
-                &mut conn,
-                &clock,
-                d,
-                VehicleType::Car,
-                &format!("AB12CD{i}"),
-            )
-            .await;
-            drivers.push((d, v));
-        }
-    }
+        drivers_with_cars(&mut conn, &clock, 8, |_| "E1 6AN").await
+    };
     const PER_TASK: usize = 1_000;
     let started = std::time::Instant::now();
     let tasks: Vec<_> = drivers
@@ -410,29 +390,11 @@ async fn quotes_made_at_once_are_stored_together_each_for_its_own_driver_and_pri
     let mut conn = db.conn().await.unwrap();
     let clock = clock();
     let (food, _) = seeded(&mut conn).await;
-    let mut drivers = Vec::new();
-    for n in 0..16 {
-        // Every other driver in Manchester (M, a cheaper area than E).
-        let postcode = if n % 2 == 0 { "E1 6AN" } else { "M1 1AE" };
-        let me = driver(
-            &mut conn,
-            &clock,
-            &format!("07911 1234{n:02}"),
-            date(1990, 5, 17),
-            date(2010, 6, 1),
-            postcode,
-        )
-        .await;
-        let car = vehicle(
-            &mut conn,
-            &clock,
-            me,
-            VehicleType::Car,
-            &format!("AB{n:02}CDE"),
-        )
-        .await;
-        drivers.push((me, car));
-    }
+    // Every other driver in Manchester (M, a cheaper area than E).
+    let drivers = drivers_with_cars(&mut conn, &clock, 16, |i| {
+        if i % 2 == 0 { "E1 6AN" } else { "M1 1AE" }
+    })
+    .await;
     let stranger = drivers[1].1;
     let core = batching_core(&db);
 
@@ -498,27 +460,7 @@ async fn a_batch_with_quotes_on_a_retired_version_refuses_those_alone() {
     let mut conn = db.conn().await.unwrap();
     let clock = clock();
     let (food, taxi) = seeded(&mut conn).await;
-    let mut drivers = Vec::new();
-    for n in 0..8 {
-        let me = driver(
-            &mut conn,
-            &clock,
-            &format!("07911 1234{n:02}"),
-            date(1990, 5, 17),
-            date(2010, 6, 1),
-            "E1 6AN",
-        )
-        .await;
-        let car = vehicle(
-            &mut conn,
-            &clock,
-            me,
-            VehicleType::Car,
-            &format!("AB{n:02}CDE"),
-        )
-        .await;
-        drivers.push((me, car));
-    }
+    let drivers = drivers_with_cars(&mut conn, &clock, 8, |_| "E1 6AN").await;
     let core = batching_core(&db);
     // Both products' published versions are remembered by this process...
     for product in [food, taxi] {
@@ -571,15 +513,5 @@ async fn a_batch_with_quotes_on_a_retired_version_refuses_those_alone() {
 }
 
 async fn count(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> i64 {
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    diesel::sql_query(sql)
-        .get_result::<N>(conn)
-        .await
-        .unwrap()
-        .n
+    testkit::count(conn, sql).await.unwrap()
 }

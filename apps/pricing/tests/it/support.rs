@@ -127,3 +127,29 @@ pub async fn audit_rows(
         .await
         .unwrap()
 }
+
+/// `n` drivers born 1990 and licensed since 2010, driver `i` living at `postcode(i)`, each with a
+/// car: (driver, car) in order.
+pub async fn drivers_with_cars(
+    conn: &mut AsyncPgConnection,
+    clock: &FixedClock,
+    n: usize,
+    postcode: impl Fn(usize) -> &'static str,
+) -> Vec<(DriverId, VehicleId)> {
+    let mut drivers = Vec::new();
+    for i in 0..n {
+        let phone = format!("07911 1234{i:02}");
+        let me = driver(
+            conn,
+            clock,
+            &phone,
+            date(1990, 5, 17),
+            date(2010, 6, 1),
+            postcode(i),
+        )
+        .await;
+        let car = vehicle(conn, clock, me, VehicleType::Car, &format!("AB{i:02}CDE")).await;
+        drivers.push((me, car));
+    }
+    drivers
+}
