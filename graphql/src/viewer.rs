@@ -129,46 +129,40 @@ fn refused(err: AuthError, clear_cookie: bool) -> Refusal {
 /// Authenticates the request's credential and, for partners, counts the call against the key's
 /// rate limit.
 pub async fn authenticate(core: &Core, req: &HttpRequest) -> Result<Viewer, Refusal> {
-    let cred = credential(req);
-    if cred == Credential::None {
-        return Ok(Viewer::ANONYMOUS);
-    }
-    if cred == Credential::Unrecognised {
-        return Err(refused(AuthError::Unauthenticated, false));
-    }
-    if let Credential::DriverToken(token) = &cred {
-        // Drivers are most requests: their sessions are read in batches, without a connection.
-        return accounts::authenticate_driver_batched(core, token)
-            .await
-            .map(|p| Viewer(Principal::Driver(p)))
-            .map_err(|e| refused(e, false));
-    }
-    let mut conn = core
-        .pool
-        .get()
-        .await
-        .map_err(|e| Refusal::Unavailable(anyhow::anyhow!("database pool: {e}")))?;
-    let clock = core.clock.as_ref();
-    let principal = match cred {
-        Credential::DriverToken(token) => accounts::authenticate_driver(&mut conn, clock, &token)
+    let principal = match credential(req) {
+        Credential::None => Principal::Anonymous,
+        Credential::Unrecognised => return Err(refused(AuthError::Unauthenticated, false)),
+        // Drivers are most requests: their sessions are read in batches, with no connection.
+        Credential::DriverToken(token) => accounts::authenticate_driver_batched(core, &token)
             .await
             .map(Principal::Driver)
             .map_err(|e| refused(e, false))?,
         Credential::PartnerKey(key) => {
-            let partner = accounts::authenticate_partner_key(&mut conn, clock, &key)
-                .await
-                .map_err(|e| refused(e, false))?;
-            drop(conn);
+            let partner = accounts::authenticate_partner_key(
+                &mut *pooled(core).await?,
+                core.clock.as_ref(),
+                &key,
+            )
+            .await
+            .map_err(|e| refused(e, false))?;
             check_partner_rate_limit(core, &partner).await?;
             Principal::Partner(partner)
         }
-        Credential::StaffCookie(token) => accounts::authenticate_staff(&mut conn, clock, &token)
-            .await
-            .map(Principal::Staff)
-            .map_err(|e| refused(e, true))?,
-        Credential::None | Credential::Unrecognised => Principal::Anonymous,
+        Credential::StaffCookie(token) => {
+            accounts::authenticate_staff(&mut *pooled(core).await?, core.clock.as_ref(), &token)
+                .await
+                .map(Principal::Staff)
+                .map_err(|e| refused(e, true))?
+        }
     };
     Ok(Viewer(principal))
+}
+
+async fn pooled(core: &Core) -> Result<shared::DbConn, Refusal> {
+    core.pool
+        .get()
+        .await
+        .map_err(|e| Refusal::Unavailable(anyhow::anyhow!("database pool: {e}")))
 }
 
 async fn check_partner_rate_limit(
