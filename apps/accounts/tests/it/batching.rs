@@ -256,3 +256,55 @@ async fn batches_run_on_their_own_connections_with_generic_plans() {
         shared::db::BATCH_POOL_PER_SLOT * core.settings.database.batch_concurrency
     );
 }
+
+/// Answers nothing, whatever it is asked: a query that breaks the one-answer-per-input rule.
+#[derive(Default)]
+struct AnswersNothing;
+
+impl BatchQuery for AnswersNothing {
+    type Input = i32;
+    type Output = i32;
+    const NAME: &'static str = "answers nothing";
+
+    fn run<'a>(
+        &'a self,
+        _conn: &'a mut AsyncPgConnection,
+        _inputs: &'a [i32],
+    ) -> BatchFuture<'a, i32> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+#[tokio::test]
+async fn a_batch_without_a_connection_or_with_too_few_answers_fails_each_caller_plainly() {
+    let db = TestDb::new().await.unwrap();
+    let miscounted = Batcher::<AnswersNothing>::new(db.pool().clone(), 1, 64);
+    match miscounted.call(7).await {
+        Err(BatchError::Miscounted {
+            query,
+            inputs,
+            outputs,
+        }) => assert_eq!((query, inputs, outputs), ("answers nothing", 1, 0)),
+        other => panic!("expected a miscount, got {other:?}"),
+    }
+
+    // Nothing listens on port 1: the pool gives up and every caller is told why.
+    let unreachable = shared::db::build_pool(&shared::settings::DatabaseSettings {
+        url: shared::Secret::new("postgres://postgres@127.0.0.1:1/nowhere"),
+        pool_size: 1,
+        acquire_timeout_ms: 500,
+        batch_concurrency: 1,
+    })
+    .unwrap();
+    let batcher = Batcher::<HundredDividedBy>::new(unreachable, 1, 64);
+    match batcher.call(5).await {
+        Err(e @ BatchError::Pool { .. }) => {
+            assert!(
+                e.to_string()
+                    .starts_with("hundred divided by: database pool"),
+                "{e}"
+            )
+        }
+        other => panic!("expected a pool error, got {other:?}"),
+    }
+}
