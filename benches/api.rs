@@ -286,9 +286,20 @@ fn print_batches(core: &Core) {
             core.batcher::<accounts::DriversWithVehicles>().stats(),
         ),
         ("quote inserts", pricing::quote_insert_stats(core)),
+        (
+            "cover starts",
+            core.batcher::<cover::StartBatch<payments::WalletFunds>>()
+                .stats(),
+        ),
+        (
+            "cover ends",
+            core.batcher::<cover::EndBatch<payments::ChargeSession>>()
+                .stats(),
+        ),
     ];
     let line: Vec<String> = all
         .iter()
+        .filter(|(_, s)| s.calls > 0)
         .map(|(name, s)| {
             format!(
                 "{name} {:.1} a statement (largest {})",
@@ -1222,6 +1233,7 @@ fn main() -> anyhow::Result<()> {
         if matches!(cfg.scenario, Scenario::Cover | Scenario::All) {
             let mut http = cover_http(&fx, &cfg).await?;
             print_outcome(&mut http);
+            print_batches(&fx.core);
             let mut sql = cover_sql(&fx, &cfg).await?;
             print_outcome(&mut sql);
         }

@@ -34,6 +34,17 @@ async fn pick_enrolment(
     driver_id: DriverId,
     product_id: Option<ProductId>,
 ) -> Result<Enrolment, CoverError> {
+    choose_enrolment(list_enrolments(conn, driver_id).await?, product_id)
+        .ok_or(CoverError::NotEnrolled)
+}
+
+/// Of a driver's enrolments (newest first), the one cover would run under: for `product_id`, or
+/// else the best one (active before pending before suspended, newest first); never a cancelled
+/// one.
+pub(crate) fn choose_enrolment(
+    enrolments: Vec<Enrolment>,
+    product_id: Option<ProductId>,
+) -> Option<Enrolment> {
     let rank = |s: EnrolmentStatus| match s {
         EnrolmentStatus::Active => 0,
         EnrolmentStatus::Pending => 1,
@@ -41,14 +52,13 @@ async fn pick_enrolment(
         EnrolmentStatus::Cancelled => 3,
     };
     // Newest first already; a stable sort by rank keeps that order within a rank.
-    let mut open: Vec<Enrolment> = list_enrolments(conn, driver_id)
-        .await?
+    let mut open: Vec<Enrolment> = enrolments
         .into_iter()
         .filter(|e| e.status != EnrolmentStatus::Cancelled)
         .filter(|e| product_id.is_none_or(|p| e.product_id == p))
         .collect();
     open.sort_by_key(|e| rank(e.status));
-    open.into_iter().next().ok_or(CoverError::NotEnrolled)
+    open.into_iter().next()
 }
 
 /// Checks that a driver may start cover on a vehicle now, under the enrolment for `product_id`

@@ -55,7 +55,7 @@ pub(crate) fn effective_end(
     end
 }
 
-fn money(minor: i64, currency: &str) -> Result<Money, CoverError> {
+pub(crate) fn money(minor: i64, currency: &str) -> Result<Money, CoverError> {
     Ok(Money {
         minor,
         currency: currency.parse::<Currency>().map_err(anyhow::Error::new)?,
@@ -71,24 +71,26 @@ async fn already_charged_today(
     started_at: DateTime<Utc>,
     currency: &str,
 ) -> Result<Money, CoverError> {
-    let (day_start, day_end) = uk_day_bounds(started_at);
-    let totals: Vec<Option<i64>> = cover_sessions::table
-        .filter(cover_sessions::driver_id.eq(driver_id))
-        .filter(cover_sessions::id.ne(exclude))
-        .filter(cover_sessions::status.ne(SessionStatus::Active.as_str()))
-        .filter(cover_sessions::currency.eq(currency))
-        .filter(cover_sessions::started_at.ge(day_start))
-        .filter(cover_sessions::started_at.lt(day_end))
-        .select(cover_sessions::total_minor)
-        .load(conn)
-        .await?;
-    let mut sum = money(0, currency)?;
-    for total in totals.into_iter().flatten() {
-        sum = sum
-            .checked_add(money(total, currency)?)
-            .map_err(anyhow::Error::new)?;
+    #[derive(QueryableByName)]
+    struct Total {
+        #[diesel(sql_type = BigInt)]
+        total: i64,
     }
-    Ok(sum)
+    let (day_start, day_end) = uk_day_bounds(started_at);
+    let total: Total = shared::sql::prepared(
+        "SELECT coalesce(sum(total_minor), 0)::bigint AS total
+           FROM cover_sessions
+          WHERE driver_id = $1 AND id <> $2 AND status <> 'active' AND currency = $3
+            AND started_at >= $4 AND started_at < $5",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(driver_id.uuid())
+    .bind::<diesel::sql_types::Uuid, _>(exclude.uuid())
+    .bind::<Text, _>(currency)
+    .bind::<Timestamptz, _>(day_start)
+    .bind::<Timestamptz, _>(day_end)
+    .get_result(conn)
+    .await?;
+    money(total.total, currency)
 }
 
 /// Prices a session ending at `at` (its deadlines applied), as [`end_locked`] would.
@@ -97,10 +99,20 @@ async fn price(
     row: &SessionRow,
     at: DateTime<Utc>,
 ) -> Result<SessionCharge, CoverError> {
-    // Published versions never change: the remembered one saves a read.
-    let version = pricing::get_version_terms(conn, row.product_version_id).await?;
     let already =
         already_charged_today(conn, row.driver_id, row.id, row.started_at, &row.currency).await?;
+    price_with(conn, row, at, already).await
+}
+
+/// Prices a session ending at `at`, given what the driver was already charged that day.
+pub(crate) async fn price_with(
+    conn: &mut AsyncPgConnection,
+    row: &SessionRow,
+    at: DateTime<Utc>,
+    already: Money,
+) -> Result<SessionCharge, CoverError> {
+    // Published versions never change: the remembered one saves a read.
+    let version = pricing::get_version_terms(conn, row.product_version_id).await?;
     let rate = money(row.hourly_rate_minor, &row.currency)?;
     Ok(pricing::price_session(
         &version,
@@ -162,24 +174,38 @@ pub(crate) async fn end_locked(
     audit(
         conn,
         actor,
-        "cover.session_ended",
+        ENDED_ACTION,
         "cover_session",
         session.id.to_string(),
         None,
-        serde_json::json!({
-            "end_reason": reason.as_str(),
-            "ended_at": ended_at,
-            "minutes": charge.minutes,
-            "billed_minutes": charge.billed_minutes,
-            "rule": charge.rule.as_str(),
-            "total_minor": b.total.minor,
-            "currency": b.total.currency.code(),
-            "product_version_id": session.product_version_id.to_string(),
-        }),
+        ended_audit_details(&session, reason, ended_at, &charge),
     )
     .await?;
     crate::notify::cover_ended(conn, &session).await?;
     Ok(session)
+}
+
+/// The audit action of an ending.
+pub(crate) const ENDED_ACTION: &str = "cover.session_ended";
+
+/// What the audit entry of an ending records.
+pub(crate) fn ended_audit_details(
+    session: &CoverSession,
+    reason: EndReason,
+    ended_at: DateTime<Utc>,
+    charge: &SessionCharge,
+) -> serde_json::Value {
+    let total = charge.breakdown.total;
+    serde_json::json!({
+        "end_reason": reason.as_str(),
+        "ended_at": ended_at,
+        "minutes": charge.minutes,
+        "billed_minutes": charge.billed_minutes,
+        "rule": charge.rule.as_str(),
+        "total_minor": total.minor,
+        "currency": total.currency.code(),
+        "product_version_id": session.product_version_id.to_string(),
+    })
 }
 
 /// The audit actor for an ending asked for with `reason` (ops endings go through

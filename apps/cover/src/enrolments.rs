@@ -399,6 +399,31 @@ pub async fn list_enrolments(
         .collect()
 }
 
+/// The enrolments of several drivers in one read, each driver's newest first (as
+/// [`list_enrolments`]); a driver without any is absent.
+pub(crate) async fn list_enrolments_of(
+    conn: &mut AsyncPgConnection,
+    driver_ids: &[DriverId],
+) -> Result<std::collections::HashMap<DriverId, Vec<Enrolment>>, CoverError> {
+    let rows: Vec<EnrolmentRow> = enrolments::table
+        .filter(enrolments::driver_id.eq_any(driver_ids))
+        .order((
+            enrolments::driver_id,
+            enrolments::created_at.desc(),
+            enrolments::id.desc(),
+        ))
+        .select(EnrolmentRow::as_select())
+        .load(conn)
+        .await?;
+    let mut out: std::collections::HashMap<DriverId, Vec<Enrolment>> =
+        std::collections::HashMap::new();
+    for row in rows {
+        let enrolment = Enrolment::try_from(row)?;
+        out.entry(enrolment.driver_id).or_default().push(enrolment);
+    }
+    Ok(out)
+}
+
 /// An enrolment's status history, oldest first.
 pub async fn list_enrolment_events(
     conn: &mut AsyncPgConnection,

@@ -38,4 +38,18 @@ pub trait FundsCheck: Send + Sync {
         driver_id: DriverId,
         minimum_charge: Money,
     ) -> Result<Funding, anyhow::Error>;
+
+    /// [`FundsCheck::can_pay`] for several drivers, one answer per `(driver, minimum charge)` in
+    /// order. The default asks one at a time; an implementation may read for all at once.
+    async fn can_pay_all(
+        &self,
+        conn: &mut AsyncPgConnection,
+        asks: &[(DriverId, Money)],
+    ) -> Result<Vec<Funding>, anyhow::Error> {
+        let mut out = Vec::with_capacity(asks.len());
+        for (driver_id, minimum_charge) in asks {
+            out.push(self.can_pay(conn, *driver_id, *minimum_charge).await?);
+        }
+        Ok(out)
+    }
 }

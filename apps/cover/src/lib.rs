@@ -29,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+pub mod batched;
 pub mod certificate;
 pub mod eligibility;
 pub mod ending;
@@ -49,6 +50,7 @@ mod support;
 #[cfg(feature = "test_support")]
 pub mod test_support;
 
+pub use batched::{Batched, EndBatch, StartBatch, try_end_batched, try_start_batched};
 pub use certificate::{Certificate, certificate, render_certificate_html, render_certificate_pdf};
 pub use eligibility::{Eligible, check_eligibility};
 pub use ending::{

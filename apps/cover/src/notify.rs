@@ -25,6 +25,26 @@ pub(crate) fn vehicle_label(vehicle: &Vehicle) -> String {
     }
 }
 
+/// The "cover started" SMS.
+pub(crate) fn started_message(
+    driver: &Driver,
+    vehicle: &Vehicle,
+    session: &CoverSession,
+) -> NewNotification {
+    NewNotification {
+        cause: format!("cover_started:{}", session.id),
+        channel: Channel::Sms,
+        template: Template::CoverStarted,
+        recipient: driver.phone.as_str().to_owned(),
+        driver_id: Some(driver.id.uuid()),
+        vars: vars([
+            ("vehicle", vehicle_label(vehicle)),
+            ("started_at", uk_time(session.started_at)),
+            ("certificate", session.certificate_number.clone()),
+        ]),
+    }
+}
+
 /// Records the "cover started" SMS.
 pub(crate) async fn cover_started(
     conn: &mut AsyncPgConnection,
@@ -32,23 +52,30 @@ pub(crate) async fn cover_started(
     vehicle: &Vehicle,
     session: &CoverSession,
 ) -> Result<(), CoverError> {
-    notifications::enqueue_notification(
-        conn,
-        NewNotification {
-            cause: format!("cover_started:{}", session.id),
-            channel: Channel::Sms,
-            template: Template::CoverStarted,
-            recipient: driver.phone.as_str().to_owned(),
-            driver_id: Some(driver.id.uuid()),
-            vars: vars([
-                ("vehicle", vehicle_label(vehicle)),
-                ("started_at", uk_time(session.started_at)),
-                ("certificate", session.certificate_number.clone()),
-            ]),
-        },
-    )
-    .await?;
+    notifications::enqueue_notification(conn, started_message(driver, vehicle, session)).await?;
     Ok(())
+}
+
+/// The "cover ended: N minutes, £X" SMS for an ended (priced) session.
+pub(crate) fn ended_message(
+    driver: &Driver,
+    session: &CoverSession,
+) -> Result<NewNotification, CoverError> {
+    let Some(charge) = session.charge else {
+        return Err(anyhow::anyhow!("session {} ended without a charge", session.id).into());
+    };
+    Ok(NewNotification {
+        cause: format!("cover_ended:{}", session.id),
+        channel: Channel::Sms,
+        template: Template::CoverEnded,
+        recipient: driver.phone.as_str().to_owned(),
+        driver_id: Some(driver.id.uuid()),
+        vars: vars([
+            ("minutes", charge.minutes.to_string()),
+            ("amount", charge.total.to_string()),
+            ("certificate", session.certificate_number.clone()),
+        ]),
+    })
 }
 
 /// Records the "cover ended: N minutes, £X" SMS. A driver whose account is deleted gets none.
@@ -62,24 +89,6 @@ pub(crate) async fn cover_ended(
         Err(AccountsError::Database(e)) => return Err(e.into()),
         Err(e) => return Err(CoverError::Internal(anyhow::Error::new(e))),
     };
-    let Some(charge) = session.charge else {
-        return Err(anyhow::anyhow!("session {} ended without a charge", session.id).into());
-    };
-    notifications::enqueue_notification(
-        conn,
-        NewNotification {
-            cause: format!("cover_ended:{}", session.id),
-            channel: Channel::Sms,
-            template: Template::CoverEnded,
-            recipient: driver.phone.as_str().to_owned(),
-            driver_id: Some(driver.id.uuid()),
-            vars: vars([
-                ("minutes", charge.minutes.to_string()),
-                ("amount", charge.total.to_string()),
-                ("certificate", session.certificate_number.clone()),
-            ]),
-        },
-    )
-    .await?;
+    notifications::enqueue_notification(conn, ended_message(&driver, session)?).await?;
     Ok(())
 }

@@ -310,6 +310,64 @@ pub(crate) struct SessionRow {
     pub adjusted_at: Option<DateTime<Utc>>,
 }
 
+impl SessionRow {
+    /// A session starting `now`, priced on `quote`, as stored.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new_started(
+        driver_id: DriverId,
+        vehicle_id: VehicleId,
+        enrolment_id: EnrolmentId,
+        quote: &Quote,
+        now: DateTime<Utc>,
+        max_end_at: DateTime<Utc>,
+        source: &SessionSource,
+        idempotency_key: String,
+        certificate_number: String,
+    ) -> SessionRow {
+        let (partner_id, partner_ref) = match source {
+            SessionSource::Driver => (None, None),
+            SessionSource::Partner {
+                partner_id,
+                reference,
+            } => (Some(*partner_id), reference.clone()),
+        };
+        SessionRow {
+            id: CoverSessionId::new(),
+            driver_id,
+            vehicle_id,
+            enrolment_id,
+            product_version_id: quote.product_version_id,
+            quote_id: quote.id,
+            currency: quote.hourly_rate.currency.code().to_owned(),
+            hourly_rate_minor: quote.hourly_rate.minor,
+            status: SessionStatus::Active.as_str().to_owned(),
+            started_at: now,
+            max_end_at,
+            scheduled_end_at: None,
+            ended_at: None,
+            end_reason: None,
+            source: source.as_str().to_owned(),
+            partner_id,
+            partner_ref,
+            idempotency_key,
+            certificate_number,
+            minutes: None,
+            billed_minutes: None,
+            charge_rule: None,
+            uncapped_minor: None,
+            net_minor: None,
+            commission_minor: None,
+            ipt_minor: None,
+            total_minor: None,
+            ipt_rate_bp: None,
+            commission_bp: None,
+            charged_at: None,
+            disputed_at: None,
+            adjusted_at: None,
+        }
+    }
+}
+
 fn parse_rule(s: &str) -> anyhow::Result<ChargeRule> {
     match s {
         "minimum" => Ok(ChargeRule::Minimum),
@@ -444,7 +502,7 @@ pub struct SessionStarted {
     pub events: Vec<CoverEvent>,
 }
 
-fn check_key(key: &str) -> Result<(), CoverError> {
+pub(crate) fn check_key(key: &str) -> Result<(), CoverError> {
     let ok = !key.is_empty()
         && key.chars().count() <= MAX_TEXT_CHARS
         && !key.chars().any(char::is_control);
@@ -577,48 +635,18 @@ async fn insert_new_session(
 ) -> Result<SessionStarted, CoverError> {
     let now = clock.now();
     let max_end_at = now + Duration::hours(settings.max_session_hours);
-    let (partner_id, partner_ref) = match &input.source {
-        SessionSource::Driver => (None, None),
-        SessionSource::Partner {
-            partner_id,
-            reference,
-        } => (Some(*partner_id), reference.clone()),
-    };
     for _ in 0..CERTIFICATE_ATTEMPTS {
-        let row = SessionRow {
-            id: CoverSessionId::new(),
+        let row = SessionRow::new_started(
             driver_id,
-            vehicle_id: input.vehicle_id,
-            enrolment_id: eligible.enrolment.id,
-            product_version_id: quote.product_version_id,
-            quote_id: quote.id,
-            currency: quote.hourly_rate.currency.code().to_owned(),
-            hourly_rate_minor: quote.hourly_rate.minor,
-            status: SessionStatus::Active.as_str().to_owned(),
-            started_at: now,
+            input.vehicle_id,
+            eligible.enrolment.id,
+            quote,
+            now,
             max_end_at,
-            scheduled_end_at: None,
-            ended_at: None,
-            end_reason: None,
-            source: input.source.as_str().to_owned(),
-            partner_id,
-            partner_ref: partner_ref.clone(),
-            idempotency_key: input.idempotency_key.clone(),
-            certificate_number: new_certificate_number(),
-            minutes: None,
-            billed_minutes: None,
-            charge_rule: None,
-            uncapped_minor: None,
-            net_minor: None,
-            commission_minor: None,
-            ipt_minor: None,
-            total_minor: None,
-            ipt_rate_bp: None,
-            commission_bp: None,
-            charged_at: None,
-            disputed_at: None,
-            adjusted_at: None,
-        };
+            &input.source,
+            input.idempotency_key.clone(),
+            new_certificate_number(),
+        );
         let new_quote = store_quote.then_some(quote);
         match insert_session(conn, row, eligible, new_quote, &input.source, now).await {
             Ok(session) => {
@@ -727,26 +755,34 @@ async fn insert_session(
         audit(
             conn,
             actor,
-            "cover.session_started",
+            STARTED_ACTION,
             "cover_session",
             session.id.to_string(),
             None,
-            serde_json::json!({
-                "vehicle_id": session.vehicle_id.to_string(),
-                "enrolment_id": session.enrolment_id.to_string(),
-                "product_version_id": session.product_version_id.to_string(),
-                "quote_id": session.quote_id.to_string(),
-                "hourly_rate_minor": session.hourly_rate.minor,
-                "currency": session.hourly_rate.currency.code(),
-                "certificate_number": session.certificate_number,
-                "max_end_at": session.max_end_at,
-            }),
+            started_audit_details(&session),
         )
         .await?;
         crate::notify::cover_started(conn, &eligible.driver, &eligible.vehicle, &session).await?;
         Ok(session)
     })
     .await
+}
+
+/// The audit action of a start.
+pub(crate) const STARTED_ACTION: &str = "cover.session_started";
+
+/// What the audit entry of a start records.
+pub(crate) fn started_audit_details(session: &CoverSession) -> serde_json::Value {
+    serde_json::json!({
+        "vehicle_id": session.vehicle_id.to_string(),
+        "enrolment_id": session.enrolment_id.to_string(),
+        "product_version_id": session.product_version_id.to_string(),
+        "quote_id": session.quote_id.to_string(),
+        "hourly_rate_minor": session.hourly_rate.minor,
+        "currency": session.hourly_rate.currency.code(),
+        "certificate_number": session.certificate_number,
+        "max_end_at": session.max_end_at,
+    })
 }
 
 /// A repeated start: the same session when the parameters match.

@@ -95,7 +95,7 @@ pub fn uk_time(at: DateTime<Utc>) -> String {
         .to_string()
 }
 
-fn driver_lock_key(driver_id: DriverId) -> String {
+pub(crate) fn driver_lock_key(driver_id: DriverId) -> String {
     format!("cover:driver:{}", driver_id.uuid())
 }
 

@@ -79,6 +79,53 @@ pub async fn wallet_balance(
     })
 }
 
+/// [`wallet_balance`] of several owners in one read: one entry per owner asked for (zero for a
+/// wallet never used).
+///
+/// Errors: `INVALID_OWNER` (for any of them).
+pub async fn wallet_balances(
+    conn: &mut AsyncPgConnection,
+    owners: &[String],
+    currency: Currency,
+) -> Result<HashMap<String, Money>, LedgerError> {
+    #[derive(QueryableByName)]
+    struct Balance {
+        #[diesel(sql_type = Text)]
+        owner: String,
+        #[diesel(sql_type = BigInt)]
+        balance: i64,
+    }
+    for owner in owners {
+        AccountRef::driver_wallet(owner, currency).validate()?;
+    }
+    let rows: Vec<Balance> = shared::sql::prepared(
+        "SELECT a.owner_id AS owner, coalesce(sum(p.amount), 0)::bigint AS balance
+           FROM ledger_accounts a JOIN ledger_postings p ON p.account_id = a.id
+          WHERE a.kind = $1 AND a.currency = $2 AND a.owner_id = ANY($3)
+          GROUP BY a.owner_id",
+    )
+    .bind::<Text, _>(AccountKind::DriverWallet.as_str())
+    .bind::<Text, _>(currency.code())
+    .bind::<diesel::sql_types::Array<Text>, _>(owners)
+    .load(conn)
+    .await?;
+    let normal = AccountKind::DriverWallet.normal_balance();
+    let mut out: HashMap<String, Money> = owners
+        .iter()
+        .map(|o| (o.clone(), Money { minor: 0, currency }))
+        .collect();
+    for row in rows {
+        out.insert(
+            row.owner,
+            Money {
+                minor: normal.present(row.balance),
+                currency,
+            },
+        );
+    }
+    Ok(out)
+}
+
 /// Debit-minus-credit balances of several accounts by id, for loaders; accounts without postings
 /// are absent from the map.
 pub async fn balances_by_id(

@@ -41,7 +41,7 @@ pub use accounts::{
     Account, AccountKind, AccountRef, NormalBalance, SystemAccount, account_for, find_account,
     get_accounts, lock_account,
 };
-pub use balances::{balance, balances_by_id, trial_balance, wallet_balance};
+pub use balances::{balance, balances_by_id, trial_balance, wallet_balance, wallet_balances};
 pub use builders::{session_charge_lines, stripe_fee_lines, top_up_lines};
 pub use error::LedgerError;
 pub use history::{

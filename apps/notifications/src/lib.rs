@@ -35,9 +35,9 @@ pub use error::NotificationsError;
 pub use ids::NotificationId;
 pub use jobs::{DeliverNotification, deliver_notification};
 pub use notification::{
-    NewNotification, Notification, Status, enqueue_notification, erase_recipient, find_by_cause,
-    get_notification, latest_body_for, list_for_driver, list_for_recipient, resend_notification,
-    withdraw_texts,
+    NewNotification, Notification, Status, enqueue_notification, enqueue_notifications,
+    erase_recipient, find_by_cause, get_notification, latest_body_for, list_for_driver,
+    list_for_recipient, resend_notification, withdraw_texts,
 };
 pub use templates::{Channel, RenderError, Rendered, Template, Vars, render, vars};
 pub use webhooks::{

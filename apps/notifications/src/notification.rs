@@ -305,6 +305,131 @@ pub async fn enqueue_notification(
     Ok(id)
 }
 
+/// Records several messages and their delivery jobs in two statements, on `conn` inside the
+/// caller's transaction (a transaction of its own when there is none): what
+/// [`enqueue_notification`] records for each, for a caller that changes many things at once.
+/// Answers, per message in order, its new id, or `None` when its cause was already recorded
+/// (nothing is written for it).
+///
+/// Errors: [`NotificationsError::InvalidRecipient`], [`NotificationsError::InvalidCause`] (for
+/// any of them: nothing is written), and internal ones.
+pub async fn enqueue_notifications(
+    conn: &mut AsyncPgConnection,
+    news: &[NewNotification],
+) -> Result<Vec<Option<NotificationId>>, NotificationsError> {
+    use diesel::sql_types::{Array, Nullable, Text, Timestamptz, Uuid};
+    if news.is_empty() {
+        return Ok(Vec::new());
+    }
+    for new in news {
+        if new.cause.is_empty() || new.cause.chars().count() > MAX_CAUSE_CHARS {
+            return Err(NotificationsError::InvalidCause);
+        }
+        check_recipient(new.channel, &new.recipient)?;
+    }
+    let rendered: Vec<_> = news
+        .iter()
+        .map(|n| render(n.template, n.channel, &n.vars))
+        .collect();
+    let failures: Vec<Option<String>> = rendered
+        .iter()
+        .map(|r| r.as_ref().err().map(|e| e.reason()))
+        .collect();
+    let ids: Vec<NotificationId> = news.iter().map(|_| NotificationId::new()).collect();
+    let now = Utc::now();
+    #[derive(QueryableByName)]
+    struct Inserted {
+        #[diesel(sql_type = Uuid)]
+        id: uuid::Uuid,
+    }
+    let record = async |conn: &mut AsyncPgConnection| -> Result<Vec<Option<NotificationId>>, NotificationsError> {
+        let inserted: Vec<Inserted> = shared::sql::prepared(
+            "INSERT INTO notifications (id, cause, channel, template, recipient, driver_id, subject,
+                                        body_text, body_html, status, failure_reason, failed_at)
+             SELECT n.id, n.cause, n.channel, n.template, n.recipient, n.driver_id, n.subject,
+                    n.body_text, n.body_html, n.status, n.failure_reason,
+                    CASE WHEN n.failure_reason IS NULL THEN NULL ELSE $12 END
+               FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[],
+                           $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+                    AS n(id, cause, channel, template, recipient, driver_id, subject, body_text,
+                         body_html, status, failure_reason)
+             ON CONFLICT (cause) DO NOTHING
+             RETURNING id",
+        )
+        .bind::<Array<Uuid>, _>(ids.iter().map(NotificationId::uuid).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(news.iter().map(|n| n.cause.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(news.iter().map(|n| n.channel.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(news.iter().map(|n| n.template.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(news.iter().map(|n| n.recipient.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Uuid>>, _>(news.iter().map(|n| n.driver_id).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(
+            rendered
+                .iter()
+                .map(|r| r.as_ref().ok().and_then(|r| r.subject.as_deref()))
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            rendered
+                .iter()
+                .map(|r| r.as_ref().map_or("", |r| r.text.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(
+            rendered
+                .iter()
+                .map(|r| r.as_ref().ok().and_then(|r| r.html.as_deref()))
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            failures
+                .iter()
+                .map(|f| if f.is_some() { Status::Failed } else { Status::Pending }.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(failures.iter().map(Option::as_deref).collect::<Vec<_>>())
+        .bind::<Timestamptz, _>(now)
+        .load(conn)
+        .await?;
+        let inserted: std::collections::HashSet<uuid::Uuid> =
+            inserted.into_iter().map(|r| r.id).collect();
+        let answers: Vec<Option<NotificationId>> = ids
+            .iter()
+            .map(|id| inserted.contains(&id.uuid()).then_some(*id))
+            .collect();
+        let jobs: Vec<DeliverNotification> = answers
+            .iter()
+            .zip(&failures)
+            .filter_map(|(id, failure)| match (id, failure) {
+                (Some(id), None) => Some(DeliverNotification {
+                    notification_id: *id,
+                }),
+                _ => None,
+            })
+            .collect();
+        shared::outbox::enqueue_all(conn, &jobs).await?;
+        Ok(answers)
+    };
+    let answers = if shared::db::in_transaction(conn) {
+        record(conn).await?
+    } else {
+        conn.transaction::<_, NotificationsError, _>(record).await?
+    };
+    for ((new, id), failure) in news.iter().zip(&answers).zip(&failures) {
+        match (id, failure) {
+            (None, _) => {
+                tracing::debug!(cause = %new.cause, "notification already recorded for this cause")
+            }
+            (Some(id), None) => {
+                tracing::info!(notification_id = %id, template = %new.template, channel = %new.channel, "notification enqueued")
+            }
+            (Some(id), Some(reason)) => {
+                tracing::error!(notification_id = %id, template = %new.template, %reason, "notification could not be rendered; recorded as failed")
+            }
+        }
+    }
+    Ok(answers)
+}
+
 /// One notification.
 pub async fn get_notification(
     conn: &mut AsyncPgConnection,

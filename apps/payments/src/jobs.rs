@@ -45,6 +45,12 @@ impl Job for ChargeSession {
     }
 }
 
+impl From<CoverSessionId> for ChargeSession {
+    fn from(session_id: CoverSessionId) -> Self {
+        ChargeSession { session_id }
+    }
+}
+
 /// One Stripe client per process (per settings), built on first use.
 fn env_for(ctx: &JobContext) -> Result<PaymentsEnv, JobError> {
     static CACHE: OnceLock<Mutex<Option<(String, PaymentsEnv)>>> = OnceLock::new();

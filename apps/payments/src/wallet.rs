@@ -84,6 +84,29 @@ impl FundsCheck for WalletFunds {
             available: Some(balance),
         })
     }
+
+    /// The wallets of all in one read; only a driver whose wallet does not cover the charge is
+    /// then asked about as [`WalletFunds::can_pay`] does.
+    async fn can_pay_all(
+        &self,
+        conn: &mut AsyncPgConnection,
+        asks: &[(DriverId, Money)],
+    ) -> Result<Vec<Funding>, anyhow::Error> {
+        let owners: Vec<String> = asks.iter().map(|(d, _)| d.to_string()).collect();
+        let balances = ledger::wallet_balances(conn, &owners, WALLET_CURRENCY).await?;
+        let mut out = Vec::with_capacity(asks.len());
+        for ((driver_id, minimum_charge), owner) in asks.iter().zip(&owners) {
+            let covered = balances.get(owner).is_some_and(|b| {
+                minimum_charge.currency == b.currency && b.minor >= minimum_charge.minor
+            });
+            if covered {
+                out.push(Funding::Ok);
+            } else {
+                out.push(self.can_pay(conn, *driver_id, *minimum_charge).await?);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// A session's charge, taken.

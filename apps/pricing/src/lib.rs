@@ -54,7 +54,7 @@ pub use quotes::{
     QUOTE_VALIDITY_MINUTES, Quote, QuoteLabels, build_quote, create_quote, create_quote_batched,
     create_quote_for, get_quote, get_valid_quote, get_version_terms, is_version_not_published,
     published_version, quote_insert_stats, quote_labels, rating_input_for, remembered_quote_labels,
-    store_quote,
+    store_quote, store_quotes,
 };
 pub use rate_table::{Band, RateTable, RegionFactors, TimeBand, TimeOfDay};
 pub use rating::{Decline, DeclineCode, FactorKind, FactorLine, Rate, RatingInput, rate};

@@ -483,39 +483,93 @@ async fn insert_quotes_async_commit(
     conn: &mut AsyncPgConnection,
     rows: &[QuoteRow],
 ) -> Result<usize, diesel::result::Error> {
+    bind_quote_columns(
+        shared::sql::prepared(
+            "INSERT INTO quotes (id, driver_id, vehicle_id, product_version_id, currency,
+                    hourly_rate_minor, minimum_charge_minor, daily_cap_minor, one_hour_net_minor,
+                    one_hour_commission_minor, one_hour_ipt_minor, one_hour_total_minor,
+                    explanation, rating_input, created_at, expires_at)
+             SELECT q.*
+               FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::int8[],
+                           $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],
+                           $13::jsonb[], $14::jsonb[], $15::timestamptz[], $16::timestamptz[]) AS q,
+                    (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed_commit",
+        ),
+        rows,
+    )
+    .execute(conn)
+    .await
+}
+
+/// Binds `rows` column by column as `$1` to `$16` (arrays) of a quote insert over `unnest`.
+fn bind_quote_columns<'q>(
+    query: shared::sql::Prepared<'q>,
+    rows: &'q [QuoteRow],
+) -> shared::sql::Prepared<'q> {
     use diesel::sql_types::{Array, BigInt, Jsonb, Text, Timestamptz, Uuid};
     fn column<'r, T>(rows: &'r [QuoteRow], f: impl Fn(&'r QuoteRow) -> T) -> Vec<T> {
         rows.iter().map(f).collect()
     }
-    shared::sql::prepared(
-        "INSERT INTO quotes (id, driver_id, vehicle_id, product_version_id, currency,
-                hourly_rate_minor, minimum_charge_minor, daily_cap_minor, one_hour_net_minor,
-                one_hour_commission_minor, one_hour_ipt_minor, one_hour_total_minor,
-                explanation, rating_input, created_at, expires_at)
-         SELECT q.*
-           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::int8[],
-                       $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],
-                       $13::jsonb[], $14::jsonb[], $15::timestamptz[], $16::timestamptz[]) AS q,
-                (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed_commit",
+    query
+        .bind::<Array<Uuid>, _>(column(rows, |r| r.id.uuid()))
+        .bind::<Array<Uuid>, _>(column(rows, |r| r.driver_id.uuid()))
+        .bind::<Array<Uuid>, _>(column(rows, |r| r.vehicle_id.uuid()))
+        .bind::<Array<Uuid>, _>(column(rows, |r| r.product_version_id.uuid()))
+        .bind::<Array<Text>, _>(column(rows, |r| r.currency.as_str()))
+        .bind::<Array<BigInt>, _>(column(rows, |r| r.hourly_rate_minor))
+        .bind::<Array<BigInt>, _>(column(rows, |r| r.minimum_charge_minor))
+        .bind::<Array<BigInt>, _>(column(rows, |r| r.daily_cap_minor))
+        .bind::<Array<BigInt>, _>(column(rows, |r| r.one_hour_net_minor))
+        .bind::<Array<BigInt>, _>(column(rows, |r| r.one_hour_commission_minor))
+        .bind::<Array<BigInt>, _>(column(rows, |r| r.one_hour_ipt_minor))
+        .bind::<Array<BigInt>, _>(column(rows, |r| r.one_hour_total_minor))
+        .bind::<Array<Jsonb>, _>(column(rows, |r| &r.explanation))
+        .bind::<Array<Jsonb>, _>(column(rows, |r| &r.rating_input))
+        .bind::<Array<Timestamptz>, _>(column(rows, |r| r.created_at))
+        .bind::<Array<Timestamptz>, _>(column(rows, |r| r.expires_at))
+}
+
+/// [`store_quote`] for several quotes in one statement (over arrays), inside the caller's
+/// transaction. When any quote's version is no longer the published one, the database refuses
+/// them all (the error is recognised by [`is_version_not_published`]) and those versions are
+/// forgotten.
+pub async fn store_quotes(
+    conn: &mut AsyncPgConnection,
+    quotes: &[Quote],
+) -> Result<(), PricingError> {
+    if quotes.is_empty() {
+        return Ok(());
+    }
+    let rows = quotes
+        .iter()
+        .map(QuoteRow::from_quote)
+        .collect::<Result<Vec<_>, _>>()?;
+    let inserted = bind_quote_columns(
+        shared::sql::prepared(
+            "INSERT INTO quotes (id, driver_id, vehicle_id, product_version_id, currency,
+                    hourly_rate_minor, minimum_charge_minor, daily_cap_minor, one_hour_net_minor,
+                    one_hour_commission_minor, one_hour_ipt_minor, one_hour_total_minor,
+                    explanation, rating_input, created_at, expires_at)
+             SELECT *
+               FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::int8[],
+                           $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],
+                           $13::jsonb[], $14::jsonb[], $15::timestamptz[], $16::timestamptz[])",
+        ),
+        &rows,
     )
-    .bind::<Array<Uuid>, _>(column(rows, |r| r.id.uuid()))
-    .bind::<Array<Uuid>, _>(column(rows, |r| r.driver_id.uuid()))
-    .bind::<Array<Uuid>, _>(column(rows, |r| r.vehicle_id.uuid()))
-    .bind::<Array<Uuid>, _>(column(rows, |r| r.product_version_id.uuid()))
-    .bind::<Array<Text>, _>(column(rows, |r| r.currency.as_str()))
-    .bind::<Array<BigInt>, _>(column(rows, |r| r.hourly_rate_minor))
-    .bind::<Array<BigInt>, _>(column(rows, |r| r.minimum_charge_minor))
-    .bind::<Array<BigInt>, _>(column(rows, |r| r.daily_cap_minor))
-    .bind::<Array<BigInt>, _>(column(rows, |r| r.one_hour_net_minor))
-    .bind::<Array<BigInt>, _>(column(rows, |r| r.one_hour_commission_minor))
-    .bind::<Array<BigInt>, _>(column(rows, |r| r.one_hour_ipt_minor))
-    .bind::<Array<BigInt>, _>(column(rows, |r| r.one_hour_total_minor))
-    .bind::<Array<Jsonb>, _>(column(rows, |r| &r.explanation))
-    .bind::<Array<Jsonb>, _>(column(rows, |r| &r.rating_input))
-    .bind::<Array<Timestamptz>, _>(column(rows, |r| r.created_at))
-    .bind::<Array<Timestamptz>, _>(column(rows, |r| r.expires_at))
     .execute(conn)
-    .await
+    .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            if is_stale_version(&e) {
+                for q in quotes {
+                    forget_published(q.product_id);
+                }
+            }
+            Err(e.into())
+        }
+    }
 }
 
 fn is_stale_version(e: &diesel::result::Error) -> bool {

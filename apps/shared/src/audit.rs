@@ -60,6 +60,39 @@ struct NewAuditRow<'a> {
     details: &'a serde_json::Value,
 }
 
+/// Writes several audit entries in one statement (over arrays), with the caller's connection:
+/// what [`record`] writes for each, for a caller that changes many things at once.
+pub async fn record_all(
+    conn: &mut AsyncPgConnection,
+    entries: &[AuditEntry<'_>],
+) -> QueryResult<()> {
+    use diesel::sql_types::{Array, Jsonb, Nullable, Text};
+    if entries.is_empty() {
+        return Ok(());
+    }
+    fn column<'e, 'a, T>(
+        entries: &'e [AuditEntry<'a>],
+        f: impl Fn(&'e AuditEntry<'a>) -> T,
+    ) -> Vec<T> {
+        entries.iter().map(f).collect()
+    }
+    crate::sql::prepared(
+        "INSERT INTO audit_log (actor_type, actor_id, action, subject_type, subject_id, reason, details)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                              $7::jsonb[])",
+    )
+    .bind::<Array<Text>, _>(column(entries, |e| e.actor_type.as_str()))
+    .bind::<Array<Nullable<Text>>, _>(column(entries, |e| e.actor_id.as_deref()))
+    .bind::<Array<Text>, _>(column(entries, |e| e.action))
+    .bind::<Array<Text>, _>(column(entries, |e| e.subject_type))
+    .bind::<Array<Text>, _>(column(entries, |e| e.subject_id.as_str()))
+    .bind::<Array<Nullable<Text>>, _>(column(entries, |e| e.reason))
+    .bind::<Array<Jsonb>, _>(column(entries, |e| &e.details))
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
 /// Writes an audit entry with the caller's connection (so inside the caller's transaction).
 pub async fn record(conn: &mut AsyncPgConnection, entry: &AuditEntry<'_>) -> QueryResult<()> {
     diesel::insert_into(audit_log::table)

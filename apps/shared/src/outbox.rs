@@ -78,6 +78,44 @@ pub async fn enqueue<J: Job>(
     enqueue_at(conn, job, Utc::now()).await
 }
 
+/// Enqueues several jobs of one type to run as soon as possible, in one statement (over arrays);
+/// a job whose idempotency key is already taken is skipped, as by [`enqueue`]. Returns how many
+/// were enqueued.
+pub async fn enqueue_all<J: Job>(
+    conn: &mut AsyncPgConnection,
+    jobs: &[J],
+) -> anyhow::Result<usize> {
+    use diesel::sql_types::{Array, Int4, Jsonb, Text, Timestamptz, Uuid};
+    if jobs.is_empty() {
+        return Ok(0);
+    }
+    let mut ids = Vec::with_capacity(jobs.len());
+    let mut payloads = Vec::with_capacity(jobs.len());
+    let mut keys = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        ids.push(JobId::new().uuid());
+        payloads.push(serde_json::to_value(job)?);
+        keys.push(job.idempotency_key());
+    }
+    let inserted = crate::sql::prepared(
+        "INSERT INTO outbox_jobs (id, job_type, queue, payload, idempotency_key, max_attempts,
+                                  run_after)
+         SELECT j.id, $4, $5, j.payload, j.key, $6, $7
+           FROM unnest($1::uuid[], $2::jsonb[], $3::text[]) AS j(id, payload, key)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind::<Array<Uuid>, _>(ids)
+    .bind::<Array<Jsonb>, _>(payloads)
+    .bind::<Array<Text>, _>(keys)
+    .bind::<Text, _>(J::TYPE)
+    .bind::<Text, _>(J::QUEUE)
+    .bind::<Int4, _>(J::MAX_ATTEMPTS)
+    .bind::<Timestamptz, _>(Utc::now())
+    .execute(conn)
+    .await?;
+    Ok(inserted)
+}
+
 /// Enqueues a job to run at or after `run_after`.
 pub async fn enqueue_at<J: Job>(
     conn: &mut AsyncPgConnection,

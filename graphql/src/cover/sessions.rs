@@ -592,22 +592,32 @@ impl SessionMutation {
             },
         };
         let core = core(ctx)?;
+        let start = cover::StartCover {
+            vehicle_id,
+            product_id,
+            quote_id,
+            idempotency_key: input.idempotency_key,
+            source: cover::SessionSource::Driver,
+        };
+        // A plain start is batched with the other starts of the moment; anything else (and a
+        // start the batch leaves) runs alone, which gives the exact answer.
+        let batched =
+            cover::try_start_batched::<payments::WalletFunds>(core, driver.driver_id, &start).await;
         let mut conn = conn(ctx).await?;
-        let result = cover::start_session(
-            &mut conn,
-            core.clock.as_ref(),
-            &core.settings.cover,
-            driver.driver_id,
-            cover::StartCover {
-                vehicle_id,
-                product_id,
-                quote_id,
-                idempotency_key: input.idempotency_key,
-                source: cover::SessionSource::Driver,
-            },
-            &payments::WalletFunds,
-        )
-        .await;
+        let result = match batched {
+            Some(started) => Ok(started),
+            None => {
+                cover::start_session(
+                    &mut conn,
+                    core.clock.as_ref(),
+                    &core.settings.cover,
+                    driver.driver_id,
+                    start,
+                    &payments::WalletFunds,
+                )
+                .await
+            }
+        };
         match result {
             Ok(started) => {
                 publish_events(core, &started.events).await;
@@ -644,24 +654,15 @@ impl SessionMutation {
         };
         let core = core(ctx)?;
         let clock = core.clock.as_ref();
-        let mut conn = conn(ctx).await?;
         let driver_id = driver.driver_id;
-        let result = conn
-            .transaction::<_, CoverError, _>(async |conn| {
-                let ended = cover::end_session(
-                    conn,
-                    clock,
-                    driver_id,
-                    session_id,
-                    cover::EndReason::Driver,
-                )
-                .await?;
-                shared::outbox::enqueue(conn, &payments::ChargeSession { session_id })
-                    .await
-                    .map_err(CoverError::Internal)?;
-                Ok(ended)
-            })
-            .await;
+        // A plain end is batched with the other ends of the moment; anything else (and an end
+        // the batch leaves) runs alone, which gives the exact answer.
+        let batched =
+            cover::try_end_batched::<payments::ChargeSession>(core, driver_id, session_id).await;
+        let result = match batched {
+            Some(ended) => Ok(ended),
+            None => end_alone(ctx, clock, driver_id, session_id).await?,
+        };
         match result {
             Ok(ended) => {
                 publish_events(core, &ended.events).await;
@@ -679,6 +680,28 @@ impl SessionMutation {
             }),
         }
     }
+}
+
+/// Ends the driver's session on its own connection, with its charge job in the same
+/// transaction.
+async fn end_alone(
+    ctx: &Context<'_>,
+    clock: &dyn shared::Clock,
+    driver_id: DriverId,
+    session_id: CoverSessionId,
+) -> async_graphql::Result<Result<cover::SessionEnded, CoverError>> {
+    let mut conn = conn(ctx).await?;
+    Ok(conn
+        .transaction::<_, CoverError, _>(async |conn| {
+            let ended =
+                cover::end_session(conn, clock, driver_id, session_id, cover::EndReason::Driver)
+                    .await?;
+            shared::outbox::enqueue(conn, &payments::ChargeSession { session_id })
+                .await
+                .map_err(CoverError::Internal)?;
+            Ok(ended)
+        })
+        .await)
 }
 
 /// Schedules an automatic top-up when the driver's wallet is below their threshold (payments

@@ -6,6 +6,7 @@
 // Other crates see this package as `cover` (workspace rename); read the tests the same way.
 extern crate shiftcover_cover as cover;
 
+mod batched;
 mod certificates;
 mod concurrency;
 mod enrolment;

@@ -4,6 +4,7 @@ use crate::support::*;
 use diesel_async::AsyncConnection;
 use notifications::{
     Channel, NewNotification, NotificationsError, Status, Template, enqueue_notification,
+    enqueue_notifications,
 };
 
 fn sms(cause: &str, vars: notifications::Vars) -> NewNotification {
@@ -98,6 +99,110 @@ async fn the_same_cause_twice_makes_one_notification_and_one_job() {
     assert_eq!(
         notifications::latest_body_for(&mut conn, "+447700900999").await,
         None
+    );
+}
+
+#[tokio::test]
+async fn several_recorded_at_once_are_stored_as_one_at_a_time_and_known_causes_are_skipped() {
+    let h = Harness::new().await;
+    let mut conn = h.conn().await;
+    let earlier = h.sms("login_code:lgc_0", "000000").await;
+    let driver = uuid::Uuid::now_v7();
+    let code = |c: &str| notifications::vars([("code", c), ("minutes", "5")]);
+    let news = vec![
+        sms("login_code:lgc_1", code("111111")),
+        // Already recorded: skipped, and the stored text is not rewritten.
+        sms("login_code:lgc_0", code("999999")),
+        NewNotification {
+            cause: "top_up_action_needed:tu_1".into(),
+            channel: Channel::Email,
+            template: Template::TopUpActionNeeded,
+            recipient: EMAIL.into(),
+            driver_id: Some(driver),
+            vars: top_up_vars(),
+        },
+        // Cannot be rendered: stored failed, with no job.
+        sms("login_code:lgc_2", notifications::vars([("minutes", "5")])),
+        // The same cause twice in one call: the first one counts.
+        sms("login_code:lgc_3", code("333333")),
+        sms("login_code:lgc_3", code("444444")),
+    ];
+    let ids = enqueue_notifications(&mut conn, &news).await.unwrap();
+    assert_eq!(ids.len(), 6);
+    assert!(ids[1].is_none() && ids[5].is_none(), "{ids:?}");
+    assert!(h.get(earlier).await.body_text.contains("000000"));
+    let sms1 = h.get(ids[0].unwrap()).await;
+    assert_eq!(sms1.status, Status::Pending);
+    assert_eq!(
+        sms1.body_text,
+        "Your ShiftCover code is 111111. It expires in 5 minutes. Never share it."
+    );
+    assert_eq!(h.job_state(ids[0].unwrap()).await, ("pending".into(), 0));
+    // The email is what one at a time records for the same message.
+    let email = h.get(ids[2].unwrap()).await;
+    let alone = enqueue_notification(
+        &mut conn,
+        NewNotification {
+            cause: "top_up_action_needed:tu_2".into(),
+            ..news[2].clone()
+        },
+    )
+    .await
+    .unwrap();
+    let alone = h.get(alone).await;
+    assert_eq!(email.driver_id, Some(driver));
+    assert_eq!(
+        (
+            &email.subject,
+            &email.body_text,
+            &email.body_html,
+            email.status
+        ),
+        (
+            &alone.subject,
+            &alone.body_text,
+            &alone.body_html,
+            alone.status
+        )
+    );
+    assert_eq!(h.job_state(ids[2].unwrap()).await, ("pending".into(), 0));
+    let failed = h.get(ids[3].unwrap()).await;
+    assert_eq!(failed.status, Status::Failed);
+    assert_eq!(
+        failed.failure_reason.as_deref(),
+        Some("missing_variable:code")
+    );
+    assert!(failed.failed_at.is_some());
+    assert!(h.get(ids[4].unwrap()).await.body_text.contains("333333"));
+    // Jobs: the earlier text, the email alone, and three of this call (not the failed one).
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM outbox_jobs").await,
+        5
+    );
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM notifications").await,
+        6
+    );
+    // A bad recipient refuses the whole call, before anything is written.
+    let err = enqueue_notifications(
+        &mut conn,
+        &[
+            sms("login_code:lgc_4", code("1")),
+            NewNotification {
+                recipient: "not a phone".into(),
+                ..sms("login_code:lgc_5", code("2"))
+            },
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, NotificationsError::InvalidRecipient(_)),
+        "{err:?}"
+    );
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM notifications").await,
+        6
     );
 }
 

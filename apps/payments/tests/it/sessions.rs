@@ -88,6 +88,49 @@ async fn ride(
 }
 
 #[tokio::test]
+async fn several_drivers_asked_at_once_get_the_answers_they_get_one_at_a_time() {
+    let w = World::new().await;
+    let mut conn = w.conn().await;
+    let no_card = w.driver(&mut conn, PHONE).await;
+    let empty = w.driver(&mut conn, "07911 123457").await;
+    w.save_card(&mut conn, empty, cards::VISA).await;
+    let funded = w.driver(&mut conn, "07911 123458").await;
+    w.save_card(&mut conn, funded, cards::VISA).await;
+    payments::top_up_wallet(&mut conn, &w.env, funded, Money::gbp(5000), "t-1")
+        .await
+        .unwrap();
+    let asks = [
+        (no_card, Money::gbp(300)),
+        (empty, Money::gbp(300)),
+        (funded, Money::gbp(300)),
+        (funded, Money::gbp(6000)),
+    ];
+    let together = WalletFunds.can_pay_all(&mut conn, &asks).await.unwrap();
+    assert_eq!(
+        together,
+        vec![
+            Funding::NoPaymentMethod,
+            Funding::InsufficientFunds {
+                available: Some(Money::gbp(0))
+            },
+            Funding::Ok,
+            Funding::InsufficientFunds {
+                available: Some(Money::gbp(5000))
+            },
+        ]
+    );
+    for ((driver, amount), answer) in asks.iter().zip(&together) {
+        assert_eq!(
+            &WalletFunds
+                .can_pay(&mut conn, *driver, *amount)
+                .await
+                .unwrap(),
+            answer
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_session_is_charged_once_and_refunded_at_the_original_tax_rate() {
     let w = World::new().await;
     let mut conn = w.conn().await;
