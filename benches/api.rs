@@ -8,10 +8,12 @@
 //! connection pool, for the same time, each prepared once per connection as the endpoint's are
 //! (`shared::sql::prepared`): the database's share of the work without HTTP and GraphQL, one
 //! request's statements at a time. The server batches some statements across concurrent requests
-//! (`shared::batch`: the driver session, the driver and vehicle and the insert of a quote); the
+//! (`shared::batch`: the driver session, the driver and vehicle, the insert of a quote); the
 //! baseline does not, so it is the floor of the naive way, which the quote endpoint now beats,
-//! and the quote result says how many requests each batched statement served on average. Every
-//! transport error, non-200 answer, GraphQL error and `userErrors` entry is counted and printed.
+//! and the quote result says how many requests each batched statement served on average. Plain
+//! starts and ends of cover are batched as whole transactions (`cover::batched`); the cover result
+//! says how many requests each batch served. Every transport error, non-200 answer, GraphQL error
+//! and `userErrors` entry is counted and printed.
 //!
 //! Scenarios (first argument, or `BENCH_SCENARIO`): `quote` (`createQuote`), `cover`
 //! (`startCover` then `endCover`), `all` (the default).
