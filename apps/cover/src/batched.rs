@@ -139,6 +139,60 @@ fn cover_error(e: CoverError) -> diesel::result::Error {
     }
 }
 
+fn notifications_error(e: notifications::NotificationsError) -> diesel::result::Error {
+    match e {
+        notifications::NotificationsError::Database(e) => e,
+        other => batch_error(other),
+    }
+}
+
+/// The rows the database stored, as sessions in the order of `ids`. A row it skipped (a guard or
+/// a unique rule) rolls the batch back, to be run again request by request.
+fn in_order(
+    rows: Vec<SessionRow>,
+    ids: impl Iterator<Item = CoverSessionId>,
+) -> QueryResult<Vec<CoverSession>> {
+    let mut by_id: HashMap<CoverSessionId, SessionRow> =
+        rows.into_iter().map(|r| (r.id, r)).collect();
+    let sessions = ids
+        .map(|id| {
+            let row = by_id
+                .remove(&id)
+                .ok_or(diesel::result::Error::RollbackTransaction)?;
+            CoverSession::try_from(row).map_err(cover_error)
+        })
+        .collect::<QueryResult<Vec<_>>>()?;
+    if by_id.is_empty() {
+        Ok(sessions)
+    } else {
+        Err(diesel::result::Error::RollbackTransaction)
+    }
+}
+
+/// The audit entries of drivers acting on their own sessions, with `details` of the i-th.
+fn drivers_audit<'a>(
+    action: &'a str,
+    sessions: &[CoverSession],
+    details: impl Fn(usize, &CoverSession) -> serde_json::Value,
+) -> Vec<AuditEntry<'a>> {
+    sessions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (actor_type, actor_id) = actor_parts(Actor::Driver(s.driver_id));
+            AuditEntry {
+                actor_type,
+                actor_id,
+                action,
+                subject_type: "cover_session",
+                subject_id: s.id.to_string(),
+                reason: None,
+                details: details(i, s),
+            }
+        })
+        .collect()
+}
+
 /// What a plain start will store, once everything it needs has been read.
 struct Planned {
     index: usize,
@@ -343,35 +397,8 @@ async fn store_starts(
         })?;
     let rows: Vec<&SessionRow> = planned.iter().map(|p| &p.row).collect();
     let stored = insert_sessions(conn, &rows).await?;
-    if stored.len() != planned.len() {
-        return Err(diesel::result::Error::RollbackTransaction);
-    }
-    let mut by_id: HashMap<CoverSessionId, SessionRow> =
-        stored.into_iter().map(|r| (r.id, r)).collect();
-    let mut sessions = Vec::with_capacity(planned.len());
-    for p in &planned {
-        let row = by_id
-            .remove(&p.row.id)
-            .ok_or(diesel::result::Error::RollbackTransaction)?;
-        sessions.push(CoverSession::try_from(row).map_err(cover_error)?);
-    }
-    let subject_ids: Vec<String> = sessions.iter().map(|s| s.id.to_string()).collect();
-    let entries: Vec<AuditEntry<'_>> = sessions
-        .iter()
-        .zip(&subject_ids)
-        .map(|(s, subject)| {
-            let (actor_type, actor_id) = actor_parts(Actor::Driver(s.driver_id));
-            AuditEntry {
-                actor_type,
-                actor_id,
-                action: STARTED_ACTION,
-                subject_type: "cover_session",
-                subject_id: subject.clone(),
-                reason: None,
-                details: started_audit_details(s),
-            }
-        })
-        .collect();
+    let sessions = in_order(stored, planned.iter().map(|p| p.row.id))?;
+    let entries = drivers_audit(STARTED_ACTION, &sessions, |_, s| started_audit_details(s));
     shared::audit::record_all(conn, &entries).await?;
     let texts: Vec<_> = planned
         .iter()
@@ -380,10 +407,7 @@ async fn store_starts(
         .collect();
     notifications::enqueue_notifications(conn, &texts)
         .await
-        .map_err(|e| match e {
-            notifications::NotificationsError::Database(e) => e,
-            other => batch_error(other),
-        })?;
+        .map_err(notifications_error)?;
     Ok(planned.iter().map(|p| p.index).zip(sessions).collect())
 }
 
@@ -512,36 +536,11 @@ async fn end_locked_all<J: Job + From<CoverSessionId>>(
         return Ok(Vec::new());
     }
     let updated = update_endings(conn, &priced).await?;
-    if updated.len() != priced.len() {
-        return Err(diesel::result::Error::RollbackTransaction);
-    }
-    let mut by_id: HashMap<CoverSessionId, SessionRow> =
-        updated.into_iter().map(|r| (r.id, r)).collect();
-    let mut sessions = Vec::with_capacity(priced.len());
-    for e in &priced {
-        let row = by_id
-            .remove(&e.row.id)
-            .ok_or(diesel::result::Error::RollbackTransaction)?;
-        sessions.push(CoverSession::try_from(row).map_err(cover_error)?);
-    }
-    let subject_ids: Vec<String> = sessions.iter().map(|s| s.id.to_string()).collect();
-    let entries: Vec<AuditEntry<'_>> = priced
-        .iter()
-        .zip(&sessions)
-        .zip(&subject_ids)
-        .map(|((e, s), subject)| {
-            let (actor_type, actor_id) = actor_parts(Actor::Driver(s.driver_id));
-            AuditEntry {
-                actor_type,
-                actor_id,
-                action: ENDED_ACTION,
-                subject_type: "cover_session",
-                subject_id: subject.clone(),
-                reason: None,
-                details: ended_audit_details(s, e.reason, e.ended_at, &e.charge),
-            }
-        })
-        .collect();
+    let sessions = in_order(updated, priced.iter().map(|e| e.row.id))?;
+    let entries = drivers_audit(ENDED_ACTION, &sessions, |i, s| {
+        let e = &priced[i];
+        ended_audit_details(s, e.reason, e.ended_at, &e.charge)
+    });
     shared::audit::record_all(conn, &entries).await?;
     // A driver whose account is deleted gets no text, as with a single ending.
     let driver_ids: Vec<DriverId> = sessions.iter().map(|s| s.driver_id).collect();
@@ -562,10 +561,7 @@ async fn end_locked_all<J: Job + From<CoverSessionId>>(
     }
     notifications::enqueue_notifications(conn, &texts)
         .await
-        .map_err(|e| match e {
-            notifications::NotificationsError::Database(e) => e,
-            other => batch_error(other),
-        })?;
+        .map_err(notifications_error)?;
     let jobs: Vec<J> = sessions.iter().map(|s| J::from(s.id)).collect();
     shared::outbox::enqueue_all(conn, &jobs)
         .await

@@ -131,8 +131,19 @@ async fn end_together(
     out.into_iter().map(|(_, s)| s).collect()
 }
 
-fn phone(n: usize) -> String {
-    format!("07911 1234{n:02}")
+/// `n` drivers with a car, enrolled (active) in `product`.
+async fn enrolled_drivers(
+    conn: &mut AsyncPgConnection,
+    clock: &FixedClock,
+    n: usize,
+    product: pricing::ProductId,
+) -> Vec<(DriverId, accounts::Vehicle, cover::Enrolment)> {
+    let mut drivers = Vec::with_capacity(n);
+    for i in 0..n {
+        let phone = format!("07911 1234{i:02}");
+        drivers.push(enrolled_driver(conn, clock, &phone, product).await);
+    }
+    drivers
 }
 
 /// The text recorded for `cause`: (status, body, driver, and whether its delivery job exists).
@@ -184,10 +195,7 @@ async fn starts_and_ends_made_together_write_what_one_at_a_time_writes() {
     let mut conn = db.conn().await.unwrap();
     let clock = Arc::new(clock());
     let (food, _) = products(&mut conn).await;
-    let mut drivers = Vec::new();
-    for n in 0..13 {
-        drivers.push(enrolled_driver(&mut conn, &clock, &phone(n), food.product_id).await);
-    }
+    let drivers = enrolled_drivers(&mut conn, &clock, 13, food.product_id).await;
     let core = core_for(&db, &clock);
 
     // The first driver starts alone, on the one-at-a-time path; twelve more start together.
@@ -394,10 +402,7 @@ async fn what_is_not_plain_is_left_to_the_single_path_and_nothing_is_written_for
     let mut conn = db.conn().await.unwrap();
     let clock = Arc::new(clock());
     let (food, _) = products(&mut conn).await;
-    let mut drivers = Vec::new();
-    for n in 0..6 {
-        drivers.push(enrolled_driver(&mut conn, &clock, &phone(n), food.product_id).await);
-    }
+    let drivers = enrolled_drivers(&mut conn, &clock, 6, food.product_id).await;
     let core = core_for(&db, &clock);
     let (on_cover, on_cover_car, _) = &drivers[0];
     let running = cover::start_session(
@@ -532,8 +537,8 @@ async fn a_start_the_database_refuses_is_left_to_the_single_path_and_the_others_
     let mut conn = db.conn().await.unwrap();
     let clock = Arc::new(clock());
     let (food, hire) = products(&mut conn).await;
-    let (a, a_car, _) = enrolled_driver(&mut conn, &clock, &phone(1), food.product_id).await;
-    let (b, b_car, _) = enrolled_driver(&mut conn, &clock, &phone(2), hire.product_id).await;
+    let (a, a_car, _) = enrolled_driver(&mut conn, &clock, PHONE, food.product_id).await;
+    let (b, b_car, _) = enrolled_driver(&mut conn, &clock, OTHER_PHONE, hire.product_id).await;
     let core = core_for(&db, &clock);
     // The process remembers the hire product's published version; the database then retires it
     // behind the process's back, so that start's quote insert is refused and fails the batch.
