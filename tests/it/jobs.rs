@@ -90,6 +90,52 @@ async fn each_job_runs_once_with_two_work_processes() {
 }
 
 #[tokio::test]
+async fn jobs_enqueued_together_are_stored_as_one_at_a_time_and_known_keys_skipped() {
+    let db = TestDb::new().await.unwrap();
+    let mut conn = db.conn().await.unwrap();
+    let ping = |key: &str| DemoPing {
+        message: format!("ping {key}"),
+        key: key.into(),
+    };
+    assert!(
+        outbox::enqueue(&mut conn, &ping("a"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // One key already taken, one twice in the call: three new jobs.
+    let jobs = [ping("a"), ping("b"), ping("c"), ping("c"), ping("d")];
+    assert_eq!(outbox::enqueue_all(&mut conn, &jobs).await.unwrap(), 3);
+    assert_eq!(outbox::enqueue_all(&mut conn, &jobs).await.unwrap(), 0);
+    assert_eq!(
+        outbox::enqueue_all::<DemoPing>(&mut conn, &[])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS n FROM outbox_jobs
+              WHERE job_type = 'DemoPing' AND queue = 'default' AND status = 'pending'
+                AND max_attempts = 3 AND attempts = 0 AND run_after <= now()"
+        )
+        .await,
+        4
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS n FROM outbox_jobs
+              WHERE idempotency_key = 'c' AND payload = '{\"message\": \"ping c\", \"key\": \"c\"}'::jsonb"
+        )
+        .await,
+        1,
+        "the payload is the job, as one at a time stores it"
+    );
+}
+
+#[tokio::test]
 async fn a_job_enqueued_in_a_rolled_back_transaction_never_exists() {
     use diesel_async::AsyncConnection;
     let db = TestDb::new().await.unwrap();

@@ -37,8 +37,10 @@ pub fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<DbPool> {
 }
 
 /// Connections in the pool of statements batched across requests ([`build_batch_pool`]), for each
-/// batch that `database.batch_concurrency` lets run at once: room for four kinds of batch.
-pub const BATCH_POOL_PER_SLOT: usize = 4;
+/// batch that `database.batch_concurrency` lets run at once: room for the five kinds of batch
+/// (driver sessions by token, drivers with vehicles, quote inserts, cover starts, cover ends), so
+/// that one kind never waits for another's connection, and one more.
+pub const BATCH_POOL_PER_SLOT: usize = 6;
 
 /// The pool of the statements batched across requests ([`crate::batch`]), apart from the
 /// requests' own so neither waits for the other: at most `batch_concurrency` ×
