@@ -89,6 +89,27 @@ fn plain(vehicle_id: VehicleId, key: &str) -> StartCover {
     }
 }
 
+/// Starts cover on the one-at-a-time path.
+async fn start_alone(
+    conn: &mut AsyncPgConnection,
+    clock: &FixedClock,
+    driver_id: DriverId,
+    vehicle_id: VehicleId,
+    key: &str,
+) -> CoverSession {
+    cover::start_session(
+        conn,
+        clock,
+        &cover_settings(),
+        driver_id,
+        plain(vehicle_id, key),
+        &Funded,
+    )
+    .await
+    .unwrap()
+    .session
+}
+
 /// Starts all at once through the batch; the answers in order.
 async fn start_together<F: FundsCheck + Default + 'static>(
     core: &Core,
@@ -200,17 +221,7 @@ async fn starts_and_ends_made_together_write_what_one_at_a_time_writes() {
 
     // The first driver starts alone, on the one-at-a-time path; twelve more start together.
     let (alone, alone_car, _) = &drivers[0];
-    let single = cover::start_session(
-        &mut conn,
-        clock.as_ref(),
-        &cover_settings(),
-        *alone,
-        plain(alone_car.id, "alone"),
-        &Funded,
-    )
-    .await
-    .unwrap()
-    .session;
+    let single = start_alone(&mut conn, &clock, *alone, alone_car.id, "alone").await;
     let starts = drivers[1..]
         .iter()
         .enumerate()
@@ -362,17 +373,7 @@ async fn the_daily_cap_counts_what_the_day_already_charged() {
     // cap. One ends each session alone, the other through the batch.
     let mut charges = Vec::new();
     for (round, hours) in [(0, 9), (1, 6)] {
-        let mine = cover::start_session(
-            &mut conn,
-            clock.as_ref(),
-            &cover_settings(),
-            me,
-            plain(car.id, &format!("mine-{round}")),
-            &Funded,
-        )
-        .await
-        .unwrap()
-        .session;
+        let mine = start_alone(&mut conn, &clock, me, car.id, &format!("mine-{round}")).await;
         let theirs = start_together::<Funded>(
             &core,
             vec![(twin, plain(twin_car.id, &format!("twin-{round}")))],
@@ -405,17 +406,7 @@ async fn what_is_not_plain_is_left_to_the_single_path_and_nothing_is_written_for
     let drivers = enrolled_drivers(&mut conn, &clock, 6, food.product_id).await;
     let core = core_for(&db, &clock);
     let (on_cover, on_cover_car, _) = &drivers[0];
-    let running = cover::start_session(
-        &mut conn,
-        clock.as_ref(),
-        &cover_settings(),
-        *on_cover,
-        plain(on_cover_car.id, "first"),
-        &Funded,
-    )
-    .await
-    .unwrap()
-    .session;
+    let running = start_alone(&mut conn, &clock, *on_cover, on_cover_car.id, "first").await;
     let (suspended, suspended_car, suspended_enrolment) = &drivers[2];
     let changed = cover::suspend(
         &mut conn,
