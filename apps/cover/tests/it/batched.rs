@@ -110,25 +110,40 @@ async fn start_alone(
     .session
 }
 
-/// Starts all at once through the batch; the answers in order.
-async fn start_together<F: FundsCheck + Default + 'static>(
-    core: &Core,
-    starts: Vec<(DriverId, StartCover)>,
-) -> Vec<Option<CoverSession>> {
+/// Runs `call` on every input at once, each in its own task; the answers in the inputs' order.
+async fn together<I, O, Fut>(inputs: Vec<I>, call: impl Fn(I) -> Fut) -> Vec<O>
+where
+    I: Send + 'static,
+    O: Send + 'static,
+    Fut: std::future::Future<Output = O> + Send + 'static,
+{
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, (driver_id, start)) in starts.into_iter().enumerate() {
-        let core = core.clone();
-        tasks.spawn(async move {
-            let started = try_start_batched::<F>(&core, driver_id, &start).await;
-            (i, started.map(|s| s.session))
-        });
+    for (i, input) in inputs.into_iter().enumerate() {
+        let answer = call(input);
+        tasks.spawn(async move { (i, answer.await) });
     }
     let mut out = Vec::new();
     while let Some(done) = tasks.join_next().await {
         out.push(done.unwrap());
     }
     out.sort_by_key(|(i, _)| *i);
-    out.into_iter().map(|(_, s)| s).collect()
+    out.into_iter().map(|(_, o)| o).collect()
+}
+
+/// Starts all at once through the batch; the answers in order.
+async fn start_together<F: FundsCheck + Default + 'static>(
+    core: &Core,
+    starts: Vec<(DriverId, StartCover)>,
+) -> Vec<Option<CoverSession>> {
+    together(starts, |(driver_id, start)| {
+        let core = core.clone();
+        async move {
+            try_start_batched::<F>(&core, driver_id, &start)
+                .await
+                .map(|s| s.session)
+        }
+    })
+    .await
 }
 
 /// Ends all at once through the batch; the answers in order.
@@ -136,20 +151,36 @@ async fn end_together(
     core: &Core,
     ends: Vec<(DriverId, CoverSessionId)>,
 ) -> Vec<Option<CoverSession>> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, (driver_id, session_id)) in ends.into_iter().enumerate() {
+    together(ends, |(driver_id, session_id)| {
         let core = core.clone();
-        tasks.spawn(async move {
-            let ended = try_end_batched::<AfterEnd>(&core, driver_id, session_id).await;
-            (i, ended.map(|s| s.session))
-        });
-    }
-    let mut out = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        out.push(done.unwrap());
-    }
-    out.sort_by_key(|(i, _)| *i);
-    out.into_iter().map(|(_, s)| s).collect()
+        async move {
+            try_end_batched::<AfterEnd>(&core, driver_id, session_id)
+                .await
+                .map(|s| s.session)
+        }
+    })
+    .await
+}
+
+/// `calls` calls shared fewer statements than calls.
+fn assert_shared(stats: shared::batch::BatchStats, calls: u64) {
+    assert_eq!(stats.calls, calls);
+    assert!(
+        stats.batches < stats.calls && stats.largest > 1,
+        "{stats:?}"
+    );
+}
+
+/// The details of the audit row about `session` among `rows` (from [`audit_rows`]).
+fn details_of<'r>(
+    rows: &'r [(String, Option<String>, String, serde_json::Value)],
+    session: &CoverSession,
+) -> &'r serde_json::Value {
+    &rows
+        .iter()
+        .find(|r| r.2 == session.id.to_string())
+        .unwrap()
+        .3
 }
 
 /// `n` drivers with a car, enrolled (active) in `product`.
@@ -228,19 +259,10 @@ async fn starts_and_ends_made_together_write_what_one_at_a_time_writes() {
         .map(|(i, (d, car, _))| (*d, plain(car.id, &format!("key-{i}"))))
         .collect();
     let started = start_together::<Funded>(&core, starts).await;
-    let stats = core.batcher::<StartBatch<Funded>>().stats();
-    assert_eq!(stats.calls, 12);
-    assert!(
-        stats.batches < stats.calls && stats.largest > 1,
-        "{stats:?}"
-    );
+    assert_shared(core.batcher::<StartBatch<Funded>>().stats(), 12);
 
     let single_audit = audit_rows(&mut conn, "cover.session_started").await;
-    let single_details = &single_audit
-        .iter()
-        .find(|r| r.2 == single.id.to_string())
-        .unwrap()
-        .3;
+    let single_details = details_of(&single_audit, &single);
     let (_, single_body, _, _) = text(&mut conn, &format!("cover_started:{}", single.id)).await;
     for (i, session) in started.iter().enumerate() {
         let session = session
@@ -310,18 +332,9 @@ async fn starts_and_ends_made_together_write_what_one_at_a_time_writes() {
         })
         .collect();
     let ended = end_together(&core, ends).await;
-    let stats = core.batcher::<EndBatch<AfterEnd>>().stats();
-    assert_eq!(stats.calls, 12);
-    assert!(
-        stats.batches < stats.calls && stats.largest > 1,
-        "{stats:?}"
-    );
+    assert_shared(core.batcher::<EndBatch<AfterEnd>>().stats(), 12);
     let end_audit = audit_rows(&mut conn, "cover.session_ended").await;
-    let single_end_details = &end_audit
-        .iter()
-        .find(|r| r.2 == single.id.to_string())
-        .unwrap()
-        .3;
+    let single_end_details = details_of(&end_audit, &single);
     let (_, single_end_body, _, _) = text(&mut conn, &format!("cover_ended:{}", single.id)).await;
     assert_eq!(single_end.charge.unwrap().minutes, 75);
     for (i, session) in ended.iter().enumerate() {
@@ -563,4 +576,85 @@ async fn a_start_the_database_refuses_is_left_to_the_single_path_and_the_others_
         .await
         .unwrap();
     assert_eq!(b_sessions, 0);
+}
+
+#[tokio::test]
+async fn a_start_that_loses_a_race_rolls_its_batch_back_and_is_left_to_the_single_path() {
+    use diesel_async::AsyncConnection;
+    let db = TestDb::new().await.unwrap();
+    let mut conn = db.conn().await.unwrap();
+    let clock = Arc::new(clock());
+    let (food, _) = products(&mut conn).await;
+    let drivers = enrolled_drivers(&mut conn, &clock, 2, food.product_id).await;
+    let core = core_for(&db, &clock);
+    let (racer, racer_car, _) = drivers[0].clone();
+    let (other, other_car, _) = drivers[1].clone();
+
+    // Another request starts the racer's cover and has not committed yet.
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (commit_tx, commit_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut held = db.conn().await.unwrap();
+    let held_clock = Arc::clone(&clock);
+    let holder = tokio::spawn(async move {
+        held.transaction::<_, cover::CoverError, _>(async |conn| {
+            let session = cover::start_session(
+                conn,
+                held_clock.as_ref(),
+                &cover_settings(),
+                racer,
+                plain(racer_car.id, "held"),
+                &Funded,
+            )
+            .await?
+            .session;
+            started_tx.send(()).unwrap();
+            commit_rx.await.unwrap();
+            Ok(session)
+        })
+        .await
+        .unwrap()
+    });
+    started_rx.await.unwrap();
+    // The batch reads no open session for the racer, then waits for the enrolment's lock, and
+    // its insert then finds the session the other request committed.
+    let batch = tokio::spawn({
+        let core = core.clone();
+        async move {
+            start_together::<Funded>(
+                &core,
+                vec![
+                    (racer, plain(racer_car.id, "batched")),
+                    (other, plain(other_car.id, "other")),
+                ],
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    commit_tx.send(()).unwrap();
+    let held_session = holder.await.unwrap();
+    let answers = batch.await.unwrap();
+
+    assert_eq!(
+        answers[0], None,
+        "the racer's start is left to the single path"
+    );
+    let stored = answers[1]
+        .as_ref()
+        .expect("the other driver's start is stored");
+    assert_eq!(stored.driver_id, other);
+    let racer_sessions: Vec<uuid::Uuid> = cover::schema::cover_sessions::table
+        .filter(cover::schema::cover_sessions::driver_id.eq(racer))
+        .select(cover::schema::cover_sessions::id)
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(racer_sessions, vec![held_session.id.uuid()]);
+    let texts: i64 = notifications::schema::notifications::table
+        .filter(notifications::schema::notifications::driver_id.eq(racer.uuid()))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(texts, 1, "only the committed start's text");
 }
