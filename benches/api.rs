@@ -321,13 +321,12 @@ fn print_batches(core: &Core) {
         ("quote inserts", pricing::quote_insert_stats(core)),
         (
             "cover starts",
-            core.batcher::<cover::StartBatch<payments::WalletFunds>>()
+            core.batcher::<cover::engine::StartCommand<payments::WalletFunds>>()
                 .stats(),
         ),
         (
             "cover ends",
-            core.batcher::<cover::EndBatch<payments::ChargeSession>>()
-                .stats(),
+            core.batcher::<cover::engine::EndCommand>().stats(),
         ),
     ];
     let line: Vec<String> = all

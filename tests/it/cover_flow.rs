@@ -758,7 +758,7 @@ async fn every_refusal_has_its_own_code() {
     assert_eq!(body["data"]["cancelEnrolmentPreview"], Value::Null);
 }
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn open_ws(app: &TestApp, path: &str) -> Ws {
@@ -782,7 +782,7 @@ async fn send(ws: &mut Ws, message: Value) {
 }
 
 /// The next text message as JSON; `None` when the socket closes (or nothing comes in time).
-async fn next_json(ws: &mut Ws) -> Option<Value> {
+pub(crate) async fn next_json(ws: &mut Ws) -> Option<Value> {
     use tokio_tungstenite::tungstenite::Message;
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
@@ -799,7 +799,7 @@ async fn next_json(ws: &mut Ws) -> Option<Value> {
 
 /// A `coverStatus` subscription of `d` (id "1") selecting `selection`, returned once the server
 /// listens on the driver's channel.
-async fn subscribe_live(app: &TestApp, d: &Driver, selection: &str) -> Ws {
+pub(crate) async fn subscribe_live(app: &TestApp, d: &Driver, selection: &str) -> Ws {
     let mut ws = open_ws(app, "/graphql/ws").await;
     send(
         &mut ws,
@@ -943,9 +943,7 @@ async fn a_session_the_cron_closes_is_charged_and_its_end_is_pushed_live() {
         clock: Arc::new(clock.clone()),
         settings: app.core.settings.clone(),
     };
-    workers::cover_jobs::close_due_sessions_and_charge(ctx, job)
-        .await
-        .unwrap();
+    cover::jobs::run_close_due_sessions(ctx, job).await.unwrap();
 
     // The session ended at its maximum length, and its charge is queued exactly once.
     let charges = count(

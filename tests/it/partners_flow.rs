@@ -5,7 +5,7 @@
 //! and one `cover.ended` per session (verified here as a receiver would), asks "is this driver
 //! covered?", and unlinks. Also: scopes, test keys, bad events and the partner rate limit.
 
-use crate::cover_flow::{Driver, credit, driver, enrol};
+use crate::cover_flow::{Driver, credit, driver, enrol, next_json, subscribe_live};
 use crate::support::*;
 use chrono::{DateTime, Duration as Minutes, DurationRound, Utc};
 use serde_json::{Value, json};
@@ -838,4 +838,62 @@ async fn simulate_partner_plays_a_day_for_linked_drivers_against_the_server() {
         .await,
         3
     );
+}
+
+/// Cover a partner starts and ends reaches the driver's live `coverStatus`, as their own does.
+#[tokio::test]
+async fn partner_started_and_ended_cover_is_pushed_to_the_drivers_live_status() {
+    let app = TestApp::spawn().await;
+    let food = seed_products(&app).await;
+    let (_, _, partner_key) = app.partner_with_key("Live Deliveries").await;
+    let d = covered_driver(&app, &food).await;
+    let linked = link(&app, &d, &partner_key, "live-1").await;
+    assert_eq!(linked["userErrors"], json!([]), "{linked}");
+    let mut ws = subscribe_live(&app, &d, "{ kind session { id status } }").await;
+
+    let now = Utc::now();
+    let event = |id: &str, kind: &str, at: DateTime<Utc>| {
+        json!({
+            "eventId": id,
+            "externalDriverId": "live-1",
+            "kind": kind,
+            "occurredAt": at.to_rfc3339(),
+            "vehicleType": "CAR",
+        })
+    };
+    let started = record(
+        &app,
+        &partner_key,
+        &[event("j1", "JOB_ACCEPTED", now - Minutes::minutes(30))],
+    )
+    .await;
+    assert_eq!(started["results"][0]["cover"], "COVERED", "{started}");
+    let pushed = next_json(&mut ws).await.unwrap();
+    assert_eq!(
+        pushed["payload"]["data"]["coverStatus"]["kind"], "STARTED",
+        "{pushed}"
+    );
+    let session = pushed["payload"]["data"]["coverStatus"]["session"]["id"].clone();
+    assert_eq!(session, started["results"][0]["sessionId"]);
+
+    // The job and the shift ended a while ago: the session ends now, at the gap rule's end.
+    record(
+        &app,
+        &partner_key,
+        &[
+            event("j2", "JOB_COMPLETED", now - Minutes::minutes(25)),
+            event("j3", "OFFLINE", now - Minutes::minutes(24)),
+        ],
+    )
+    .await;
+    let mut kinds = Vec::new();
+    while let Some(pushed) = next_json(&mut ws).await {
+        let status = &pushed["payload"]["data"]["coverStatus"];
+        assert_eq!(status["session"]["id"], session, "{pushed}");
+        kinds.push(status["kind"].as_str().unwrap_or_default().to_owned());
+        if kinds.last().is_some_and(|k| k == "ENDED") {
+            break;
+        }
+    }
+    assert_eq!(kinds.last().map(String::as_str), Some("ENDED"), "{kinds:?}");
 }

@@ -7,7 +7,6 @@
 //! letters are kept in PostgreSQL, where ops can see them, not in Redis. Cron schedules
 //! ([`cron`]) enqueue their jobs through the same outbox, once per tick across all processes.
 
-pub mod cover_jobs;
 pub mod cron;
 pub mod registry;
 pub mod relay;
@@ -29,7 +28,7 @@ pub fn default_registry() -> Registry {
     );
     r.register(shared::demo::run_demo_ping);
     r.register(notifications::jobs::deliver_notification);
-    r.register(cover_jobs::close_due_sessions_and_charge);
+    r.register(cover::jobs::run_close_due_sessions);
     r.register(payments::jobs::run_charge_auto_top_up);
     r.register(payments::jobs::run_apply_stripe_event);
     r.register(payments::jobs::run_charge_session);

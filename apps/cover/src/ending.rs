@@ -12,29 +12,19 @@
 //!   (the daily cap); it is stored with its rates, and the "cover ended" SMS and the audit entry
 //!   are written in the same transaction.
 
+use crate::engine::{EndRequest, SessionEnded, end_sessions};
 use crate::error::CoverError;
 use crate::events::{CoverEvent, CoverEventKind};
 use crate::ids::{CoverSessionId, EnrolmentId};
 use crate::schema::cover_sessions;
 use crate::sessions::{CoverSession, EndReason, SessionRow, SessionStatus};
-use crate::support::{audit, lock_driver, try_lock_driver, uk_day_bounds};
+use crate::support::{audit, lock_driver};
 use accounts::{Actor, DriverId};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use pricing::SessionCharge;
 use shared::{Clock, Currency, Money};
-
-/// The result of ending a session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use = "publish the events once the change has committed"]
-pub struct SessionEnded {
-    /// The session, ended and priced.
-    pub session: CoverSession,
-    /// Events for [`crate::events::publish_cover_event`], after commit.
-    pub events: Vec<CoverEvent>,
-}
 
 /// When and why a session asked to end at `at` for `reason` really ends: at its earliest
 /// deadline already passed, if any, for that deadline's reason.
@@ -62,129 +52,6 @@ pub(crate) fn money(minor: i64, currency: &str) -> Result<Money, CoverError> {
     })
 }
 
-/// What the driver was charged for their other sessions that started on the same UK day as
-/// `started_at` (the daily cap's "already charged today").
-async fn already_charged_today(
-    conn: &mut AsyncPgConnection,
-    driver_id: DriverId,
-    exclude: CoverSessionId,
-    started_at: DateTime<Utc>,
-    currency: &str,
-) -> Result<Money, CoverError> {
-    #[derive(QueryableByName)]
-    struct Total {
-        #[diesel(sql_type = BigInt)]
-        total: i64,
-    }
-    let (day_start, day_end) = uk_day_bounds(started_at);
-    let total: Total = shared::sql::prepared(
-        "SELECT coalesce(sum(total_minor), 0)::bigint AS total
-           FROM cover_sessions
-          WHERE driver_id = $1 AND id <> $2 AND status <> 'active' AND currency = $3
-            AND started_at >= $4 AND started_at < $5",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(driver_id.uuid())
-    .bind::<diesel::sql_types::Uuid, _>(exclude.uuid())
-    .bind::<Text, _>(currency)
-    .bind::<Timestamptz, _>(day_start)
-    .bind::<Timestamptz, _>(day_end)
-    .get_result(conn)
-    .await?;
-    money(total.total, currency)
-}
-
-/// Prices a session ending at `at` (its deadlines applied), as [`end_locked`] would.
-async fn price(
-    conn: &mut AsyncPgConnection,
-    row: &SessionRow,
-    at: DateTime<Utc>,
-) -> Result<SessionCharge, CoverError> {
-    let already =
-        already_charged_today(conn, row.driver_id, row.id, row.started_at, &row.currency).await?;
-    price_with(conn, row, at, already).await
-}
-
-/// Prices a session ending at `at`, given what the driver was already charged that day.
-pub(crate) async fn price_with(
-    conn: &mut AsyncPgConnection,
-    row: &SessionRow,
-    at: DateTime<Utc>,
-    already: Money,
-) -> Result<SessionCharge, CoverError> {
-    // Published versions never change: the remembered one saves a read.
-    let version = pricing::get_version_terms(conn, row.product_version_id).await?;
-    let rate = money(row.hourly_rate_minor, &row.currency)?;
-    Ok(pricing::price_session(
-        &version,
-        rate,
-        row.started_at,
-        at,
-        already,
-    )?)
-}
-
-fn bp(rate: u32) -> Result<i32, CoverError> {
-    i32::try_from(rate).map_err(|_| anyhow::anyhow!("rate {rate} out of range").into())
-}
-
-/// Ends and prices an active session whose driver lock and row lock the caller holds (inside
-/// its transaction); writes the audit entry and the "cover ended" SMS.
-pub(crate) async fn end_locked(
-    conn: &mut AsyncPgConnection,
-    row: SessionRow,
-    at: DateTime<Utc>,
-    reason: EndReason,
-    actor: Actor,
-) -> Result<CoverSession, CoverError> {
-    if row.status != SessionStatus::Active.as_str() {
-        return Err(CoverError::SessionAlreadyEnded);
-    }
-    let (ended_at, reason) = effective_end(&row, at, reason);
-    let charge = price(conn, &row, ended_at).await?;
-    let b = charge.breakdown;
-    // Every session ends through here: written out so that each connection prepares it once
-    // (diesel's UPDATE is planned again on every call).
-    let updated: SessionRow = shared::sql::prepared(
-        "UPDATE cover_sessions
-            SET status = 'ended', ended_at = $2, end_reason = $3, minutes = $4,
-                billed_minutes = $5, charge_rule = $6, uncapped_minor = $7, net_minor = $8,
-                commission_minor = $9, ipt_minor = $10, total_minor = $11, ipt_rate_bp = $12,
-                commission_bp = $13
-          WHERE id = $1 AND status = 'active'
-      RETURNING *",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(row.id)
-    .bind::<Timestamptz, _>(ended_at)
-    .bind::<Text, _>(reason.as_str())
-    .bind::<BigInt, _>(charge.minutes)
-    .bind::<BigInt, _>(charge.billed_minutes)
-    .bind::<Text, _>(charge.rule.as_str())
-    .bind::<BigInt, _>(charge.uncapped.minor)
-    .bind::<BigInt, _>(b.net_premium.minor)
-    .bind::<BigInt, _>(b.commission.minor)
-    .bind::<BigInt, _>(b.ipt.minor)
-    .bind::<BigInt, _>(b.total.minor)
-    .bind::<Integer, _>(bp(b.ipt_rate_bp)?)
-    .bind::<Integer, _>(bp(b.commission_rate_bp)?)
-    .get_result(conn)
-    .await
-    .optional()?
-    .ok_or(CoverError::SessionAlreadyEnded)?;
-    let session = CoverSession::try_from(updated)?;
-    audit(
-        conn,
-        actor,
-        ENDED_ACTION,
-        "cover_session",
-        session.id.to_string(),
-        None,
-        ended_audit_details(&session, reason, ended_at, &charge),
-    )
-    .await?;
-    crate::notify::cover_ended(conn, &session).await?;
-    Ok(session)
-}
-
 /// The audit action of an ending.
 pub(crate) const ENDED_ACTION: &str = "cover.session_ended";
 
@@ -208,63 +75,7 @@ pub(crate) fn ended_audit_details(
     })
 }
 
-/// The audit actor for an ending asked for with `reason` (ops endings go through
-/// [`end_session_as`] to name the staff user).
-fn actor_for(reason: EndReason, row: &SessionRow) -> Actor {
-    match (reason, row.partner_id) {
-        (EndReason::Driver, _) => Actor::Driver(row.driver_id),
-        (EndReason::Partner, Some(partner_id)) => Actor::Partner(partner_id),
-        _ => Actor::System,
-    }
-}
-
-async fn end_with(
-    conn: &mut AsyncPgConnection,
-    clock: &dyn Clock,
-    driver_id: Option<DriverId>,
-    session_id: CoverSessionId,
-    reason: EndReason,
-    actor: Option<Actor>,
-) -> Result<SessionEnded, CoverError> {
-    let now = clock.now();
-    // The driver lock comes before the row lock. A driver ending their own session names
-    // themself: their lock is taken and the row is then read for them only (another driver's
-    // session answers as an unknown one). Otherwise, find whose session it is first.
-    let owner: DriverId = match driver_id {
-        Some(driver_id) => driver_id,
-        None => cover_sessions::table
-            .filter(cover_sessions::id.eq(session_id))
-            .select(cover_sessions::driver_id)
-            .first(conn)
-            .await
-            .optional()?
-            .ok_or(CoverError::SessionNotFound)?,
-    };
-    let end = async |conn: &mut AsyncPgConnection| -> Result<SessionEnded, CoverError> {
-        let row = lock_session(conn, owner, session_id).await?;
-        let actor = actor.unwrap_or_else(|| actor_for(reason, &row));
-        let session = end_locked(conn, row, now, reason, actor).await?;
-        Ok(SessionEnded {
-            events: vec![CoverEvent {
-                driver_id: owner,
-                session_id: Some(session.id),
-                kind: CoverEventKind::Ended,
-                at: now,
-            }],
-            session,
-        })
-    };
-    if driver_id.is_some() && shared::db::in_transaction(conn) {
-        // The caller's transaction holds the ending together (and the caller rolls it back on
-        // an error, as with any failed statement): a savepoint would only add round trips.
-        end(conn).await
-    } else {
-        conn.transaction::<_, CoverError, _>(end).await
-    }
-}
-
-/// Ends one of the driver's sessions now and prices it. Called inside a transaction, it runs in
-/// that transaction (no savepoint): roll it back on an error.
+/// Ends one of the driver's sessions now and prices it: [`end_sessions`] for one request.
 ///
 /// The audit entry names the driver for reason `driver`, the session's partner for `partner`,
 /// and the system otherwise. An ending asked for after a deadline ends at that deadline (see the
@@ -278,10 +89,22 @@ pub async fn end_session(
     session_id: CoverSessionId,
     reason: EndReason,
 ) -> Result<SessionEnded, CoverError> {
-    end_with(conn, clock, Some(driver_id), session_id, reason, None).await
+    end_one(
+        conn,
+        clock,
+        EndRequest {
+            session_id,
+            driver_id: Some(driver_id),
+            at: clock.now(),
+            reason,
+            actor: None,
+        },
+    )
+    .await
 }
 
-/// Ends any session now, recording `actor` (an ops user, a partner acting for its driver).
+/// Ends any session now, recording `actor` (an ops user, a partner acting for its driver):
+/// [`end_sessions`] for one request.
 ///
 /// Errors: `SESSION_NOT_FOUND`, `SESSION_ALREADY_ENDED`.
 pub async fn end_session_as(
@@ -291,7 +114,30 @@ pub async fn end_session_as(
     reason: EndReason,
     actor: Actor,
 ) -> Result<SessionEnded, CoverError> {
-    end_with(conn, clock, None, session_id, reason, Some(actor)).await
+    end_one(
+        conn,
+        clock,
+        EndRequest {
+            session_id,
+            driver_id: None,
+            at: clock.now(),
+            reason,
+            actor: Some(actor),
+        },
+    )
+    .await
+}
+
+/// [`end_sessions`] for one request.
+pub(crate) async fn end_one(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    request: EndRequest,
+) -> Result<SessionEnded, CoverError> {
+    end_sessions(conn, clock, std::slice::from_ref(&request))
+        .await?
+        .pop()
+        .unwrap_or_else(|| Err(anyhow::anyhow!("no answer for the ending").into()))
 }
 
 /// The result of [`close_due_sessions`].
@@ -306,12 +152,12 @@ pub struct ClosedSessions {
     pub events: Vec<CoverEvent>,
 }
 
-/// Ends up to `limit` active sessions that are past their deadline: past `max_end_at` (reason
-/// `max_length`, ended at `max_end_at`) or past a partner's `scheduled_end_at` (reason
-/// `gap_rule`, ended then). Idempotent, and safe to run from several workers at once: a session
-/// another worker or request is ending is skipped (its driver lock is tried, its row locked with
-/// `SKIP LOCKED`), never waited for. Each session ends in its own transaction (a savepoint when
-/// the caller holds one), so one failure does not undo the others.
+/// Ends up to `limit` active sessions that are past their deadline, through [`end_sessions`]:
+/// past `max_end_at` (reason `max_length`, ended at `max_end_at`) or past a partner's
+/// `scheduled_end_at` (reason `gap_rule`, ended then). Idempotent, and safe to run from several
+/// workers at once: a session someone else ended meanwhile answers `SESSION_ALREADY_ENDED` and is
+/// left alone. When the batch fails as a whole, each session is tried on its own, so one
+/// failure does not hold back the others.
 pub async fn close_due_sessions(
     conn: &mut AsyncPgConnection,
     clock: &dyn Clock,
@@ -321,55 +167,42 @@ pub async fn close_due_sessions(
     let due = cover_sessions::max_end_at
         .le(now)
         .or(cover_sessions::scheduled_end_at.le(now));
-    let candidates: Vec<(CoverSessionId, DriverId)> = cover_sessions::table
+    let candidates: Vec<CoverSessionId> = cover_sessions::table
         .filter(cover_sessions::status.eq(SessionStatus::Active.as_str()))
         .filter(due)
         .order(cover_sessions::max_end_at.asc())
         .limit(limit.max(0))
-        .select((cover_sessions::id, cover_sessions::driver_id))
+        .select(cover_sessions::id)
         .load(conn)
         .await?;
-    let mut out = ClosedSessions::default();
-    for (session_id, driver_id) in candidates {
-        let attempt = conn
-            .transaction::<_, CoverError, _>(async |conn| {
-                if !try_lock_driver(conn, driver_id).await? {
-                    return Ok(None);
-                }
-                let row: Option<SessionRow> = cover_sessions::table
-                    .find(session_id)
-                    .filter(cover_sessions::status.eq(SessionStatus::Active.as_str()))
-                    .filter(
-                        cover_sessions::max_end_at
-                            .le(now)
-                            .or(cover_sessions::scheduled_end_at.le(now)),
-                    )
-                    .select(SessionRow::as_select())
-                    .for_update()
-                    .skip_locked()
-                    .first(conn)
-                    .await
-                    .optional()?;
-                match row {
-                    // The due deadline takes over from the placeholder reason.
-                    Some(row) => Ok(Some(
-                        end_locked(conn, row, now, EndReason::MaxLength, Actor::System).await?,
-                    )),
-                    None => Ok(None),
-                }
-            })
-            .await;
-        match attempt {
-            Ok(Some(session)) => {
-                out.events.push(CoverEvent {
-                    driver_id,
-                    session_id: Some(session.id),
-                    kind: CoverEventKind::Ended,
-                    at: now,
-                });
-                out.sessions.push(session);
+    // The due deadline takes over from the placeholder reason (see `effective_end`).
+    let request = |session_id| EndRequest {
+        session_id,
+        driver_id: None,
+        at: now,
+        reason: EndReason::MaxLength,
+        actor: Some(Actor::System),
+    };
+    let requests: Vec<EndRequest> = candidates.iter().copied().map(request).collect();
+    let answers = match end_sessions(conn, clock, &requests).await {
+        Ok(answers) => answers,
+        Err(e) => {
+            tracing::warn!(error = ?e, "closing due sessions together failed; one by one");
+            let mut answers = Vec::with_capacity(requests.len());
+            for r in &requests {
+                answers.push(end_one(conn, clock, r.clone()).await);
             }
-            Ok(None) => {}
+            answers
+        }
+    };
+    let mut out = ClosedSessions::default();
+    for (session_id, answer) in candidates.into_iter().zip(answers) {
+        match answer {
+            Ok(ended) => {
+                out.events.extend(ended.events);
+                out.sessions.push(ended.session);
+            }
+            Err(CoverError::SessionAlreadyEnded | CoverError::SessionNotFound) => {}
             Err(e) => {
                 tracing::error!(session_id = %session_id, error = ?e, "due cover session could not be closed");
                 out.failed += 1;
@@ -513,22 +346,8 @@ pub(crate) async fn open_session_of_enrolment(
         .transpose()
 }
 
-/// The enrolment's active session row, locked for update (the caller holds the driver lock).
-pub(crate) async fn lock_open_session_of_enrolment(
-    conn: &mut AsyncPgConnection,
-    enrolment_id: EnrolmentId,
-) -> Result<Option<SessionRow>, CoverError> {
-    Ok(cover_sessions::table
-        .filter(cover_sessions::enrolment_id.eq(enrolment_id))
-        .filter(cover_sessions::status.eq(SessionStatus::Active.as_str()))
-        .select(SessionRow::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()?)
-}
-
-/// What an active session would be charged if it ended at `now`. Reads only.
+/// What an active session would be charged if it ended at `now`, priced as
+/// [`end_sessions`] would price it. Reads only.
 pub(crate) async fn preview_charge(
     conn: &mut AsyncPgConnection,
     session: &CoverSession,
@@ -540,7 +359,7 @@ pub(crate) async fn preview_charge(
         .first(conn)
         .await?;
     let (at, _) = effective_end(&row, now, EndReason::Driver);
-    price(conn, &row, at).await
+    crate::engine::price_ending(conn, &row, at).await
 }
 
 /// What ending the driver's active session now would cost, if they have one. Reads only.

@@ -14,7 +14,7 @@
 //! Lock order, shared with the session functions: the driver's cover lock, then the enrolment
 //! row, then session rows.
 
-use crate::ending::{end_locked, open_session_of_enrolment, preview_charge};
+use crate::ending::{end_one, open_session_of_enrolment, preview_charge};
 use crate::error::CoverError;
 use crate::events::{CoverEvent, CoverEventKind};
 use crate::funds::{Funding, FundsCheck};
@@ -560,7 +560,10 @@ pub async fn suspend(
 ) -> Result<EnrolmentChanged, CoverError> {
     let reason = clean_text(reason).ok_or(CoverError::InvalidReason)?;
     let now = clock.now();
+    let driver_id = get_enrolment(conn, enrolment_id).await?.driver_id;
     conn.transaction::<_, CoverError, _>(async |conn| {
+        // Serialises with the cover engine, which decides starts under this lock.
+        lock_driver(conn, driver_id).await?;
         let current = lock_enrolment(conn, enrolment_id).await?;
         match current.status {
             EnrolmentStatus::Suspended => {
@@ -732,21 +735,21 @@ pub async fn cancel_enrolment(
             });
         }
         let mut events = Vec::new();
-        let ended_session =
-            match crate::ending::lock_open_session_of_enrolment(conn, enrolment_id).await? {
-                Some(row) => {
-                    let ended =
-                        end_locked(conn, row, now, EndReason::EnrolmentCancelled, actor).await?;
-                    events.push(CoverEvent {
-                        driver_id,
-                        session_id: Some(ended.id),
-                        kind: CoverEventKind::Ended,
-                        at: now,
-                    });
-                    Some(ended)
-                }
-                None => None,
-            };
+        let ended_session = match open_session_of_enrolment(conn, enrolment_id).await? {
+            Some(open) => {
+                let request = crate::engine::EndRequest {
+                    session_id: open.id,
+                    driver_id: Some(driver_id),
+                    at: now,
+                    reason: EndReason::EnrolmentCancelled,
+                    actor: Some(actor),
+                };
+                let ended = end_one(conn, clock, request).await?;
+                events.extend(ended.events);
+                Some(ended.session)
+            }
+            None => None,
+        };
         let enrolment = set_status(
             conn,
             &current,

@@ -1,14 +1,18 @@
-//! The cover job: closing sessions past their deadline.
+//! The cover jobs: closing sessions past their deadline, and the charge every ending causes.
 //!
-//! A cron tick in `shiftcover work` enqueues one [`CloseDueSessions`] per minute (its key is the
-//! tick, so a tick enqueues once however many schedulers run); the handler ends the due sessions
-//! and completes the job in one transaction, so a lost claim undoes its work and a rerun finds
-//! nothing left to do.
+//! - [`CloseDueSessions`]: a cron tick in `shiftcover work` enqueues one per minute (its key is
+//!   the tick, so a tick enqueues once however many schedulers run); the handler ends the due
+//!   sessions through the cover engine and completes the job in one transaction, so a lost claim
+//!   undoes its work and a rerun finds nothing left to do.
+//! - [`ChargeSession`]: enqueued by the engine in the transaction of every ending (see
+//!   [`crate::engine::end_sessions`]), so no session ends without its charge on the way. The
+//!   payments app runs it (it owns the wallet); the type name and key are stored on queued rows
+//!   and never change.
 
-use crate::ending::{ClosedSessions, close_due_sessions};
-use crate::events::CoverEvent;
+use crate::ending::close_due_sessions;
+use crate::ids::CoverSessionId;
 use chrono::{DateTime, Utc};
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
 use shared::jobs::{JobContext, JobError};
 use shared::outbox::Job;
@@ -45,35 +49,37 @@ impl Job for CloseDueSessions {
     }
 }
 
-/// What [`run_close_due_sessions`] runs on the sessions it ended, inside its transaction.
-pub type AfterClose<'c> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), JobError>> + Send + 'c>>;
+/// Take one ended session's charge from the wallet (run by the payments app).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargeSession {
+    /// The session to charge.
+    pub session_id: CoverSessionId,
+}
 
-/// Ends the due sessions (as of the handler's clock, not the tick), runs `then` on them, and
-/// completes the job, all in one transaction: what must follow an end (the payments side queues
-/// each session's charge) commits with it or not at all. Returns the `Ended` events, which the
-/// caller publishes (see [`crate::events::publish_cover_events`]) — they are committed once this
-/// returns.
-///
-/// The cover crate knows nothing of payments, so the job is registered by the process that does
-/// (`shiftcover work`), with a `then` that queues the charges.
-pub async fn run_close_due_sessions<F>(
+impl Job for ChargeSession {
+    const TYPE: &'static str = "ChargeSession";
+    const QUEUE: &'static str = "payments";
+    const MAX_ATTEMPTS: i32 = 8;
+
+    fn idempotency_key(&self) -> String {
+        format!("charge_session:{}", self.session_id)
+    }
+}
+
+/// Ends the due sessions (as of the handler's clock, not the tick) and completes the job in one
+/// transaction (each ending's charge job commits with it), then publishes the `Ended` events to
+/// the drivers' live status (best effort).
+pub async fn run_close_due_sessions(
     ctx: JobContext,
     job: CloseDueSessions,
-    then: F,
-) -> Result<Vec<CoverEvent>, JobError>
-where
-    F: for<'c> Fn(&'c mut AsyncPgConnection, &'c ClosedSessions) -> AfterClose<'c> + Send + Sync,
-{
+) -> Result<(), JobError> {
     let mut conn = ctx.pool.get().await?;
     let ctx = &ctx;
-    let then = &then;
     let closed = conn
         .transaction::<_, JobError, _>(async |conn| {
             let closed = close_due_sessions(conn, &*ctx.clock, job.limit)
                 .await
                 .map_err(|e| JobError::Retry(anyhow::Error::new(e)))?;
-            then(conn, &closed).await?;
             ctx.complete_in(conn).await?;
             Ok(closed)
         })
@@ -85,5 +91,18 @@ where
         );
     }
     tracing::info!(closed = closed.sessions.len(), "due cover sessions closed");
-    Ok(closed.events)
+    if !closed.events.is_empty() {
+        match shared::redis_conn::connect(&ctx.settings.redis).await {
+            Ok(mut redis) => {
+                crate::events::publish_cover_events(
+                    &mut redis,
+                    &ctx.settings.redis.key_prefix,
+                    &closed.events,
+                )
+                .await;
+            }
+            Err(e) => tracing::warn!(error = %e, "cover events of closed sessions not published"),
+        }
+    }
+    Ok(())
 }

@@ -4,18 +4,23 @@
 //!   with every change recorded in `enrolment_events`.
 //! - [`funds`]: the [`FundsCheck`] trait through which the payments app says whether a driver can
 //!   pay; cover defines it, payments implements it.
-//! - [`eligibility`]: [`check_eligibility`], the one answer to "may this driver start cover on
-//!   this vehicle now?".
-//! - [`sessions`]: [`start_session`] (idempotent by the client's key; at most one active session
-//!   per driver, enforced by the database) and the reads ([`list_sessions`] with keyset
-//!   pagination, [`get_session_for_driver`], …).
-//! - [`ending`]: [`end_session`], [`close_due_sessions`] (maximum length, partners' gap rule) and
-//!   the charge of each session, priced by [`pricing::price_session`] with the UK day's daily cap.
+//! - [`engine`]: the one implementation of starting and ending cover, over a batch of requests
+//!   ([`start_sessions`], [`end_sessions`]; [`start_cover`] and [`end_cover`] batch concurrent
+//!   requests of a process). Every caller — the app, partners' shift events, the clock, enrolment
+//!   cancellation, ops — goes through it.
+//! - [`eligibility`]: the rules a start must pass, written once as pure steps, and
+//!   [`check_eligibility`], the one answer to "may this driver start cover on this vehicle now?".
+//! - [`sessions`]: the session, [`start_session`] (the engine for one request) and the reads
+//!   ([`list_sessions`] with keyset pagination, [`get_session_for_driver`], …).
+//! - [`ending`]: when a session ends (its deadlines), [`end_session`] (the engine for one
+//!   request), [`close_due_sessions`] (maximum length, partners' gap rule), scheduled ends and
+//!   the `charged` mark.
 //! - [`certificate`] and [`proof`]: the certificate (HTML and PDF, with a QR code) and the
 //!   Ed25519-signed proof-of-cover token anyone can check with [`cover_status`].
 //! - [`events`]: live status on Redis pub/sub. Functions that change cover return their
 //!   [`CoverEvent`]s; callers publish them after commit.
-//! - [`jobs`]: [`jobs::CloseDueSessions`], for the workers' cron.
+//! - [`jobs`]: [`jobs::CloseDueSessions`] for the workers' cron, and [`jobs::ChargeSession`],
+//!   which every ending enqueues and the payments app runs.
 //!
 //! Invariants across the crate:
 //! - plain Rust: service functions take a connection, a [`shared::Clock`] and typed inputs, and
@@ -29,10 +34,11 @@
 
 #![warn(missing_docs)]
 
-pub mod batched;
 pub mod certificate;
+pub mod continuation;
 pub mod eligibility;
 pub mod ending;
+pub mod engine;
 pub mod enrolments;
 pub mod error;
 pub mod events;
@@ -50,12 +56,14 @@ mod support;
 #[cfg(feature = "test_support")]
 pub mod test_support;
 
-pub use batched::{Batched, EndBatch, StartBatch, try_end_batched, try_start_batched};
 pub use certificate::{Certificate, certificate, render_certificate_html, render_certificate_pdf};
 pub use eligibility::{Eligible, check_eligibility};
 pub use ending::{
-    ClosedSessions, SessionEndScheduled, SessionEnded, backdate_session_start, close_due_sessions,
+    ClosedSessions, SessionEndScheduled, backdate_session_start, close_due_sessions,
     current_charge, end_session, end_session_as, mark_session_charged, schedule_session_end,
+};
+pub use engine::{
+    EndRequest, SessionEnded, StartRequest, end_cover, end_sessions, start_cover, start_sessions,
 };
 pub use enrolments::{
     AWAITING_FUNDS, AWAITING_PAYMENT_METHOD, CancelPreview, EnrolInput, Enrolment,

@@ -5,8 +5,7 @@
 use crate::error::CoverError;
 use crate::sessions::CoverSession;
 use crate::support::uk_time;
-use accounts::{AccountsError, Driver, Vehicle};
-use diesel_async::AsyncPgConnection;
+use accounts::{Driver, Vehicle};
 use notifications::{Channel, NewNotification, Template, vars};
 
 /// How a vehicle is named to its driver: the registration, else make and model, else its type.
@@ -45,17 +44,6 @@ pub(crate) fn started_message(
     }
 }
 
-/// Records the "cover started" SMS.
-pub(crate) async fn cover_started(
-    conn: &mut AsyncPgConnection,
-    driver: &Driver,
-    vehicle: &Vehicle,
-    session: &CoverSession,
-) -> Result<(), CoverError> {
-    notifications::enqueue_notification(conn, started_message(driver, vehicle, session)).await?;
-    Ok(())
-}
-
 /// The "cover ended: N minutes, £X" SMS for an ended (priced) session.
 pub(crate) fn ended_message(
     driver: &Driver,
@@ -76,19 +64,4 @@ pub(crate) fn ended_message(
             ("certificate", session.certificate_number.clone()),
         ]),
     })
-}
-
-/// Records the "cover ended: N minutes, £X" SMS. A driver whose account is deleted gets none.
-pub(crate) async fn cover_ended(
-    conn: &mut AsyncPgConnection,
-    session: &CoverSession,
-) -> Result<(), CoverError> {
-    let driver = match accounts::get_driver(conn, session.driver_id).await {
-        Ok(d) => d,
-        Err(AccountsError::NotFound(_)) => return Ok(()),
-        Err(AccountsError::Database(e)) => return Err(e.into()),
-        Err(e) => return Err(CoverError::Internal(anyhow::Error::new(e))),
-    };
-    notifications::enqueue_notification(conn, ended_message(&driver, session)?).await?;
-    Ok(())
 }

@@ -14,24 +14,22 @@
 //! Functions that start or end a session return the [`CoverEvent`]s to publish once the caller's
 //! transaction has committed (see [`crate::events`]).
 
-use crate::eligibility::{Eligible, VersionSource, eligibility};
-use crate::enrolments::{EnrolmentStatus, lock_enrolment, set_status};
+use crate::engine::{StartRequest, start_sessions};
 use crate::error::CoverError;
-use crate::events::{CoverEvent, CoverEventKind};
+use crate::events::CoverEvent;
 use crate::funds::FundsCheck;
 use crate::ids::{CoverSessionId, EnrolmentId};
-use crate::schema::{cover_sessions, enrolments};
-use crate::support::{MAX_TEXT_CHARS, audit};
-use accounts::{Actor, DriverId, PartnerId, VehicleId};
+use crate::schema::cover_sessions;
+use crate::support::MAX_TEXT_CHARS;
+use accounts::{DriverId, PartnerId, VehicleId};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use pricing::{ChargeRule, ProductId, ProductVersionId, Quote, QuoteId};
 use rand::Rng;
 use serde::Serialize;
-use shared::error::is_unique_violation;
 use shared::settings::CoverSettings;
 use shared::{Clock, Money};
 use std::fmt;
@@ -40,13 +38,6 @@ use std::str::FromStr;
 /// The most sessions one page of [`list_sessions`] returns.
 pub const MAX_PAGE_SIZE: i64 = 100;
 
-const KEY_CONSTRAINT: &str = "cover_sessions_driver_key_unique";
-const ONE_ACTIVE_INDEX: &str = "cover_sessions_one_active_per_driver";
-const CERTIFICATE_CONSTRAINT: &str = "cover_sessions_certificate_unique";
-/// Starts tried before giving up when the product's published version keeps changing under them.
-const VERSION_ATTEMPTS: usize = 3;
-/// Draws of a certificate number before giving up (2⁴⁰ numbers: a second draw is already rare).
-const CERTIFICATE_ATTEMPTS: usize = 5;
 /// Crockford's base 32: no I, L, O or U, so a number read out over the phone is unambiguous.
 const CERTIFICATE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -498,6 +489,9 @@ pub struct SessionStarted {
     pub session: CoverSession,
     /// True when the idempotency key had already started it (nothing new happened).
     pub replayed: bool,
+    /// The session whose working period this one continues (it started within the gap rule
+    /// after that one ended, so the period pays one minimum), when it does; `None` on a replay.
+    pub continues: Option<CoverSessionId>,
     /// Events for [`crate::events::publish_cover_event`], after commit (none for a replay).
     pub events: Vec<CoverEvent>,
 }
@@ -513,7 +507,7 @@ pub(crate) fn check_key(key: &str) -> Result<(), CoverError> {
     }
 }
 
-fn check_source(source: &SessionSource) -> Result<(), CoverError> {
+pub(crate) fn check_source(source: &SessionSource) -> Result<(), CoverError> {
     if let SessionSource::Partner {
         reference: Some(r), ..
     } = source
@@ -524,15 +518,7 @@ fn check_source(source: &SessionSource) -> Result<(), CoverError> {
     Ok(())
 }
 
-/// Starts cover for a driver.
-///
-/// Steps: a repeated idempotency key returns its session (or `IDEMPOTENCY_KEY_REUSED` when the
-/// parameters differ); a driver already on cover gets `ALREADY_ON_COVER`; the quote, when given,
-/// must still be valid and be for this vehicle (and product, when given); eligibility is checked
-/// ([`crate::check_eligibility`]); without a quote a fresh one is made. The session is then stored with
-/// the quote's version and rate, a certificate number, and `max_end_at` = now +
-/// `settings.max_session_hours`, together with its audit entry and the "cover started" SMS. A
-/// pending enrolment whose driver can now pay becomes active in the same transaction.
+/// Starts cover for a driver now: [`crate::engine::start_sessions`] for one request.
 ///
 /// Errors: `INVALID_IDEMPOTENCY_KEY`, `INVALID_PARTNER_REF`, `IDEMPOTENCY_KEY_REUSED`,
 /// `ALREADY_ON_COVER`, `QUOTE_NOT_FOUND`, `QUOTE_EXPIRED`, `QUOTE_MISMATCH`, and those of
@@ -545,227 +531,20 @@ pub async fn start_session(
     input: StartCover,
     funds: &dyn FundsCheck,
 ) -> Result<SessionStarted, CoverError> {
-    check_key(&input.idempotency_key)?;
-    check_source(&input.source)?;
-    let (by_key, on_cover) = key_or_active(conn, driver_id, &input.idempotency_key).await?;
-    if let Some(existing) = by_key {
-        return replay(conn, existing, &input).await;
-    }
-    if on_cover {
-        return Err(CoverError::AlreadyOnCover);
-    }
-    let quote = match input.quote_id {
-        Some(id) => Some(pricing::get_valid_quote(conn, clock, driver_id, id).await?),
-        None => None,
+    let request = StartRequest {
+        driver_id,
+        vehicle_id: input.vehicle_id,
+        product_id: input.product_id,
+        quote_id: input.quote_id,
+        idempotency_key: input.idempotency_key,
+        source: input.source,
+        at: clock.now(),
+        until: None,
     };
-    let product_id = match (&quote, input.product_id) {
-        (Some(q), asked) => {
-            if q.vehicle_id != input.vehicle_id || asked.is_some_and(|p| p != q.product_id) {
-                return Err(CoverError::QuoteMismatch);
-            }
-            Some(q.product_id)
-        }
-        (None, asked) => asked,
-    };
-    // Without a quote, the price is rated on the published version this process remembers and
-    // the new quote is stored in the session's transaction (one commit for both): its insert
-    // checks that the version is still the published one; when it is not, the start is tried
-    // again on the new version. With a quote, eligibility reads the published version now.
-    let versions = match quote {
-        Some(_) => VersionSource::Read,
-        None => VersionSource::Remembered,
-    };
-    for _ in 0..VERSION_ATTEMPTS {
-        let eligible = eligibility(
-            conn,
-            clock,
-            driver_id,
-            input.vehicle_id,
-            product_id,
-            funds,
-            versions,
-        )
-        .await?;
-        let attempt = match &quote {
-            Some(q) => {
-                insert_new_session(
-                    conn, clock, settings, driver_id, &input, &eligible, q, false,
-                )
-                .await
-            }
-            None => {
-                insert_new_session(
-                    conn,
-                    clock,
-                    settings,
-                    driver_id,
-                    &input,
-                    &eligible,
-                    &eligible.quote,
-                    true,
-                )
-                .await
-            }
-        };
-        match attempt {
-            Err(CoverError::Database(e))
-                if quote.is_none() && pricing::is_version_not_published(&e) =>
-            {
-                continue;
-            }
-            other => return other,
-        }
-    }
-    Err(anyhow::anyhow!("the published version kept changing while cover started").into())
-}
-
-/// Stores a new session priced on `quote` (and, when `store_quote`, the quote itself, in the
-/// same transaction), drawing certificate numbers until one is unused; a start that lost a race
-/// to the same key or to another start answers as [`start_session`] says.
-#[allow(clippy::too_many_arguments)]
-async fn insert_new_session(
-    conn: &mut AsyncPgConnection,
-    clock: &dyn Clock,
-    settings: &CoverSettings,
-    driver_id: DriverId,
-    input: &StartCover,
-    eligible: &Eligible,
-    quote: &Quote,
-    store_quote: bool,
-) -> Result<SessionStarted, CoverError> {
-    let now = clock.now();
-    let max_end_at = now + Duration::hours(settings.max_session_hours);
-    for _ in 0..CERTIFICATE_ATTEMPTS {
-        let row = SessionRow::new_started(
-            driver_id,
-            input.vehicle_id,
-            eligible.enrolment.id,
-            quote,
-            now,
-            max_end_at,
-            &input.source,
-            input.idempotency_key.clone(),
-            new_certificate_number(),
-        );
-        let new_quote = store_quote.then_some(quote);
-        match insert_session(conn, row, eligible, new_quote, &input.source, now).await {
-            Ok(session) => {
-                let events = vec![CoverEvent {
-                    driver_id,
-                    session_id: Some(session.id),
-                    kind: CoverEventKind::Started,
-                    at: now,
-                }];
-                return Ok(SessionStarted {
-                    session,
-                    replayed: false,
-                    events,
-                });
-            }
-            Err(CoverError::Database(e))
-                if is_unique_violation(&e, Some(CERTIFICATE_CONSTRAINT)) =>
-            {
-                continue;
-            }
-            Err(CoverError::Database(e))
-                if is_unique_violation(&e, Some(KEY_CONSTRAINT))
-                    || is_unique_violation(&e, Some(ONE_ACTIVE_INDEX)) =>
-            {
-                // Lost a race: to the same request (return its session) or to another start.
-                return match find_by_key(conn, driver_id, &input.idempotency_key).await? {
-                    Some(existing) => replay(conn, existing, input).await,
-                    None => Err(CoverError::AlreadyOnCover),
-                };
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(anyhow::anyhow!("no unused certificate number after {CERTIFICATE_ATTEMPTS} draws").into())
-}
-
-/// In one read: the session the driver started with this idempotency key, if any, and whether
-/// the driver has an active session.
-async fn key_or_active(
-    conn: &mut AsyncPgConnection,
-    driver_id: DriverId,
-    idempotency_key: &str,
-) -> Result<(Option<CoverSession>, bool), CoverError> {
-    let rows: Vec<SessionRow> = cover_sessions::table
-        .filter(cover_sessions::driver_id.eq(driver_id))
-        .filter(
-            cover_sessions::idempotency_key
-                .eq(idempotency_key)
-                .or(cover_sessions::status.eq(SessionStatus::Active.as_str())),
-        )
-        .select(SessionRow::as_select())
-        .load(conn)
-        .await?;
-    let on_cover = rows
-        .iter()
-        .any(|r| r.status == SessionStatus::Active.as_str());
-    let by_key = rows
-        .into_iter()
-        .find(|r| r.idempotency_key == idempotency_key)
-        .map(CoverSession::try_from)
-        .transpose()?;
-    Ok((by_key, on_cover))
-}
-
-async fn insert_session(
-    conn: &mut AsyncPgConnection,
-    row: SessionRow,
-    eligible: &Eligible,
-    new_quote: Option<&Quote>,
-    source: &SessionSource,
-    now: DateTime<Utc>,
-) -> Result<CoverSession, CoverError> {
-    let row = &row;
-    conn.transaction::<_, CoverError, _>(async |conn| {
-        // Serialises with suspension and cancellation of the enrolment.
-        let enrolment = lock_enrolment(conn, eligible.enrolment.id).await?;
-        if let Some(quote) = new_quote {
-            pricing::store_quote(conn, quote).await?;
-        }
-        match enrolment.status {
-            EnrolmentStatus::Active => {}
-            EnrolmentStatus::Pending => {
-                set_status(
-                    conn,
-                    &enrolment,
-                    EnrolmentStatus::Active,
-                    "funds_available",
-                    Actor::System,
-                    now,
-                )
-                .await?;
-            }
-            EnrolmentStatus::Suspended => return Err(CoverError::EnrolmentSuspended),
-            EnrolmentStatus::Cancelled => return Err(CoverError::NotEnrolled),
-        }
-        let stored: SessionRow = diesel::insert_into(cover_sessions::table)
-            .values(row)
-            .returning(SessionRow::as_returning())
-            .get_result(conn)
-            .await?;
-        let session = CoverSession::try_from(stored)?;
-        let actor = match source {
-            SessionSource::Driver => Actor::Driver(session.driver_id),
-            SessionSource::Partner { partner_id, .. } => Actor::Partner(*partner_id),
-        };
-        audit(
-            conn,
-            actor,
-            STARTED_ACTION,
-            "cover_session",
-            session.id.to_string(),
-            None,
-            started_audit_details(&session),
-        )
-        .await?;
-        crate::notify::cover_started(conn, &eligible.driver, &eligible.vehicle, &session).await?;
-        Ok(session)
-    })
-    .await
+    start_sessions(conn, clock, settings, funds, std::slice::from_ref(&request))
+        .await?
+        .pop()
+        .unwrap_or_else(|| Err(anyhow::anyhow!("no answer for the start").into()))
 }
 
 /// The audit action of a start.
@@ -782,33 +561,6 @@ pub(crate) fn started_audit_details(session: &CoverSession) -> serde_json::Value
         "currency": session.hourly_rate.currency.code(),
         "certificate_number": session.certificate_number,
         "max_end_at": session.max_end_at,
-    })
-}
-
-/// A repeated start: the same session when the parameters match.
-async fn replay(
-    conn: &mut AsyncPgConnection,
-    existing: CoverSession,
-    input: &StartCover,
-) -> Result<SessionStarted, CoverError> {
-    let mut same = existing.vehicle_id == input.vehicle_id
-        && input.quote_id.is_none_or(|q| q == existing.quote_id)
-        && existing.source == input.source;
-    if same && let Some(product_id) = input.product_id {
-        let session_product: ProductId = enrolments::table
-            .find(existing.enrolment_id)
-            .select(enrolments::product_id)
-            .first(conn)
-            .await?;
-        same = session_product == product_id;
-    }
-    if !same {
-        return Err(CoverError::IdempotencyKeyReused);
-    }
-    Ok(SessionStarted {
-        session: existing,
-        replayed: true,
-        events: Vec::new(),
     })
 }
 

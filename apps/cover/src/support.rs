@@ -5,7 +5,7 @@ use crate::error::CoverError;
 use accounts::{Actor, DriverId};
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use diesel::sql_types::{Bool, Text};
+use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use shared::audit::{ActorType, AuditEntry};
 
@@ -112,26 +112,6 @@ pub(crate) async fn lock_driver(
         .execute(conn)
         .await?;
     Ok(())
-}
-
-#[derive(diesel::QueryableByName)]
-struct Locked {
-    #[diesel(sql_type = Bool)]
-    locked: bool,
-}
-
-/// Takes the driver's cover lock if it is free; `false` when another transaction holds it.
-pub(crate) async fn try_lock_driver(
-    conn: &mut AsyncPgConnection,
-    driver_id: DriverId,
-) -> Result<bool, CoverError> {
-    let row: Locked = shared::sql::prepared(
-        "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked",
-    )
-    .bind::<Text, _>(driver_lock_key(driver_id))
-    .get_result(conn)
-    .await?;
-    Ok(row.locked)
 }
 
 #[cfg(test)]

@@ -109,6 +109,17 @@ pub enum EventCover {
     Unchanged,
 }
 
+/// What recording a batch of shift events did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "publish the cover events once the change has committed"]
+pub struct RecordedShiftEvents {
+    /// One answer per event, in the batch's order.
+    pub results: Vec<ShiftEventResult>,
+    /// The drivers' cover events the batch caused (sessions started, ending soon, ended), for
+    /// [`cover::publish_cover_events`]: committed once this returns.
+    pub cover_events: Vec<cover::CoverEvent>,
+}
+
 /// The answer for one event of a batch, in the batch's order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ShiftEventResult {
@@ -200,7 +211,8 @@ enum Stored {
 }
 
 /// Records a batch of shift events (see the module docs) and recomputes the sessions of the
-/// drivers they concern. Returns one result per event, in the batch's order.
+/// drivers they concern. Returns one result per event, in the batch's order, and the cover
+/// events to publish.
 ///
 /// Errors (the whole batch): `BATCH_TOO_LARGE`; internal ones.
 pub async fn record_shift_events(
@@ -210,7 +222,7 @@ pub async fn record_shift_events(
     funds: &dyn FundsCheck,
     scope: PartnerScope,
     events: &[ShiftEventInput],
-) -> Result<Vec<ShiftEventResult>, PartnersError> {
+) -> Result<RecordedShiftEvents, PartnersError> {
     if events.len() > MAX_BATCH {
         return Err(PartnersError::BatchTooLarge {
             size: events.len(),
@@ -261,8 +273,9 @@ pub async fn record_shift_events(
         })
         .await?;
 
+    let mut cover_events = Vec::new();
     for link_id in links {
-        recompute_link(conn, clock, settings, funds, link_id).await?;
+        cover_events.extend(recompute_link(conn, clock, settings, funds, link_id).await?);
     }
 
     let mut results = Vec::with_capacity(stored.len());
@@ -298,7 +311,10 @@ pub async fn record_shift_events(
             }
         }
     }
-    Ok(results)
+    Ok(RecordedShiftEvents {
+        results,
+        cover_events,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

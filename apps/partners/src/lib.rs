@@ -44,8 +44,8 @@ pub mod webhooks;
 
 pub use error::PartnersError;
 pub use events::{
-    EventCover, MAX_BATCH, ShiftEventInput, ShiftEventResult, ShiftEventStatus, codes,
-    record_shift_events,
+    EventCover, MAX_BATCH, RecordedShiftEvents, ShiftEventInput, ShiftEventResult,
+    ShiftEventStatus, codes, record_shift_events,
 };
 pub use ids::{LinkCodeId, LinkId, WebhookDeliveryId, WebhookEndpointId};
 pub use jobs::{

@@ -29,14 +29,14 @@ use crate::webhooks::{EventType, enqueue_event};
 use accounts::{Actor, PartnerId, VehicleType};
 use chrono::{DateTime, Duration, Utc};
 use cover::{
-    CoverError, CoverSession, CoverSessionId, EndReason, FundsCheck, SessionFilter, SessionSource,
-    StartCover,
+    CoverError, CoverEvent, CoverSession, CoverSessionId, EndReason, EndRequest, FundsCheck,
+    SessionFilter, SessionSource, StartRequest,
 };
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
+use shared::Clock;
 use shared::settings::{CoverSettings, Settings};
-use shared::{Clock, FixedClock};
 
 /// How far back a link's events are read when its sessions are recomputed (events older than
 /// a day are refused, so two days see every period a new event can change).
@@ -193,7 +193,9 @@ fn scope_of(link: &LinkRow) -> PartnerScope {
     }
 }
 
-/// Starts the session of a period at `start` (never later than now).
+/// Starts the session of a period at `start` (never later than now) through the cover engine;
+/// `until` is the period's end when it is over (nothing starts when the driver's cover already
+/// reached it).
 #[allow(clippy::too_many_arguments)]
 async fn start_for_period(
     conn: &mut AsyncPgConnection,
@@ -202,15 +204,18 @@ async fn start_for_period(
     funds: &dyn FundsCheck,
     link: &LinkRow,
     start: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
     vehicle_type: VehicleType,
     reference: Option<String>,
+    events: &mut Vec<CoverEvent>,
 ) -> Result<Result<CoverSession, PeriodOutcome>, PartnersError> {
     let now = clock.now();
     let start = start.min(now);
     let Some(vehicle_id) = vehicle_for(conn, link.driver_id, vehicle_type).await? else {
         return Ok(Err(PeriodOutcome::NotCovered("NO_MATCHING_VEHICLE".into())));
     };
-    let input = StartCover {
+    let request = StartRequest {
+        driver_id: link.driver_id,
         vehicle_id,
         product_id: None,
         quote_id: None,
@@ -219,11 +224,17 @@ async fn start_for_period(
             partner_id: link.partner_id,
             reference: reference.and_then(|r| clean_text(&r).map(str::to_owned)),
         },
+        at: start,
+        until,
     };
-    // Cover runs from the period's start: the session is started as of then.
-    let then = FixedClock::at(start);
-    match cover::start_session(conn, &then, settings, link.driver_id, input, funds).await {
+    let started =
+        cover::start_sessions(conn, clock, settings, funds, std::slice::from_ref(&request))
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(anyhow::anyhow!("no answer for the start").into()));
+    match started {
         Ok(started) => {
+            events.extend(started.events);
             let session = started.session;
             let inserted = diesel::insert_into(partner_sessions::table)
                 .values((
@@ -257,6 +268,55 @@ async fn start_for_period(
     }
 }
 
+/// Ends, as of their own deadlines, the link's active sessions whose deadline has passed (a
+/// partner's gap rule, the maximum length): the state as it was at that time, whether or not
+/// the clock's job has run yet. Later events are then applied to sessions that ended then.
+async fn settle_due(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    known: &mut [CoverSession],
+    events: &mut Vec<CoverEvent>,
+) -> Result<Vec<CoverSession>, PartnersError> {
+    let now = clock.now();
+    let requests: Vec<EndRequest> = known
+        .iter()
+        .filter(|s| s.is_active() && s.covered_until() <= now)
+        .map(|s| EndRequest {
+            session_id: s.id,
+            driver_id: Some(s.driver_id),
+            at: now,
+            // The passed deadline takes over (gap rule or maximum length).
+            reason: EndReason::MaxLength,
+            actor: Some(Actor::System),
+        })
+        .collect();
+    let mut settled = Vec::with_capacity(requests.len());
+    if requests.is_empty() {
+        return Ok(settled);
+    }
+    for (request, answer) in requests
+        .iter()
+        .zip(cover::end_sessions(conn, clock, &requests).await?)
+    {
+        let session = match answer {
+            Ok(ended) => {
+                events.extend(ended.events);
+                ended.session
+            }
+            // Ended meanwhile by someone else: that end stands.
+            Err(CoverError::SessionAlreadyEnded) => {
+                cover::get_session(conn, request.session_id).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(k) = known.iter_mut().find(|k| k.id == session.id) {
+            *k = session.clone();
+        }
+        settled.push(session);
+    }
+    Ok(settled)
+}
+
 /// Makes an active session end when the period does: scheduled, or at once when that time has
 /// passed (the session then ends at the scheduled time, by the gap rule).
 async fn apply_end(
@@ -265,6 +325,7 @@ async fn apply_end(
     link: &LinkRow,
     session: CoverSession,
     end: Option<DateTime<Utc>>,
+    events: &mut Vec<CoverEvent>,
 ) -> Result<CoverSession, PartnersError> {
     let actor = Actor::Partner(link.partner_id);
     let now = clock.now();
@@ -289,14 +350,20 @@ async fn apply_end(
             if session.scheduled_end_at != Some(target) {
                 session = match cover::schedule_session_end(conn, clock, id, Some(end), actor).await
                 {
-                    Ok(scheduled) => scheduled.session,
+                    Ok(scheduled) => {
+                        events.extend(scheduled.events);
+                        scheduled.session
+                    }
                     Err(e) => ended_meanwhile(conn, e).await?,
                 };
             }
             if end <= now && session.is_active() {
                 session =
                     match cover::end_session_as(conn, clock, id, EndReason::Partner, actor).await {
-                        Ok(ended) => ended.session,
+                        Ok(ended) => {
+                            events.extend(ended.events);
+                            ended.session
+                        }
                         Err(e) => ended_meanwhile(conn, e).await?,
                     };
             }
@@ -320,16 +387,6 @@ async fn notify_ended(
         .set(partner_sessions::ended_notified_at.eq(clock.now()))
         .execute(conn)
         .await?;
-    // The wallet is charged by the payments app's job, queued in the transaction that saw the
-    // session end; its idempotency key makes a second enqueue (the cron's close hook, a driver's
-    // own end) a no-op.
-    shared::outbox::enqueue(
-        conn,
-        &payments::ChargeSession {
-            session_id: session.id,
-        },
-    )
-    .await?;
     if claimed == 1 {
         enqueue_event(
             conn,
@@ -381,6 +438,7 @@ async fn reconcile_period(
     known: &[CoverSession],
     vehicle_type: VehicleType,
     reference: Option<String>,
+    events: &mut Vec<CoverEvent>,
 ) -> Result<PeriodOutcome, PartnersError> {
     let far = DateTime::<Utc>::MAX_UTC;
     let period_end = period.end.unwrap_or(far);
@@ -408,13 +466,15 @@ async fn reconcile_period(
             funds,
             link,
             period.start,
+            period.end,
             vehicle_type,
             reference,
+            events,
         )
         .await?;
         return match started {
             Ok(session) => {
-                let session = apply_end(conn, clock, link, session, period.end).await?;
+                let session = apply_end(conn, clock, link, session, period.end, events).await?;
                 Ok(PeriodOutcome::Covered(vec![session]))
             }
             Err(outcome) => Ok(outcome),
@@ -440,7 +500,7 @@ async fn reconcile_period(
         return Ok(PeriodOutcome::Covered(Vec::new()));
     };
     if last.is_active() {
-        let last = apply_end(conn, clock, link, last, period.end).await?;
+        let last = apply_end(conn, clock, link, last, period.end, events).await?;
         overlapping.push(last);
         return Ok(PeriodOutcome::Covered(overlapping));
     }
@@ -461,13 +521,15 @@ async fn reconcile_period(
             funds,
             link,
             last_end,
+            period.end,
             vehicle_type,
             reference,
+            events,
         )
         .await?
         {
             Ok(session) => {
-                let session = apply_end(conn, clock, link, session, period.end).await?;
+                let session = apply_end(conn, clock, link, session, period.end, events).await?;
                 overlapping.push(session);
             }
             Err(PeriodOutcome::NotCovered(code)) if overlapping.is_empty() => {
@@ -482,14 +544,16 @@ async fn reconcile_period(
 /// Recomputes the sessions of one link from its accepted events and records on each event what
 /// it gave (covered by a session, not covered and why, or nothing). Runs in its own transaction
 /// (a savepoint inside the caller's), holding the link's row lock, so two batches for one driver
-/// are computed one after the other.
+/// are computed one after the other. Returns the cover events to publish once committed.
 pub(crate) async fn recompute_link(
     conn: &mut AsyncPgConnection,
     clock: &dyn Clock,
     settings: &CoverSettings,
     funds: &dyn FundsCheck,
     link_id: LinkId,
-) -> Result<(), PartnersError> {
+) -> Result<Vec<CoverEvent>, PartnersError> {
+    let mut events = Vec::new();
+    let events = &mut events;
     conn.transaction::<_, PartnersError, _>(async |conn| {
         let link: LinkRow = partner_driver_links::table
             .find(link_id)
@@ -538,6 +602,11 @@ pub(crate) async fn recompute_link(
             .load(conn)
             .await?;
         let mut known = cover::get_sessions(conn, &known_ids).await?;
+        // Events are applied to the state as it was at their own time: a session whose deadline
+        // has passed ended then, whether or not the clock's job has closed it yet.
+        for session in settle_due(conn, clock, &mut known, events).await? {
+            notify_ended(conn, clock, &link, &session).await?;
+        }
         let mut outcomes: Vec<(WorkPeriod, PeriodOutcome)> = Vec::new();
         for period in &periods {
             // The vehicle and reference of the period's first event.
@@ -557,6 +626,7 @@ pub(crate) async fn recompute_link(
                 &known,
                 vehicle_type,
                 reference,
+                events,
             )
             .await?;
             match &outcome {
@@ -620,7 +690,8 @@ pub(crate) async fn recompute_link(
         }
         Ok(())
     })
-    .await
+    .await?;
+    Ok(std::mem::take(events))
 }
 
 /// Sends `cover.ended` for partner sessions that ended without the partner being told yet (the

@@ -10,9 +10,7 @@
 
 use crate::env::PaymentsEnv;
 use crate::error::PaymentsError;
-use cover::CoverSessionId;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use serde::{Deserialize, Serialize};
 use shared::jobs::{JobContext, JobError};
 use shared::outbox::Job;
 use std::sync::{Mutex, OnceLock};
@@ -27,29 +25,9 @@ pub const JOB_TYPES: [&str; 3] = [
     ChargeSession::TYPE,
 ];
 
-/// The job that charges one ended cover session to the wallet. Enqueue it in the transaction that
-/// ends the session (`cover::end_session`, `cover::close_due_sessions`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChargeSession {
-    /// The session to charge.
-    pub session_id: CoverSessionId,
-}
-
-impl Job for ChargeSession {
-    const TYPE: &'static str = "ChargeSession";
-    const QUEUE: &'static str = "payments";
-    const MAX_ATTEMPTS: i32 = 8;
-
-    fn idempotency_key(&self) -> String {
-        format!("charge_session:{}", self.session_id)
-    }
-}
-
-impl From<CoverSessionId> for ChargeSession {
-    fn from(session_id: CoverSessionId) -> Self {
-        ChargeSession { session_id }
-    }
-}
+/// The job that charges one ended cover session to the wallet: defined by the cover app, which
+/// enqueues it in the transaction of every ending; this app runs it.
+pub use cover::jobs::ChargeSession;
 
 /// One Stripe client per process (per settings), built on first use.
 fn env_for(ctx: &JobContext) -> Result<PaymentsEnv, JobError> {

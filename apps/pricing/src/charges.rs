@@ -228,6 +228,27 @@ impl VersionTerms {
         end: DateTime<Utc>,
         already_charged_today: Money,
     ) -> Result<SessionCharge, ChargeError> {
+        self.price_session_in_period(hourly_rate, start, end, None, already_charged_today)
+    }
+
+    /// Prices a session that continues a working period whose earlier sessions covered
+    /// `minutes_before` minutes (cover resumed within the gap rule): the period pays one
+    /// minimum charge, so the session is charged what the period's billed minutes grow by —
+    /// `billed(before + minutes) − billed(before)`, where `billed` applies the minimum and the
+    /// billing increment to a period's minutes. With `None` (no earlier session) this is
+    /// [`VersionTerms::price_session`]. A continuation that stays within the period's minimum
+    /// costs nothing (rule `minimum`: the minimum already paid covers it).
+    pub fn price_session_in_period(
+        &self,
+        hourly_rate: Money,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        minutes_before: Option<i64>,
+        already_charged_today: Money,
+    ) -> Result<SessionCharge, ChargeError> {
+        if minutes_before.is_some_and(|m| m < 0) {
+            return Err(ChargeError::NegativeAmount("minutes before"));
+        }
         if hourly_rate.currency != self.currency || already_charged_today.currency != self.currency
         {
             return Err(ChargeError::CurrencyMismatch);
@@ -241,16 +262,28 @@ impl VersionTerms {
         let minutes = started_minutes(start, end)?;
         let minimum = i64::from(self.rules.minimum_charge_minutes);
         let increment = i64::from(self.rules.billing_increment_minutes.max(1));
-        let (billed_minutes, rule) = if minutes <= minimum {
-            (minimum, ChargeRule::Minimum)
-        } else {
-            let beyond = minutes - minimum;
+        // A period's billed minutes: the minimum, then whole increments beyond it.
+        let billed = |m: i64| -> Result<i64, ChargeError> {
+            if m <= minimum {
+                return Ok(minimum);
+            }
+            let beyond = m - minimum;
             let steps = beyond / increment + i64::from(beyond % increment != 0);
-            let billed = steps
+            steps
                 .checked_mul(increment)
                 .and_then(|b| b.checked_add(minimum))
-                .ok_or(ChargeError::Overflow)?;
-            (billed, ChargeRule::PerMinute)
+                .ok_or(ChargeError::Overflow)
+        };
+        let before = minutes_before.unwrap_or(0);
+        let total = before.checked_add(minutes).ok_or(ChargeError::Overflow)?;
+        let billed_minutes = match minutes_before {
+            None => billed(minutes)?,
+            Some(before) => billed(total)? - billed(before)?,
+        };
+        let rule = if total <= minimum {
+            ChargeRule::Minimum
+        } else {
+            ChargeRule::PerMinute
         };
         let uncapped = price_for_minutes(hourly_rate, billed_minutes)?;
         let left_today = self

@@ -470,20 +470,7 @@ impl EnrolmentMutation {
             .transaction::<_, CoverError, _>(async |conn| {
                 // Another driver's enrolment answers like an unknown one.
                 cover::get_enrolment_for_driver(conn, driver_id, id).await?;
-                let changed =
-                    cover::cancel_enrolment(conn, clock, id, &reason, Actor::Driver(driver_id))
-                        .await?;
-                if let Some(session) = &changed.ended_session {
-                    shared::outbox::enqueue(
-                        conn,
-                        &payments::ChargeSession {
-                            session_id: session.id,
-                        },
-                    )
-                    .await
-                    .map_err(CoverError::Internal)?;
-                }
-                Ok(changed)
+                cover::cancel_enrolment(conn, clock, id, &reason, Actor::Driver(driver_id)).await
             })
             .await;
         match result {

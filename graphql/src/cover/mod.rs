@@ -82,18 +82,8 @@ pub(crate) fn may_view_cover_of(principal: &Principal, driver_id: DriverId) -> b
     guard::may_view_driver(principal, driver_id)
 }
 
-/// Publishes cover events after commit; best effort (logged, never failing the request).
-pub(crate) async fn publish_events(core: &Core, events: &[cover::CoverEvent]) {
-    if events.is_empty() {
-        return;
-    }
-    match core.redis.conn().await {
-        Ok(mut redis) => {
-            cover::publish_cover_events(&mut redis, core.redis.prefix(), events).await;
-        }
-        Err(e) => tracing::warn!(error = %e, "cover events not published: Redis unavailable"),
-    }
-}
+/// Publishes committed cover events (the engine's door, shared by every resolver).
+pub(crate) use cover::engine::publish as publish_events;
 
 /// The answer of a proof-of-cover check.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]

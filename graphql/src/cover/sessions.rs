@@ -3,7 +3,7 @@
 
 use super::enrolments::{Enrolment, load_product, load_vehicle, load_version};
 use super::loaders::CoverLoader;
-use super::{bad_id, conn, core, cover_user_errors, may_view_cover_of, publish_events};
+use super::{bad_id, conn, core, cover_user_errors, may_view_cover_of};
 use crate::accounts::Vehicle;
 use crate::accounts::loaders::AccountsLoader;
 use crate::errors::{UserError, coded, internal};
@@ -16,7 +16,6 @@ use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use cover::{CoverError, CoverSessionId};
-use diesel_async::AsyncConnection;
 use pricing::{ProductId, QuoteId};
 use shared::core::Core;
 
@@ -592,36 +591,21 @@ impl SessionMutation {
             },
         };
         let core = core(ctx)?;
-        let start = cover::StartCover {
+        let request = cover::StartRequest {
+            driver_id: driver.driver_id,
             vehicle_id,
             product_id,
             quote_id,
             idempotency_key: input.idempotency_key,
             source: cover::SessionSource::Driver,
+            at: core.clock.now(),
+            until: None,
         };
-        // A plain start is batched with the other starts of the moment; anything else (and a
-        // start the batch leaves) runs alone, which gives the exact answer.
-        let batched =
-            cover::try_start_batched::<payments::WalletFunds>(core, driver.driver_id, &start).await;
-        let mut conn = conn(ctx).await?;
-        let result = match batched {
-            Some(started) => Ok(started),
-            None => {
-                cover::start_session(
-                    &mut conn,
-                    core.clock.as_ref(),
-                    &core.settings.cover,
-                    driver.driver_id,
-                    start,
-                    &payments::WalletFunds,
-                )
-                .await
-            }
-        };
-        match result {
+        // Batched with the other starts of the moment; the door publishes the event.
+        match cover::start_cover::<payments::WalletFunds>(core, request).await {
             Ok(started) => {
-                publish_events(core, &started.events).await;
                 if !started.replayed {
+                    let mut conn = conn(ctx).await?;
                     schedule_auto_top_up(ctx, core, &mut conn, driver.driver_id).await;
                 }
                 Ok(StartCoverPayload {
@@ -653,55 +637,23 @@ impl SessionMutation {
             });
         };
         let core = core(ctx)?;
-        let clock = core.clock.as_ref();
-        let driver_id = driver.driver_id;
-        // A plain end is batched with the other ends of the moment; anything else (and an end
-        // the batch leaves) runs alone, which gives the exact answer.
-        let batched =
-            cover::try_end_batched::<payments::ChargeSession>(core, driver_id, session_id).await;
-        let result = match batched {
-            Some(ended) => Ok(ended),
-            None => end_alone(ctx, clock, driver_id, session_id).await?,
-        };
-        match result {
-            Ok(ended) => {
-                publish_events(core, &ended.events).await;
-                Ok(EndCoverPayload {
-                    session: Some(CoverSession::new(
-                        ended.session,
-                        guard::principal(ctx).clone(),
-                    )),
-                    user_errors: vec![],
-                })
-            }
+        let request = cover::EndRequest::by_driver(driver.driver_id, session_id, core.clock.now());
+        // Batched with the other endings of the moment; the ending commits with its charge job,
+        // and the door publishes the event.
+        match cover::end_cover(core, request).await {
+            Ok(ended) => Ok(EndCoverPayload {
+                session: Some(CoverSession::new(
+                    ended.session,
+                    guard::principal(ctx).clone(),
+                )),
+                user_errors: vec![],
+            }),
             Err(e) => Ok(EndCoverPayload {
                 session: None,
                 user_errors: cover_user_errors(ctx, e)?,
             }),
         }
     }
-}
-
-/// Ends the driver's session on its own connection, with its charge job in the same
-/// transaction.
-async fn end_alone(
-    ctx: &Context<'_>,
-    clock: &dyn shared::Clock,
-    driver_id: DriverId,
-    session_id: CoverSessionId,
-) -> async_graphql::Result<Result<cover::SessionEnded, CoverError>> {
-    let mut conn = conn(ctx).await?;
-    Ok(conn
-        .transaction::<_, CoverError, _>(async |conn| {
-            let ended =
-                cover::end_session(conn, clock, driver_id, session_id, cover::EndReason::Driver)
-                    .await?;
-            shared::outbox::enqueue(conn, &payments::ChargeSession { session_id })
-                .await
-                .map_err(CoverError::Internal)?;
-            Ok(ended)
-        })
-        .await)
 }
 
 /// Schedules an automatic top-up when the driver's wallet is below their threshold (payments

@@ -341,7 +341,9 @@ impl PartnersMutation {
         )
         .await
         {
-            Ok(results) => {
+            Ok(recorded) => {
+                crate::cover::publish_events(core, &recorded.cover_events).await;
+                let results = recorded.results;
                 let count = |s: partners::ShiftEventStatus| {
                     i32::try_from(results.iter().filter(|r| r.status == s).count())
                         .unwrap_or(i32::MAX)

@@ -196,7 +196,8 @@ impl Harness {
             &inputs,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .results;
         assert_eq!(results.len(), inputs.len());
     }
 

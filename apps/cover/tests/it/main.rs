@@ -6,9 +6,9 @@
 // Other crates see this package as `cover` (workspace rename); read the tests the same way.
 extern crate shiftcover_cover as cover;
 
-mod batched;
 mod certificates;
 mod concurrency;
+mod engine;
 mod enrolment;
 mod flow;
 mod sessions;

@@ -334,70 +334,23 @@ async fn the_close_job_ends_due_sessions_and_completes_in_one_transaction() {
         clock: Arc::new(clock.clone()),
         settings: Arc::new(shared::Settings::default()),
     };
-    // What follows an end (queuing the charge) runs in the job's transaction, on the ended sessions.
-    let followed = std::sync::Mutex::new(Vec::new());
-    let events = cover::jobs::run_close_due_sessions(ctx, payload, |_conn, closed| {
-        followed
-            .lock()
-            .unwrap()
-            .extend(closed.sessions.iter().map(|s| s.id));
-        Box::pin(async { Ok(()) })
-    })
+    cover::jobs::run_close_due_sessions(ctx, payload)
+        .await
+        .unwrap();
+    // The ending's charge job committed with it, once.
+    let charge_jobs = testkit::count(
+        &mut conn,
+        &format!(
+            "SELECT count(*) AS n FROM outbox_jobs WHERE job_type = 'ChargeSession' \
+             AND idempotency_key = 'charge_session:{}'",
+            session.id
+        ),
+    )
     .await
     .unwrap();
-    assert_eq!(*followed.lock().unwrap(), vec![session.id]);
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].session_id, Some(session.id));
+    assert_eq!(charge_jobs, 1);
     let ended = cover::get_session(&mut conn, session.id).await.unwrap();
     assert_eq!(ended.end_reason, Some(EndReason::MaxLength));
     let counts = outbox::counts_by_status(&mut conn).await.unwrap();
     assert!(counts.contains(&("done".to_owned(), 1)), "{counts:?}");
-}
-
-#[tokio::test]
-async fn when_what_follows_an_end_fails_the_close_job_undoes_the_end() {
-    use cover::jobs::CloseDueSessions;
-    use shared::jobs::{JobContext, JobError};
-    use shared::outbox::{self, Job};
-    use std::sync::Arc;
-
-    let db = TestDb::new().await.unwrap();
-    let mut conn = db.conn().await.unwrap();
-    let clock = clock();
-    let (food, _) = products(&mut conn).await;
-    let (me, car, _) = enrolled_driver(&mut conn, &clock, PHONE, food.product_id).await;
-    let session = start(&mut conn, &clock, me, car.id, "job").await;
-    clock.advance(Duration::hours(17));
-
-    let job = CloseDueSessions::for_tick(clock.now());
-    outbox::enqueue(&mut conn, &job).await.unwrap().unwrap();
-    let due = outbox::take_due(&mut conn, &[CloseDueSessions::TYPE], 10, 60, 300)
-        .await
-        .unwrap();
-    let claimed = outbox::claim(&mut conn, due[0].id, "worker-1")
-        .await
-        .unwrap()
-        .unwrap();
-    let ctx = JobContext {
-        pool: db.pool().clone(),
-        job: claimed,
-        worker: Arc::from("worker-1"),
-        clock: Arc::new(clock.clone()),
-        settings: Arc::new(shared::Settings::default()),
-    };
-    let err = cover::jobs::run_close_due_sessions(ctx, job, |_conn, _closed| {
-        Box::pin(async {
-            Err(JobError::Retry(anyhow::anyhow!(
-                "the charge could not be queued"
-            )))
-        })
-    })
-    .await
-    .unwrap_err();
-    assert!(matches!(err, JobError::Retry(_)), "{err:?}");
-    // The session is still open (the next run ends it), and the job is not done.
-    let still = cover::get_session(&mut conn, session.id).await.unwrap();
-    assert_eq!(still.status, cover::SessionStatus::Active);
-    let counts = outbox::counts_by_status(&mut conn).await.unwrap();
-    assert!(!counts.iter().any(|(s, _)| s == "done"), "{counts:?}");
 }

@@ -614,3 +614,112 @@ async fn partners_whose_cover_starts_online_are_covered_from_going_online() {
     assert_eq!(s[0].started_at, t(9, 0));
     assert!(s[0].is_active(), "online and idle is still covered");
 }
+
+/// The fault suite's day: 10-minute jobs 30 minutes apart, each event arriving as it happens,
+/// and no clock job ever running. A session whose gap-rule end has passed ended then: the next
+/// job starts a session of its own instead of reopening it, and nothing stays open.
+#[tokio::test]
+async fn a_day_of_jobs_without_a_clock_tick_gives_one_session_per_job_and_none_left_open() {
+    let h = Harness::new().await;
+    let d = h.driver("07911 100071").await;
+    h.link(h.partner, d, "day").await;
+    // Jobs an hour apart: 50 minutes idle, longer than the gap rule and the tail together.
+    let jobs: Vec<_> = (0..8)
+        .map(|i| t(9, 0) + Duration::minutes(60 * i))
+        .collect();
+    for (i, start) in jobs.iter().enumerate() {
+        h.clock.set(*start);
+        h.send(
+            h.partner,
+            &[ev(&format!("a{i}"), "day", JobAccepted, *start)],
+        )
+        .await;
+        let done = *start + Duration::minutes(10);
+        h.clock.set(done + Duration::seconds(3));
+        h.send(
+            h.partner,
+            &[ev(&format!("c{i}"), "day", JobCompleted, done)],
+        )
+        .await;
+    }
+    // The last job's end (gap rule and tail) passes; one more batch from the partner settles it.
+    h.clock.set(t(17, 30));
+    h.send(h.partner, &[ev("off", "day", Offline, t(17, 29))])
+        .await;
+    let sessions = h.sessions(d).await;
+    assert_eq!(sessions.len(), jobs.len(), "{sessions:#?}");
+    for (s, start) in sessions.iter().zip(&jobs) {
+        assert_eq!(s.started_at, *start);
+        // Completed + the gap rule (10) + the tail (15): before the next job began.
+        assert_eq!(s.ended_at, Some(*start + Duration::minutes(35)), "{s:#?}");
+        assert_eq!(s.status, SessionStatus::Ended);
+        assert!(s.charge.is_some());
+    }
+    // Each ending queued its charge once.
+    let mut conn = h.conn().await;
+    let charges = testkit::count(
+        &mut conn,
+        "SELECT count(*) AS n FROM outbox_jobs WHERE job_type = 'ChargeSession'",
+    )
+    .await
+    .unwrap();
+    assert_eq!(charges, i64::try_from(jobs.len()).unwrap());
+}
+
+/// A driver covering themself 10:00–11:00 whose partner reports a job at 10:30 late: the job
+/// was covered already; its tail (the ride home) runs to 11:05, so cover goes on from 11:00 as
+/// the same working period, and the driver pays 10:00–11:05 with one minimum.
+#[tokio::test]
+async fn a_late_job_inside_the_drivers_own_cover_is_not_covered_twice() {
+    let h = Harness::new().await;
+    let d = h.driver("07911 100081").await;
+    h.link(h.partner, d, "own").await;
+    let mut conn = h.conn().await;
+    h.clock.set(t(10, 0));
+    let own = cover::start_session(
+        &mut conn,
+        &h.clock,
+        &h.settings.cover,
+        d,
+        cover::StartCover {
+            vehicle_id: h.car(d).await,
+            product_id: None,
+            quote_id: None,
+            idempotency_key: "own".into(),
+            source: cover::SessionSource::Driver,
+        },
+        &h.funds,
+    )
+    .await
+    .unwrap()
+    .session;
+    h.clock.set(t(11, 0));
+    let ended = cover::end_session(&mut conn, &h.clock, d, own.id, EndReason::Driver)
+        .await
+        .unwrap();
+    assert_eq!(ended.session.charge.unwrap().billed_minutes, 60);
+    h.clock.set(t(12, 0));
+    let r = h
+        .send(
+            h.partner,
+            &[
+                ev("j1", "own", JobAccepted, t(10, 30)),
+                ev("j2", "own", JobCompleted, t(10, 40)),
+            ],
+        )
+        .await;
+    assert_eq!(r[0].status, ShiftEventStatus::Accepted);
+    let sessions = h.sessions(d).await;
+    assert_eq!(sessions.len(), 2, "{sessions:#?}");
+    assert_eq!(sessions[0].id, own.id);
+    assert_eq!(sessions[0].ended_at, Some(t(11, 0)));
+    let tail = &sessions[1];
+    assert_eq!((tail.started_at, tail.ended_at), (t(11, 0), Some(t(11, 5))));
+    let charge = tail.charge.unwrap();
+    // One minimum for the period: the 5 minutes after the driver's hour, no second hour.
+    assert_eq!((charge.minutes, charge.billed_minutes), (5, 5));
+    let continued = cover::continuation::continuations(&mut conn, &[tail.id])
+        .await
+        .unwrap();
+    assert_eq!(continued.get(&tail.id), Some(&(own.id, 60)));
+}

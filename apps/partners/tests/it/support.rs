@@ -156,6 +156,7 @@ impl Harness {
         )
         .await
         .unwrap()
+        .results
     }
 
     /// The partner's sessions of a driver, oldest first.
@@ -173,6 +174,12 @@ impl Harness {
         let mut out: Vec<_> = page.edges.into_iter().map(|e| e.node).collect();
         out.reverse();
         out
+    }
+
+    /// The driver's car.
+    pub async fn car(&self, driver: DriverId) -> accounts::VehicleId {
+        let mut conn = self.conn().await;
+        accounts::list_vehicles(&mut conn, driver).await.unwrap()[0].id
     }
 
     /// The delivery jobs not yet done: (job id, payload).

@@ -146,3 +146,65 @@ proptest! {
         prop_assert!(later.breakdown.total.minor <= a.breakdown.total.minor);
     }
 }
+
+/// A session that continues a working period pays no second minimum: only what the period's
+/// billed minutes grow by.
+#[test]
+fn a_continuation_pays_what_the_period_grows_by() {
+    let t = terms(); // minimum 60 minutes, per started minute
+    let cont = |seconds: i64, minutes_before: Option<i64>| {
+        t.price_session_in_period(
+            Money::gbp(600),
+            start(),
+            start() + Duration::seconds(seconds),
+            minutes_before,
+            Money::gbp(0),
+        )
+        .unwrap()
+    };
+    // 20 minutes of cover, then 30 more within the gap rule: 50 minutes, one minimum.
+    let c = cont(30 * 60, Some(20));
+    assert_eq!(
+        (c.minutes, c.billed_minutes, c.rule),
+        (30, 0, ChargeRule::Minimum)
+    );
+    assert_eq!(c.breakdown.total, Money::gbp(0));
+    // 20 then 50: the period's 70 minutes bill 70, of which 60 were paid.
+    let c = cont(50 * 60, Some(20));
+    assert_eq!((c.billed_minutes, c.rule), (10, ChargeRule::PerMinute));
+    assert_eq!(c.breakdown.total, Money::gbp(100));
+    // 60 then 5 (a late partner job's tail after the driver's own hour): 5 minutes.
+    let c = cont(5 * 60, Some(60));
+    assert_eq!(c.billed_minutes, 5);
+    assert_eq!(c.breakdown.total, Money::gbp(50));
+    // Nothing before: the ordinary price.
+    assert_eq!(cont(10 * 60, None), charge(&t, 600, 600, 0));
+    // After a session of no time at all, its minimum still covers the first hour.
+    assert_eq!(cont(30 * 60, Some(0)).billed_minutes, 0);
+}
+
+proptest! {
+    /// However a working period is cut into sessions, its sessions together bill what one
+    /// session over the same minutes would.
+    #[test]
+    fn a_period_bills_the_same_however_it_is_cut(parts in proptest::collection::vec(0i64..300, 1..6)) {
+        let t = terms();
+        let mut before = 0;
+        let mut billed = 0;
+        for (i, minutes) in parts.iter().enumerate() {
+            let c = t
+                .price_session_in_period(
+                    Money::gbp(600),
+                    start(),
+                    start() + Duration::minutes(*minutes),
+                    (i > 0).then_some(before),
+                    Money::gbp(0),
+                )
+                .unwrap();
+            billed += c.billed_minutes;
+            before += minutes;
+        }
+        let whole = charge(&t, 600, before * 60, 0);
+        prop_assert_eq!(billed, whole.billed_minutes);
+    }
+}
