@@ -134,10 +134,7 @@ pub(crate) async fn end_one(
     clock: &dyn Clock,
     request: EndRequest,
 ) -> Result<SessionEnded, CoverError> {
-    end_sessions(conn, clock, std::slice::from_ref(&request))
-        .await?
-        .pop()
-        .unwrap_or_else(|| Err(anyhow::anyhow!("no answer for the ending").into()))
+    crate::engine::only(end_sessions(conn, clock, std::slice::from_ref(&request)).await)
 }
 
 /// The result of [`close_due_sessions`].

@@ -541,10 +541,9 @@ pub async fn start_session(
         at: clock.now(),
         until: None,
     };
-    start_sessions(conn, clock, settings, funds, std::slice::from_ref(&request))
-        .await?
-        .pop()
-        .unwrap_or_else(|| Err(anyhow::anyhow!("no answer for the start").into()))
+    crate::engine::only(
+        start_sessions(conn, clock, settings, funds, std::slice::from_ref(&request)).await,
+    )
 }
 
 /// The audit action of a start.

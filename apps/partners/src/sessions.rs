@@ -29,8 +29,8 @@ use crate::webhooks::{EventType, enqueue_event};
 use accounts::{Actor, PartnerId, VehicleType};
 use chrono::{DateTime, Duration, Utc};
 use cover::{
-    CoverError, CoverEvent, CoverSession, CoverSessionId, EndReason, EndRequest, FundsCheck,
-    SessionFilter, SessionSource, StartRequest,
+    CoverError, CoverEvent, CoverSession, CoverSessionId, EndReason, FundsCheck, SessionFilter,
+    SessionSource, StartRequest,
 };
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -268,55 +268,6 @@ async fn start_for_period(
     }
 }
 
-/// Ends, as of their own deadlines, the link's active sessions whose deadline has passed (a
-/// partner's gap rule, the maximum length): the state as it was at that time, whether or not
-/// the clock's job has run yet. Later events are then applied to sessions that ended then.
-async fn settle_due(
-    conn: &mut AsyncPgConnection,
-    clock: &dyn Clock,
-    known: &mut [CoverSession],
-    events: &mut Vec<CoverEvent>,
-) -> Result<Vec<CoverSession>, PartnersError> {
-    let now = clock.now();
-    let requests: Vec<EndRequest> = known
-        .iter()
-        .filter(|s| s.is_active() && s.covered_until() <= now)
-        .map(|s| EndRequest {
-            session_id: s.id,
-            driver_id: Some(s.driver_id),
-            at: now,
-            // The passed deadline takes over (gap rule or maximum length).
-            reason: EndReason::MaxLength,
-            actor: Some(Actor::System),
-        })
-        .collect();
-    let mut settled = Vec::with_capacity(requests.len());
-    if requests.is_empty() {
-        return Ok(settled);
-    }
-    for (request, answer) in requests
-        .iter()
-        .zip(cover::end_sessions(conn, clock, &requests).await?)
-    {
-        let session = match answer {
-            Ok(ended) => {
-                events.extend(ended.events);
-                ended.session
-            }
-            // Ended meanwhile by someone else: that end stands.
-            Err(CoverError::SessionAlreadyEnded) => {
-                cover::get_session(conn, request.session_id).await?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(k) = known.iter_mut().find(|k| k.id == session.id) {
-            *k = session.clone();
-        }
-        settled.push(session);
-    }
-    Ok(settled)
-}
-
 /// Makes an active session end when the period does: scheduled, or at once when that time has
 /// passed (the session then ends at the scheduled time, by the gap rule).
 async fn apply_end(
@@ -441,14 +392,19 @@ async fn reconcile_period(
     events: &mut Vec<CoverEvent>,
 ) -> Result<PeriodOutcome, PartnersError> {
     let far = DateTime::<Utc>::MAX_UTC;
+    let now = clock.now();
     let period_end = period.end.unwrap_or(far);
+    // Events apply to the state as it was at their own time: an active session whose deadline
+    // (a gap-rule end, its maximum length) has passed covered nothing after it, whether or not
+    // the clock's job has closed it yet; a later period never reopens it. One its own period
+    // now runs past that end is moved on by `apply_end`.
     let mut overlapping: Vec<CoverSession> = known
         .iter()
         .filter(|s| {
-            let s_end = if s.is_active() {
-                far
-            } else {
-                s.ended_at.unwrap_or(far)
+            let s_end = match (s.is_active(), s.ended_at) {
+                (true, _) if s.covered_until() <= now => s.covered_until(),
+                (true, _) => far,
+                (false, end) => end.unwrap_or(far),
             };
             s.started_at <= period_end && s_end > period.start
         })
@@ -602,11 +558,6 @@ pub(crate) async fn recompute_link(
             .load(conn)
             .await?;
         let mut known = cover::get_sessions(conn, &known_ids).await?;
-        // Events are applied to the state as it was at their own time: a session whose deadline
-        // has passed ended then, whether or not the clock's job has closed it yet.
-        for session in settle_due(conn, clock, &mut known, events).await? {
-            notify_ended(conn, clock, &link, &session).await?;
-        }
         let mut outcomes: Vec<(WorkPeriod, PeriodOutcome)> = Vec::new();
         for period in &periods {
             // The vehicle and reference of the period's first event.

@@ -1,6 +1,6 @@
 //! Ending cover: [`end_sessions`], the one implementation, and its doors.
 
-use super::{each, lock_drivers, publish};
+use super::{for_batcher, lock_drivers, through_batcher};
 use crate::ending::{ENDED_ACTION, effective_end, ended_audit_details, money};
 use crate::error::CoverError;
 use crate::events::{CoverEvent, CoverEventKind};
@@ -468,12 +468,8 @@ impl BatchQuery for EndCommand {
                 return Ok(Vec::new());
             };
             let requests: Vec<EndRequest> = inputs.iter().map(|b| b.request.clone()).collect();
-            match end_sessions(conn, first.clock.as_ref(), &requests).await {
-                Ok(out) => Ok(out),
-                // The batcher runs a failed batch again input by input.
-                Err(CoverError::Database(e)) => Err(e),
-                Err(other) => Ok(each(requests.len(), Err(other))),
-            }
+            let answers = end_sessions(conn, first.clock.as_ref(), &requests).await;
+            for_batcher(requests.len(), answers)
         })
     }
 }
@@ -481,18 +477,9 @@ impl BatchQuery for EndCommand {
 /// Ends one session, batched with the other endings of the moment in this process, and
 /// publishes its event once committed. The door the API uses.
 pub async fn end_cover(core: &Core, request: EndRequest) -> Result<SessionEnded, CoverError> {
-    let batched = BatchedEnd {
+    let input = BatchedEnd {
         request,
         clock: core.clock.clone(),
     };
-    let ended = core
-        .batcher::<EndCommand>()
-        .call(batched)
-        .await
-        .map_err(|e| match e {
-            shared::batch::BatchError::Query(e) => CoverError::Database(e),
-            other => CoverError::Internal(anyhow::Error::new(other)),
-        })??;
-    publish(core, &ended.events).await;
-    Ok(ended)
+    through_batcher::<EndCommand, _>(core, input).await
 }

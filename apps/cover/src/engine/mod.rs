@@ -36,8 +36,10 @@ use crate::error::CoverError;
 use crate::events::CoverEvent;
 use crate::support::driver_lock_key;
 use accounts::DriverId;
+use diesel::QueryResult;
 use diesel::sql_types::{Array, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use shared::batch::BatchQuery;
 use shared::core::Core;
 
 /// Takes the cover lock of every driver in `drivers` until the transaction ends, in one
@@ -72,22 +74,67 @@ pub async fn publish(core: &Core, events: &[CoverEvent]) {
     }
 }
 
-/// Answers a batch command's failure: a whole-batch error (the database failed) becomes each
-/// request's error.
-pub(crate) fn each<T>(
+/// What a change of cover returns: its events, to publish once committed.
+pub(crate) trait Published {
+    fn events(&self) -> &[CoverEvent];
+}
+
+impl Published for crate::sessions::SessionStarted {
+    fn events(&self) -> &[CoverEvent] {
+        &self.events
+    }
+}
+
+impl Published for SessionEnded {
+    fn events(&self) -> &[CoverEvent] {
+        &self.events
+    }
+}
+
+/// A command's answers as the batcher takes them: a database failure of the whole batch is
+/// handed back, so that the batcher runs the batch again input by input; any other failure of
+/// the whole batch becomes each request's error.
+pub(crate) fn for_batcher<T>(
     n: usize,
     result: Result<Vec<Result<T, CoverError>>, CoverError>,
-) -> Vec<Result<T, CoverError>> {
+) -> QueryResult<Vec<Result<T, CoverError>>> {
     match result {
-        Ok(out) => out,
-        Err(e) => {
-            let message = e.to_string();
+        Ok(out) => Ok(out),
+        Err(CoverError::Database(e)) => Err(e),
+        Err(other) => {
+            let message = other.to_string();
             let mut out = Vec::with_capacity(n);
-            out.push(Err(e));
+            out.push(Err(other));
             while out.len() < n {
                 out.push(Err(CoverError::Internal(anyhow::anyhow!("{message}"))));
             }
-            out
+            Ok(out)
         }
     }
+}
+
+/// Runs one request through the process's batcher of `Q` (concurrent requests share one run of
+/// the command), then publishes its events: the door the API uses.
+pub(crate) async fn through_batcher<Q, T>(core: &Core, input: Q::Input) -> Result<T, CoverError>
+where
+    Q: BatchQuery<Output = Result<T, CoverError>>,
+    T: Published,
+{
+    let done = core
+        .batcher::<Q>()
+        .call(input)
+        .await
+        .map_err(|e| match e {
+            shared::batch::BatchError::Query(e) => CoverError::Database(e),
+            other => CoverError::Internal(anyhow::Error::new(other)),
+        })??;
+    publish(core, done.events()).await;
+    Ok(done)
+}
+
+/// The one answer of a command run on one request.
+pub fn only<T>(answers: Result<Vec<Result<T, CoverError>>, CoverError>) -> Result<T, CoverError> {
+    answers?
+        .pop()
+        .unwrap_or_else(|| Err(anyhow::anyhow!("the command gave no answer").into()))
 }

@@ -1,6 +1,6 @@
 //! Starting cover: [`start_sessions`], the one implementation, and its doors.
 
-use super::{each, lock_drivers, publish};
+use super::{for_batcher, lock_drivers, through_batcher};
 use crate::eligibility::{Eligible, Rated, enrolment_for, funded, rate};
 use crate::enrolments::{Enrolment, EnrolmentStatus, list_enrolments_of, set_status};
 use crate::error::CoverError;
@@ -714,7 +714,7 @@ impl<F: FundsCheck + Default + 'static> BatchQuery for StartCommand<F> {
             };
             let requests: Vec<StartRequest> = inputs.iter().map(|b| b.request.clone()).collect();
             let funds = F::default();
-            let result = start_sessions(
+            let answers = start_sessions(
                 conn,
                 first.clock.as_ref(),
                 &first.settings,
@@ -722,12 +722,7 @@ impl<F: FundsCheck + Default + 'static> BatchQuery for StartCommand<F> {
                 &requests,
             )
             .await;
-            match result {
-                Ok(out) => Ok(out),
-                // The batcher runs a failed batch again input by input.
-                Err(CoverError::Database(e)) => Err(e),
-                Err(other) => Ok(each(requests.len(), Err(other))),
-            }
+            for_batcher(requests.len(), answers)
         })
     }
 }
@@ -738,19 +733,10 @@ pub async fn start_cover<F: FundsCheck + Default + 'static>(
     core: &Core,
     request: StartRequest,
 ) -> Result<SessionStarted, CoverError> {
-    let batched = BatchedStart {
+    let input = BatchedStart {
         request,
         settings: core.settings.cover.clone(),
         clock: core.clock.clone(),
     };
-    let started = core
-        .batcher::<StartCommand<F>>()
-        .call(batched)
-        .await
-        .map_err(|e| match e {
-            shared::batch::BatchError::Query(e) => CoverError::Database(e),
-            other => CoverError::Internal(anyhow::Error::new(other)),
-        })??;
-    publish(core, &started.events).await;
-    Ok(started)
+    through_batcher::<StartCommand<F>, _>(core, input).await
 }

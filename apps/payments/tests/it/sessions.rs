@@ -501,7 +501,10 @@ async fn quoting_starting_and_ending_cover_prepare_each_statement_once_per_conne
         };
         log.lock().unwrap().push(entry);
     });
+    // Rounds an hour apart, past the gap rule: each starts a working period of its own, so both
+    // run the same statements.
     let round = async |conn: &mut AsyncPgConnection, key: &str| {
+        w.clock.advance(Duration::hours(1));
         pricing::create_quote(conn, &w.clock, driver, car, enrolment.product_id)
             .await
             .unwrap();
