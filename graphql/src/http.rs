@@ -36,6 +36,9 @@ pub struct ApiState {
     pub admin_schema: ApiSchema,
     /// Metrics registry.
     pub metrics: Metrics,
+    /// What the development stand-ins for Twilio, Mailgun and a partner's server were sent
+    /// (empty unless the inbox is on: [`crate::dev_inbox`]).
+    pub dev_inbox: crate::dev_inbox::Inbox,
 }
 
 /// A server that is listening.
@@ -78,6 +81,7 @@ pub fn start_server(core: Core) -> anyhow::Result<RunningServer> {
         schema,
         admin_schema,
         metrics: Metrics::new()?,
+        dev_inbox: crate::dev_inbox::Inbox::default(),
     });
     let workers = match core.settings.http.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -126,7 +130,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(crate::webhooks::routes)
         .configure(crate::finance::csv::routes)
         .configure(crate::finance::statements::pdf_route::routes)
-        .configure(crate::admin::routes);
+        .configure(crate::admin::routes)
+        .configure(crate::dev_inbox::routes);
 }
 
 async fn request_context(
