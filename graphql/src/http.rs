@@ -247,6 +247,10 @@ async fn graphql_post(
     execute(&state, &req, request, false).await
 }
 
+/// The GraphQL IDE (development only): an operation editor with variables and headers, the
+/// answer, and the root fields read by introspection; one self-contained page.
+const IDE_PAGE: &str = include_str!("ide.html");
+
 async fn graphql_get(
     state: web::Data<ApiState>,
     req: HttpRequest,
@@ -255,14 +259,11 @@ async fn graphql_get(
     let Some(query) = params.get("query") else {
         let gql = &state.core.settings.graphql;
         if gql.ide && state.core.settings.environment != Environment::Production {
-            let html = async_graphql::http::GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql/ws")
-                .title("ShiftCover GraphQL")
-                .finish();
+            // The page is compiled in and loads nothing from elsewhere, so the IDE works offline.
             return HttpResponse::Ok()
                 .content_type("text/html; charset=utf-8")
-                .body(html);
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .body(IDE_PAGE);
         }
         return refusal(
             StatusCode::BAD_REQUEST,
