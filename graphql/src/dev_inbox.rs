@@ -185,10 +185,14 @@ fn twilio_json(t: &Text) -> serde_json::Value {
     })
 }
 
-/// Checks the account in the path and the Basic auth user against the configured account.
+/// Checks the account in the path and the Basic auth (account SID and auth token) against the
+/// configured account, as Twilio would.
 fn twilio_account_ok(state: &ApiState, req: &HttpRequest, sid: &str) -> bool {
-    let configured = &state.core.settings.twilio.account_sid;
-    sid == configured && basic_auth(req).is_some_and(|(user, _)| user == *configured)
+    let twilio = &state.core.settings.twilio;
+    sid == twilio.account_sid
+        && basic_auth(req).is_some_and(|(user, token)| {
+            user == twilio.account_sid && token == twilio.auth_token.expose()
+        })
 }
 
 async fn twilio_send(

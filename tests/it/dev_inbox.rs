@@ -182,7 +182,7 @@ async fn in_development_a_driver_signs_in_with_the_code_from_the_inbox() {
             app.base
         ))
         .query(&[("To", phone.as_str()), ("PageSize", "50")])
-        .basic_auth(sid, Some("token"))
+        .basic_auth(sid, Some(app.core.settings.twilio.auth_token.expose()))
         .send()
         .await
         .unwrap()
@@ -190,6 +190,23 @@ async fn in_development_a_driver_signs_in_with_the_code_from_the_inbox() {
         .await
         .unwrap();
     assert_eq!(listed["messages"][0]["to"], phone.as_str(), "{listed}");
+    // As Twilio, it refuses another account's credentials.
+    let res = app
+        .client
+        .post(format!(
+            "{}/dev/twilio/2010-04-01/Accounts/{sid}/Messages.json",
+            app.base
+        ))
+        .basic_auth(sid, Some("not the token"))
+        .form(&[
+            ("To", phone.as_str()),
+            ("From", "+447700900000"),
+            ("Body", "hi"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
     assert!(
         listed["messages"][0]["sid"]
             .as_str()
