@@ -17,7 +17,8 @@ command -v curl >/dev/null || apt_install curl
 command -v jq >/dev/null || apt_install jq
 # The database the settings name (shiftcover unless SHIFTCOVER__DATABASE__URL says otherwise).
 db="${SHIFTCOVER__DATABASE__URL##*/}"
-ensure_database "${db%%\?*}"
+db="${db%%\?*}"
+ensure_database "$db"
 
 API_PORT="${SHIFTCOVER_DEV_API_PORT:-8080}"
 STRIPE_PORT="${SHIFTCOVER_DEV_STRIPE_PORT:-8420}"
@@ -50,7 +51,12 @@ say "starting localstripe on 127.0.0.1:$STRIPE_PORT"
 "$ROOT/infra/dev/localstripe.sh" install
 logs="$DEV_DIR/logs"
 mkdir -p "$logs"
-"$ROOT/infra/dev/localstripe.sh" run "$STRIPE_PORT" >"$logs/localstripe.log" 2>&1 &
+# localstripe keeps its state beside the database's (the drivers' Stripe customers and cards
+# must still be there next time); a new database starts a new store.
+store="$DEV_DIR/localstripe-$db.pickle"
+psql "$(PG_URL_BASE)/$db" -qAtc "select 1 from stripe_customers limit 1" 2>/dev/null | grep -q 1 ||
+    rm -f "$store"
+"$ROOT/infra/dev/localstripe.sh" run "$STRIPE_PORT" "$store" >"$logs/localstripe.log" 2>&1 &
 pids+=($!)
 stripe_ready() { curl -fs -o /dev/null -u sk_test_development: "http://127.0.0.1:$STRIPE_PORT/v1/customers"; }
 wait_for localstripe stripe_ready

@@ -37,7 +37,7 @@ finish() {
     psql "$(PG_URL_BASE)/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
     redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --scan --pattern "$SHIFTCOVER__REDIS__KEY_PREFIX*" \
         | xargs -r redis-cli -h 127.0.0.1 -p "$REDIS_PORT" del >/dev/null 2>&1 || true
-    rm -f "$script"
+    rm -f "$script" "$DEV_DIR/localstripe-$db.pickle"
 }
 trap finish EXIT
 # The first run builds the binary; later ones start in seconds.
