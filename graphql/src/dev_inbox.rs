@@ -3,8 +3,9 @@
 //!
 //! - `POST /dev/twilio/2010-04-01/Accounts/{sid}/Messages.json` takes an SMS as Twilio does (form
 //!   fields `To`, `From` or `MessagingServiceSid`, `Body`, `StatusCallback`, Basic auth with the
-//!   account SID) and answers Twilio's message object; `GET` on the same path lists them, newest
-//!   first, as the SMS job's lookup after an ambiguous send expects;
+//!   account SID and auth token), answers Twilio's message object and, two seconds later, posts
+//!   a signed `delivered` status callback to `StatusCallback`; `GET` on the same path lists them,
+//!   newest first, as the SMS job's lookup after an ambiguous send expects;
 //! - `POST /dev/mailgun/v3/{domain}/messages` takes an email as Mailgun does (multipart `from`,
 //!   `to`, `subject`, `text`, `html`, `v:notification_id`, Basic auth `api:<key>`);
 //! - `POST /dev/partner-webhooks` takes a partner webhook delivery, as a partner's server would;
@@ -241,8 +242,39 @@ async fn twilio_send(
         state.core.settings.http.public_url.trim_end_matches('/'),
     );
     let answer = twilio_json(&text);
+    let callback = field("StatusCallback");
+    if !callback.is_empty() {
+        let params = vec![
+            ("AccountSid".to_owned(), path.into_inner()),
+            ("From".to_owned(), text.from.clone()),
+            ("MessageSid".to_owned(), text.sid.clone()),
+            ("MessageStatus".to_owned(), "delivered".to_owned()),
+            ("To".to_owned(), text.to.clone()),
+        ];
+        let token = state.core.settings.twilio.auth_token.expose().to_owned();
+        actix_web::rt::spawn(report_delivered(callback, params, token));
+    }
     push(&mut state.dev_inbox.lock().texts, text);
     HttpResponse::Created().json(answer)
+}
+
+/// Tells the sender the text was delivered, as Twilio does: a signed status callback, a moment
+/// after the send (by when the sender has recorded the message's SID).
+async fn report_delivered(url: String, params: Vec<(String, String)>, auth_token: String) {
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let signature = notifications::webhooks::twilio_signature(&auth_token, &url, &params);
+    let sent = reqwest::Client::new()
+        .post(&url)
+        .header("x-twilio-signature", signature)
+        .form(&params)
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await;
+    match sent {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => tracing::warn!(%url, status = %r.status(), "the status callback was refused"),
+        Err(e) => tracing::warn!(%url, error = %e, "the status callback was not delivered"),
+    }
 }
 
 async fn twilio_list(

@@ -111,9 +111,18 @@ impl Drop for Worker {
 
 #[tokio::test]
 async fn in_development_a_driver_signs_in_with_the_code_from_the_inbox() {
+    // The API's public URL must be its real address: the Twilio stand-in signs its status
+    // callback over the URL it calls, and the API checks it against its public URL.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let app = TestApp::spawn_with(|s| {
         s.environment = Environment::Development;
         s.dev.inbox = true;
+        s.http.bind = format!("127.0.0.1:{port}");
+        s.http.public_url = format!("http://127.0.0.1:{port}");
     })
     .await;
     let _worker = Worker::start(&app);
@@ -190,6 +199,18 @@ async fn in_development_a_driver_signs_in_with_the_code_from_the_inbox() {
         .await
         .unwrap();
     assert_eq!(listed["messages"][0]["to"], phone.as_str(), "{listed}");
+    // The stand-in reports the text delivered, as Twilio would, and the API records it.
+    let delivered = format!(
+        "SELECT count(*) AS n FROM notifications WHERE recipient = '{phone}' AND status = 'delivered'"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while crate::support::count(&app.db, &delivered).await != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sign-in text was not marked delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // As Twilio, it refuses another account's credentials.
     let res = app
         .client
