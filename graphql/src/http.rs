@@ -36,6 +36,9 @@ pub struct ApiState {
     pub admin_schema: ApiSchema,
     /// Metrics registry.
     pub metrics: Metrics,
+    /// What the development stand-ins for Twilio, Mailgun and a partner's server were sent
+    /// (empty unless the inbox is on: [`crate::dev_inbox`]).
+    pub dev_inbox: crate::dev_inbox::Inbox,
 }
 
 /// A server that is listening.
@@ -78,6 +81,7 @@ pub fn start_server(core: Core) -> anyhow::Result<RunningServer> {
         schema,
         admin_schema,
         metrics: Metrics::new()?,
+        dev_inbox: crate::dev_inbox::Inbox::default(),
     });
     let workers = match core.settings.http.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -126,7 +130,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(crate::webhooks::routes)
         .configure(crate::finance::csv::routes)
         .configure(crate::finance::statements::pdf_route::routes)
-        .configure(crate::admin::routes);
+        .configure(crate::admin::routes)
+        .configure(crate::dev_inbox::routes);
 }
 
 async fn request_context(
@@ -242,6 +247,10 @@ async fn graphql_post(
     execute(&state, &req, request, false).await
 }
 
+/// The GraphQL IDE (development only): an operation editor with variables and headers, the
+/// answer, and the root fields read by introspection; one self-contained page.
+const IDE_PAGE: &str = include_str!("ide.html");
+
 async fn graphql_get(
     state: web::Data<ApiState>,
     req: HttpRequest,
@@ -250,14 +259,11 @@ async fn graphql_get(
     let Some(query) = params.get("query") else {
         let gql = &state.core.settings.graphql;
         if gql.ide && state.core.settings.environment != Environment::Production {
-            let html = async_graphql::http::GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql/ws")
-                .title("ShiftCover GraphQL")
-                .finish();
+            // The page is compiled in and loads nothing from elsewhere, so the IDE works offline.
             return HttpResponse::Ok()
                 .content_type("text/html; charset=utf-8")
-                .body(html);
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .body(IDE_PAGE);
         }
         return refusal(
             StatusCode::BAD_REQUEST,

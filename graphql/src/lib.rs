@@ -11,6 +11,7 @@ pub mod certificates;
 pub mod claims;
 pub mod context;
 pub mod cover;
+pub mod dev_inbox;
 pub mod errors;
 pub mod finance;
 pub mod foundation;

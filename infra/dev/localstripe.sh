@@ -3,7 +3,9 @@
 #
 #   infra/dev/localstripe.sh install       create the virtualenv when missing (pip install localstripe)
 #   infra/dev/localstripe.sh python        install if needed, then print the venv's python path
-#   infra/dev/localstripe.sh run [PORT]    install if needed, then run the launcher in the foreground
+#   infra/dev/localstripe.sh run [PORT] [STORE]
+#                                          install if needed, then run the launcher in the foreground:
+#                                          from scratch, or keeping its state in the file STORE
 #
 # The virtualenv lives under ${XDG_CACHE_HOME:-$HOME/.cache}/shiftcover/venv (override with
 # SHIFTCOVER_LOCALSTRIPE_VENV). Tests find its python the same way, or through
@@ -32,7 +34,10 @@ case "${1:-python}" in
     python) install; echo "$PY" ;;
     run)
         install
+        if [ -n "${3:-}" ]; then
+            exec "$PY" "$HERE/localstripe_launcher.py" --port "${2:-8420}" --store "$3"
+        fi
         exec "$PY" "$HERE/localstripe_launcher.py" --port "${2:-8420}" --from-scratch
         ;;
-    *) die "usage: $0 install|python|run [PORT]" ;;
+    *) die "usage: $0 install|python|run [PORT] [STORE]" ;;
 esac

@@ -3,6 +3,7 @@
 clients need it.
 
     python localstripe_launcher.py --port N --from-scratch
+    python localstripe_launcher.py --port N --store FILE
 
 localstripe's objects leave out fields that real Stripe always sends, so a typed client (such as
 async-stripe) cannot parse them. This launcher extends localstripe's resource classes before the
@@ -25,7 +26,10 @@ Three more behaviours follow real Stripe, because code under test relies on them
 - a SetupIntent that succeeds attaches its payment method to the SetupIntent's customer.
 
 With `--from-scratch` the store is not written to /tmp/localstripe.pickle after every change
-(nothing would read it, and several servers may run at once).
+(nothing would read it, and several servers may run at once). With `--store FILE` the store is
+read from FILE at start (when it exists and can be read) and written back to it after every
+change, so that a development database's customers, cards and payments are still there when the
+server is started again (infra/dev/run.sh keeps one store per database).
 
 When SHIFTCOVER_LOCALSTRIPE_EXIT_ON_STDIN_EOF=1, the server exits as soon as its standard input
 closes: a test process keeps the pipe open and the server dies with it, however it ends.
@@ -33,6 +37,7 @@ closes: a test process keeps the pipe open and the server dies with it, however 
 
 import hashlib
 import os
+import pickle
 import sys
 import threading
 import urllib.parse
@@ -223,7 +228,50 @@ def _watch_stdin():
         os._exit(0)
 
 
+def _take_option(name):
+    """Removes `name VALUE` from the command line (localstripe's own parser refuses it) and
+    returns VALUE, or None when the option is absent."""
+    args = sys.argv[1:]
+    if name not in args:
+        return None
+    i = args.index(name)
+    if i + 1 >= len(args):
+        sys.exit(f'{name} needs a value')
+    value = args[i + 1]
+    del sys.argv[i + 1:i + 3]
+    return value
+
+
+def _keep_store_in(path):
+    def load(self):
+        try:
+            with open(path, 'rb') as f:
+                old = pickle.load(f)
+        except FileNotFoundError:
+            return
+        except Exception as e:  # another localstripe's format, a torn file: start afresh
+            print(f'localstripe store {path} not read ({e}); starting empty',
+                  file=sys.stderr)
+            return
+        self.clear()
+        self.update(old)
+
+    def dump(self):
+        tmp = f'{path}.tmp'
+        with open(tmp, 'wb') as f:
+            pickle.dump(self, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+
+    resources.Store.try_load_from_disk = load
+    resources.Store.dump_to_disk = dump
+
+
 def main():
+    store_path = _take_option('--store')
+    if store_path is not None:
+        if '--from-scratch' in sys.argv[1:]:
+            sys.exit('--store and --from-scratch exclude each other')
+        _keep_store_in(store_path)
     if '--from-scratch' in sys.argv[1:]:
         resources.Store.dump_to_disk = lambda self: None
     if os.environ.get('SHIFTCOVER_LOCALSTRIPE_EXIT_ON_STDIN_EOF') == '1':

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, lints, the dependency rules of the workspace, the whole
-# test suite against real PostgreSQL and Redis (installed and started when missing), the GraphQL
-# fuzz run and the fault suite.
+# test suite against real PostgreSQL and Redis (installed and started when missing), README.md's
+# walkthrough against infra/dev/run.sh, the GraphQL fuzz run and the fault suite.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -73,6 +73,9 @@ fi
 drop_kept
 $tests_ok || die "tests failed"
 $ledger_ok || die "the ledger check failed"
+
+say "the README's walkthrough against infra/dev/run.sh"
+"$ROOT/infra/dev/walkthrough.sh"
 
 # Production readiness: the GraphQL fuzz run (schemathesis against /graphql as every kind of
 # caller) and the fault suite (restarts, SIGKILLs, a slow and failing Stripe and webhook floods

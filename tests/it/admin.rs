@@ -218,6 +218,30 @@ async fn every_page_and_action_is_refused_to_a_role_without_it() {
 }
 
 #[tokio::test]
+async fn the_sign_in_form_starts_empty_and_keeps_what_was_typed() {
+    let app = TestApp::spawn().await;
+    let (status, _, html) = get(&app, &Auth::Anonymous, "/admin/sign-in").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains(r#"name="email" value="""#),
+        "an empty email field: {html}"
+    );
+    assert!(!html.to_lowercase().contains("value=\"none\""), "{html}");
+    // After a refused sign-in the form shows the email that was typed.
+    let (status, _, html) = get(
+        &app,
+        &Auth::Anonymous,
+        "/admin/sign-in?email=ops%40shiftcover.example&error=Wrong",
+    )
+    .await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains(r#"name="email" value="ops@shiftcover.example""#),
+        "{html}"
+    );
+}
+
+#[tokio::test]
 async fn forms_need_the_session_token_and_this_site() {
     let app = TestApp::spawn().await;
     let ops = staff_cookie(&app, Role::Ops).await;

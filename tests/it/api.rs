@@ -236,7 +236,23 @@ async fn get_serves_queries_and_refuses_mutations() {
     // The IDE page in development and test; not when turned off.
     let res = app.get("/graphql").await;
     assert_eq!(res.status(), 200);
-    assert!(res.text().await.unwrap().contains("graphiql"));
+    let html = res.text().await.unwrap();
+    assert!(html.contains("ShiftCover GraphQL"), "{html}");
+    // It works offline: nothing is loaded from another host (no absolute or scheme-relative
+    // URL anywhere in the page), and what it fetches is this server's own `/graphql`.
+    for external in ["http://", "https://", "\"//", "'//", "url(", "@import"] {
+        assert!(!html.contains(external), "the IDE page names {external}");
+    }
+    assert!(html.contains(r#"var endpoint = "/graphql";"#));
+    // Its introspection query (in the page) is one the server answers under the normal limits.
+    let introspection = html
+        .split(r#"<script type="application/graphql" id="introspection">"#)
+        .nth(1)
+        .and_then(|rest| rest.split("</script>").next())
+        .expect("the introspection document in the page");
+    let body = app.gql(introspection, json!({})).await;
+    assert!(body["errors"].is_null(), "{body}");
+    assert!(body["data"]["mutation"]["fields"].as_array().unwrap().len() > 10);
     let app = TestApp::spawn_with(|s| s.graphql.ide = false).await;
     assert_eq!(app.get("/graphql").await.status(), 400);
 }

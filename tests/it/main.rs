@@ -9,6 +9,7 @@ mod authorization;
 mod claims_flow;
 mod cli;
 mod cover_flow;
+mod dev_inbox;
 mod finance_reports;
 mod job_faults;
 mod jobs;

@@ -40,27 +40,74 @@ fn run(
     )
 }
 
-#[tokio::test]
-async fn seed_loads_the_demo_data_once_and_shows_secrets_only_in_development() {
-    let app = TestApp::spawn().await;
-    let dev = [("SHIFTCOVER__ENVIRONMENT", "development")];
-    let (code, out, err) = run(&app, &["seed"], &dev, None);
-    assert_eq!(code, 0, "{err}");
-    let password = out
-        .lines()
-        .find_map(|l| l.split_once(&format!("ops user {DEMO_OPS_EMAIL}: created, password ")))
-        .map(|(_, p)| p.trim().to_owned())
-        .unwrap_or_else(|| panic!("no password in {out}"));
-    let key = out
-        .lines()
-        .find_map(|l| l.split_once(&format!("partner {DEMO_PARTNER_NAME}: created, API key ")))
-        .map(|(_, k)| k.trim().to_owned())
-        .unwrap_or_else(|| panic!("no key in {out}"));
+/// The value after `prefix` on the line of `out` that has it.
+fn after(out: &str, prefix: &str) -> String {
+    out.lines()
+        .find_map(|l| l.split_once(prefix))
+        .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_owned())
+        .unwrap_or_else(|| panic!("no {prefix:?} in {out}"))
+}
 
+const STAFF_SIGN_IN: &str = "mutation($i: StaffSignInInput!) { staffSignIn(input: $i) { staff { role } userErrors { code } } }";
+
+#[tokio::test]
+async fn seed_prints_working_demo_credentials_on_every_run_in_development() {
+    let app = TestApp::spawn().await;
+    let public = "http://127.0.0.1:18080";
+    let dev = [
+        ("SHIFTCOVER__ENVIRONMENT", "development"),
+        ("SHIFTCOVER__DEV__INBOX", "true"),
+        ("SHIFTCOVER__HTTP__PUBLIC_URL", public),
+    ];
+    let (code, first, err) = run(&app, &["seed"], &dev, None);
+    assert_eq!(code, 0, "{err}");
+    assert!(first.contains(DEMO_DRIVER_PHONE), "{first}");
+    // An ops user left by an earlier seed with another password gets the demo one back.
+    {
+        use diesel_async::RunQueryDsl;
+        let mut conn = app.db.conn().await.unwrap();
+        diesel::sql_query(
+            "UPDATE staff SET password_hash = (SELECT password_hash FROM staff WHERE email = 'admin@shiftcover.example') WHERE email = 'ops@shiftcover.example'",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
     let (code, out, err) = run(&app, &["seed"], &dev, None);
     assert_eq!(code, 0, "{err}");
-    assert!(!out.contains(&password) && !out.contains(&key), "{out}");
-    assert!(out.contains("already there"), "{out}");
+
+    // The second run prints the same credentials, and each works.
+    for (email, role) in [
+        (DEMO_OPS_EMAIL, "OPS"),
+        ("finance@shiftcover.example", "FINANCE"),
+        ("admin@shiftcover.example", "ADMIN"),
+    ] {
+        let prefix = format!(" user {email}: password ");
+        let password = after(&out, &prefix);
+        assert_eq!(password, after(&first, &prefix), "the same on every run");
+        let (_, body) = app
+            .gql_as(
+                &Auth::Anonymous,
+                STAFF_SIGN_IN,
+                json!({ "i": { "email": email, "password": password } }),
+            )
+            .await;
+        assert_eq!(
+            body["data"]["staffSignIn"]["staff"]["role"], role,
+            "{email}: {body}"
+        );
+    }
+    let test_key = after(&out, &format!("partner {DEMO_PARTNER_NAME}: test key "));
+    let live_key = after(&out, &format!("partner {DEMO_PARTNER_NAME}: live key "));
+    assert_eq!(
+        test_key,
+        after(&first, &format!("partner {DEMO_PARTNER_NAME}: test key "))
+    );
+    assert!(test_key.starts_with("sck_test_") && live_key.starts_with("sck_live_"));
+    let webhooks = after(&out, &format!("partner {DEMO_PARTNER_NAME}: webhooks to "));
+    assert_eq!(webhooks, format!("{public}/dev/partner-webhooks"));
+
+    // Nothing was made twice.
     for (sql, n) in [
         (
             format!("SELECT count(*) AS n FROM drivers WHERE phone = '{DEMO_DRIVER_PHONE}'"),
@@ -73,44 +120,88 @@ async fn seed_loads_the_demo_data_once_and_shows_secrets_only_in_development() {
             1,
         ),
         (
-            format!("SELECT count(*) AS n FROM staff WHERE email = '{DEMO_OPS_EMAIL}'"),
+            format!(
+                "SELECT count(*) AS n FROM enrolments e JOIN drivers d ON d.id = e.driver_id WHERE d.phone = '{DEMO_DRIVER_PHONE}'"
+            ),
             1,
         ),
+        ("SELECT count(*) AS n FROM staff".to_owned(), 3),
         (
             format!("SELECT count(*) AS n FROM partners WHERE name = '{DEMO_PARTNER_NAME}'"),
             1,
         ),
-        ("SELECT count(*) AS n FROM partner_api_keys".to_owned(), 1),
+        ("SELECT count(*) AS n FROM partner_api_keys".to_owned(), 2),
+        (
+            "SELECT count(*) AS n FROM partner_driver_links WHERE unlinked_at IS NULL".to_owned(),
+            2,
+        ),
+        (
+            format!(
+                "SELECT count(*) AS n FROM webhook_endpoints WHERE url = '{public}/dev/partner-webhooks'"
+            ),
+            2,
+        ),
     ] {
         assert_eq!(crate::support::count(&app.db, &sql).await, n, "{sql}");
     }
 
-    // What was printed works: the partner's key and the ops user's password.
-    let (_, body) = app
-        .gql_as(&Auth::Bearer(key), "{ partner { name } }", json!({}))
-        .await;
-    assert_eq!(body["data"]["partner"]["name"], DEMO_PARTNER_NAME, "{body}");
+    // Each key sees the demo driver linked, in its own mode.
+    for key in [&test_key, &live_key] {
+        let (_, body) = app
+            .gql_as(
+                &Auth::Bearer(key.clone()),
+                "query($id: String!) { partnerDriver(externalDriverId: $id) { externalDriverId } }",
+                json!({ "id": shiftcover::seed::DEMO_EXTERNAL_DRIVER_ID }),
+            )
+            .await;
+        assert_eq!(
+            body["data"]["partnerDriver"]["externalDriverId"],
+            shiftcover::seed::DEMO_EXTERNAL_DRIVER_ID,
+            "{key}: {body}"
+        );
+    }
+    // The demo driver can ask for a quote at once (profile, car and enrolment are there).
+    let token = {
+        let mut conn = app.db.conn().await.unwrap();
+        let settings = accounts::LoginCodeSettings {
+            pepper: app.core.settings.accounts.login_code_pepper.clone(),
+        };
+        accounts::request_login_code(
+            &mut conn,
+            app.core.clock.as_ref(),
+            DEMO_DRIVER_PHONE,
+            &settings,
+        )
+        .await
+        .unwrap();
+        let code = crate::support::latest_sms_code(&app.db, DEMO_DRIVER_PHONE).await;
+        accounts::verify_login_code(
+            &mut conn,
+            app.core.clock.as_ref(),
+            DEMO_DRIVER_PHONE,
+            &code,
+            &settings,
+        )
+        .await
+        .unwrap()
+        .token
+    };
     let (_, body) = app
         .gql_as(
-            &Auth::Anonymous,
-            "mutation($i: StaffSignInInput!) { staffSignIn(input: $i) { staff { role } userErrors { code } } }",
-            json!({ "i": { "email": DEMO_OPS_EMAIL, "password": password } }),
+            &Auth::Bearer(token),
+            "{ me { vehicles(first: 5) { edges { node { registration } } } enrolments { status productName } } }",
+            json!({}),
         )
         .await;
     assert_eq!(
-        body["data"]["staffSignIn"]["staff"]["role"], "OPS",
+        body["data"]["me"]["vehicles"]["edges"][0]["node"]["registration"],
+        shiftcover::seed::DEMO_VEHICLE_REGISTRATION,
         "{body}"
     );
-    // The demo driver can sign in with their phone.
-    let (_, body) = app
-        .gql_as(
-            &Auth::Anonymous,
-            "mutation($p: String!) { requestLoginCode(input: { phone: $p }) { phone userErrors { code } } }",
-            json!({ "p": DEMO_DRIVER_PHONE }),
-        )
-        .await;
-    assert_eq!(
-        body["data"]["requestLoginCode"]["phone"], DEMO_DRIVER_PHONE,
+    assert!(
+        body["data"]["me"]["enrolments"][0]["productName"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("Food delivery")),
         "{body}"
     );
 }

@@ -626,3 +626,54 @@ async fn staff_sign_in_sets_a_strict_http_only_cookie_and_sign_out_clears_it() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["errors"][0]["extensions"]["reason"], "SESSION_REVOKED");
 }
+
+#[tokio::test]
+async fn staff_sign_ins_that_succeed_do_not_use_up_the_failure_allowance() {
+    use redis::AsyncCommands;
+    let app = TestApp::spawn().await;
+    let password = "an often used password";
+    let staff = app.staff_user(accounts::Role::Ops, password).await;
+    let sign_in = "mutation($i: StaffSignInInput!) { staffSignIn(input: $i) { staff { role } userErrors { field code } } }";
+    let attempt = |password: &'static str| {
+        let app = &app;
+        let email = staff.email.as_str().to_owned();
+        async move {
+            let (_, body) = app
+                .gql_as(
+                    &Auth::Anonymous,
+                    sign_in,
+                    json!({ "i": { "email": email, "password": password } }),
+                )
+                .await;
+            body["data"]["staffSignIn"].clone()
+        }
+    };
+    // More successful sign-ins than the limit allows failures (10 in 15 minutes).
+    for n in 1..=11 {
+        let payload = attempt(password).await;
+        assert_eq!(payload["staff"]["role"], "OPS", "sign-in {n}: {payload}");
+    }
+    let mut redis = app.core.redis.conn().await.unwrap();
+    let key = shared::redis_conn::key(
+        app.core.redis.prefix(),
+        ["rl", "staff_sign_in_email", staff.email.as_str()],
+    );
+    let counted: Option<i64> = redis.get(&key).await.unwrap();
+    assert_eq!(counted.unwrap_or(0), 0, "successes are not counted");
+
+    // A failure is counted, and ten of them lock the email, right password or not.
+    let payload = attempt("a wrong password!").await;
+    assert_eq!(
+        user_errors(&payload),
+        vec![(String::new(), "INVALID_CREDENTIALS".into())]
+    );
+    let counted: i64 = redis.get(&key).await.unwrap();
+    assert_eq!(counted, 1);
+    let _: () = redis.set_ex(&key, 10, 600).await.unwrap();
+    let payload = attempt(password).await;
+    assert_eq!(
+        user_errors(&payload),
+        vec![(String::new(), "RATE_LIMITED".into())]
+    );
+    assert!(payload["staff"].is_null(), "{payload}");
+}

@@ -51,9 +51,9 @@ pub use login::{
 };
 pub use partners::{
     ApiKeyInfo, Partner, PartnerStatus, Scope, authenticate_partner_key, create_api_key,
-    create_api_key_because, create_partner, create_partner_because, get_api_key, get_partner,
-    list_api_keys, list_partners, revoke_api_key, revoke_api_key_because, rotate_api_key,
-    rotate_api_key_because, set_partner_status,
+    create_api_key_because, create_partner, create_partner_because, ensure_api_key_with_plaintext,
+    get_api_key, get_partner, list_api_keys, list_partners, revoke_api_key, revoke_api_key_because,
+    rotate_api_key, rotate_api_key_because, set_partner_status,
 };
 pub use principal::{Actor, DriverPrincipal, PartnerPrincipal, Principal, StaffPrincipal};
 pub use sessions::{
@@ -62,7 +62,7 @@ pub use sessions::{
 };
 pub use staff::{
     NewStaff, Role, Staff, StaffSignedIn, authenticate_staff, create_staff, disable_staff,
-    generate_password, get_staff, staff_sign_in, staff_sign_out,
+    ensure_staff_password, generate_password, get_staff, staff_sign_in, staff_sign_out,
 };
 pub use vehicles::{
     DriversWithVehicles, NewVehicle, Vehicle, VehicleType, add_vehicle, get_driver_and_vehicle,

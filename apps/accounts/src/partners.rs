@@ -372,6 +372,18 @@ async fn insert_key(
     let secret = tokens::random_string(tokens::ALNUM, KEY_SECRET_LEN);
     let mode = if test_mode { TEST_PREFIX } else { LIVE_PREFIX };
     let plaintext = format!("{mode}{prefix}_{secret}");
+    insert_key_row(conn, partner_id, scopes, test_mode, prefix, plaintext, now).await
+}
+
+async fn insert_key_row(
+    conn: &mut AsyncPgConnection,
+    partner_id: PartnerId,
+    scopes: &[Scope],
+    test_mode: bool,
+    prefix: String,
+    plaintext: String,
+    now: DateTime<Utc>,
+) -> Result<(ApiKeyInfo, String), AccountsError> {
     // 36^8 prefixes make a collision very unlikely; if one happens the unique constraint fails
     // the transaction and the caller gets an internal error to retry, never a shared prefix.
     let row: ApiKeyRow = diesel::insert_into(partner_api_keys::table)
@@ -445,6 +457,80 @@ pub async fn create_api_key_because(
         )
         .await?;
         Ok((info, plaintext))
+    })
+    .await
+}
+
+/// Gives a partner the key `plaintext` (a well-formed `sck_test_…` or `sck_live_…`) unless it
+/// has it already; returns the key and whether it was created now. For demo data that must print
+/// the same key on every run (`shiftcover seed` in development): real keys come from
+/// [`create_api_key`], whose secret nobody chose.
+///
+/// Errors: `INVALID_SCOPE` (none given); `NOT_FOUND` (`partnerId`; also `apiKey` when the text is
+/// not a well-formed key, or its prefix belongs to another key).
+pub async fn ensure_api_key_with_plaintext(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    actor: Actor,
+    partner_id: PartnerId,
+    scopes: &[Scope],
+    plaintext: &str,
+) -> Result<(ApiKeyInfo, bool), AccountsError> {
+    let scopes = normalise_scopes(scopes)?;
+    let (test_mode, prefix) = parse_key(plaintext).ok_or(AccountsError::NotFound("apiKey"))?;
+    let now = clock.now();
+    conn.transaction::<_, AccountsError, _>(async |conn| {
+        partners::table
+            .find(partner_id)
+            .select(partners::id)
+            .for_update()
+            .first::<PartnerId>(conn)
+            .await
+            .optional()?
+            .ok_or(AccountsError::NotFound("partnerId"))?;
+        let existing: Option<ApiKeyRow> = partner_api_keys::table
+            .filter(partner_api_keys::prefix.eq(prefix))
+            .select(ApiKeyRow::as_select())
+            .first(conn)
+            .await
+            .optional()?;
+        if let Some(row) = existing {
+            let same = row.partner_id == partner_id
+                && row.key_hash == tokens::sha256(plaintext)
+                && row.test_mode == test_mode;
+            return if same {
+                Ok((ApiKeyInfo::from(row), false))
+            } else {
+                Err(AccountsError::NotFound("apiKey"))
+            };
+        }
+        let (info, _) = insert_key_row(
+            conn,
+            partner_id,
+            &scopes,
+            test_mode,
+            prefix.to_owned(),
+            plaintext.to_owned(),
+            now,
+        )
+        .await?;
+        shared::audit::record(
+            conn,
+            &actor.entry(
+                "partner.api_key_created",
+                "partner_api_key",
+                info.id.to_string(),
+                serde_json::json!({
+                    "partner_id": partner_id.to_string(),
+                    "prefix": info.prefix,
+                    "scopes": scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                    "test_mode": test_mode,
+                    "chosen_secret": true,
+                }),
+            ),
+        )
+        .await?;
+        Ok((info, true))
     })
     .await
 }

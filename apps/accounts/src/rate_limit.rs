@@ -49,7 +49,9 @@ pub const VERIFY_PER_PHONE: Policy = Policy {
     window: Duration::from_secs(15 * 60),
 };
 
-/// Staff sign-in attempts for one email (password guessing).
+/// Failed staff sign-ins for one email (password guessing). Each attempt is counted when it
+/// starts (so concurrent guesses cannot slip past the limit together) and given back when it
+/// succeeds ([`give_back_policy`]): only failures use up the allowance.
 pub const STAFF_SIGN_IN_PER_EMAIL: Policy = Policy {
     bucket: "staff_sign_in_email",
     limit: 10,
@@ -147,6 +149,43 @@ pub async fn check(
         .into());
     }
     Ok(())
+}
+
+/// Takes back one call of `subject` in `bucket` that [`check`] counted, within the same window
+/// (never below zero, and never starting a window). The window's expiry is untouched.
+static GIVE_BACK: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count > 0 then
+  return redis.call('DECR', KEYS[1])
+end
+return 0
+",
+    )
+});
+
+/// Gives back one call counted by [`check`], for a limit that counts only failures: the caller
+/// counts every attempt as it starts and gives back those that succeed.
+pub async fn give_back(
+    redis: &mut ConnectionManager,
+    key_prefix: &str,
+    bucket: &str,
+    subject: &str,
+) -> Result<(), redis::RedisError> {
+    let key = shared::redis_conn::key(key_prefix, ["rl", bucket, subject]);
+    let _left: i64 = GIVE_BACK.key(&key).invoke_async(redis).await?;
+    Ok(())
+}
+
+/// [`give_back`] with a named policy.
+pub async fn give_back_policy(
+    redis: &mut ConnectionManager,
+    key_prefix: &str,
+    policy: &Policy,
+    subject: &str,
+) -> Result<(), redis::RedisError> {
+    give_back(redis, key_prefix, policy.bucket, subject).await
 }
 
 /// [`check`] with a named policy.

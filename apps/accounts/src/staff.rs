@@ -273,6 +273,53 @@ pub async fn get_staff(
     Staff::try_from(row)
 }
 
+/// Makes `password` the password of the staff user with `email`, unless it is already: returns
+/// the user and whether the password changed. Other sessions are left as they are. For demo
+/// users whose password is printed on every run (`shiftcover seed` in development).
+///
+/// Errors: `INVALID_EMAIL`, `WEAK_PASSWORD` / `PASSWORD_TOO_LONG`, `NOT_FOUND` (`email`).
+pub async fn ensure_staff_password(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    actor: Actor,
+    email: &str,
+    password: &str,
+) -> Result<(Staff, bool), AccountsError> {
+    let email = Email::parse(email)?;
+    check_password(password)?;
+    let row: StaffRow = staff::table
+        .filter(staff::email.eq(email.as_str()))
+        .select(StaffRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(AccountsError::NotFound("email"))?;
+    if verify_password(password.to_owned(), row.password_hash.clone()).await? {
+        return Ok((Staff::try_from(row)?, false));
+    }
+    let password_hash = hash_password(password.to_owned()).await?;
+    let id = row.id;
+    conn.transaction::<_, AccountsError, _>(async |conn| {
+        let row: StaffRow = diesel::update(staff::table.find(id))
+            .set(staff::password_hash.eq(&password_hash))
+            .returning(StaffRow::as_returning())
+            .get_result(conn)
+            .await?;
+        shared::audit::record(
+            conn,
+            &actor.entry(
+                "staff.password_set",
+                "staff",
+                id.to_string(),
+                serde_json::json!({ "at": clock.now() }),
+            ),
+        )
+        .await?;
+        Ok((Staff::try_from(row)?, true))
+    })
+    .await
+}
+
 /// Disables a staff user and ends their sessions. Disabling twice is harmless.
 /// Errors: `NOT_FOUND` (`staffId`).
 pub async fn disable_staff(

@@ -55,6 +55,20 @@ pub struct Settings {
     pub cover: CoverSettings,
     /// Claims (photo storage).
     pub claims: ClaimsSettings,
+    /// Stand-ins for a developer's machine (never in production).
+    pub dev: DevSettings,
+}
+
+/// Stand-ins that let one machine run the whole product without the outside services.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct DevSettings {
+    /// Serve the development inbox under `/dev/`: Twilio's and Mailgun's sending endpoints and a
+    /// partner webhook receiver that keep what they are sent, readable at `GET /dev/inbox`.
+    /// Point `twilio.base_url` at `{public_url}/dev/twilio` and `mailgun.base_url` at
+    /// `{public_url}/dev/mailgun` to use it (`infra/dev/run.sh` does). Answered only when
+    /// `environment` is `development`; refused in production.
+    pub inbox: bool,
 }
 
 /// Claims settings.
@@ -554,6 +568,12 @@ impl Settings {
             ));
         }
         if self.environment == Environment::Production {
+            if self.dev.inbox {
+                return Err(invalid(
+                    "dev.inbox",
+                    "the development inbox must be off in production",
+                ));
+            }
             self.refuse_development_endpoints()?;
         }
         Ok(())
@@ -772,6 +792,69 @@ mod tests {
             env(&[("SHIFTCOVER__STRIPE__BASE_URL", "http://127.0.0.1:8420")]),
         )
         .expect("development may use localstripe");
+    }
+
+    /// The settings `infra/dev/run.sh` gives its processes (`infra/dev/dev.env`), each
+    /// `${NAME:-default}` read as its default.
+    fn dev_run_settings() -> Vec<(String, String)> {
+        include_str!("../../../infra/dev/dev.env")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let (key, mut value) = l.split_once('=').expect("KEY=VALUE");
+                let mut out = String::new();
+                while let Some(start) = value.find("${") {
+                    out.push_str(&value[..start]);
+                    let rest = &value[start + 2..];
+                    let end = rest.find('}').expect("a closing brace");
+                    let default = rest[..end].split_once(":-").expect("a default").1;
+                    out.push_str(default);
+                    value = &rest[end + 1..];
+                }
+                out.push_str(value);
+                (key.to_owned(), out)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_development_run_loads_and_production_refuses_each_of_its_stand_ins() {
+        let dev = dev_run_settings();
+        let pairs: Vec<(&str, &str)> = dev.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let s = Settings::load_from(None, env(&pairs)).expect("the development run's settings");
+        assert_eq!(s.environment, Environment::Development);
+        assert!(s.dev.inbox);
+        assert!(
+            s.twilio.base_url.ends_with("/dev/twilio"),
+            "{}",
+            s.twilio.base_url
+        );
+        assert!(
+            s.mailgun.base_url.ends_with("/dev/mailgun"),
+            "{}",
+            s.mailgun.base_url
+        );
+
+        // The whole development configuration, started as production.
+        let mut as_production = pairs.clone();
+        as_production.retain(|(k, _)| *k != "SHIFTCOVER__ENVIRONMENT");
+        assert!(production(&as_production).is_err());
+        // And each stand-in alone, named in the refusal.
+        for (key, named) in [
+            ("SHIFTCOVER__DEV__INBOX", "dev.inbox"),
+            ("SHIFTCOVER__TWILIO__BASE_URL", "twilio.base_url"),
+            ("SHIFTCOVER__MAILGUN__BASE_URL", "mailgun.base_url"),
+            ("SHIFTCOVER__STRIPE__BASE_URL", "stripe.base_url"),
+        ] {
+            let value = pairs
+                .iter()
+                .find(|(k, _)| *k == key)
+                .unwrap_or_else(|| panic!("{key} is not in dev.env"))
+                .1;
+            let err = production(&[(key, value)]).unwrap_err();
+            assert!(err.to_string().contains(named), "{key}={value}: {err}");
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //!   (texts cost money and can be abused);
 //! - `verifyLoginCode`: per phone, across its codes; fails open (each code also allows only a few
 //!   tries, counted in PostgreSQL);
-//! - `staffSignIn`: per email; fails open (argon2 already makes each guess slow).
+//! - `staffSignIn`: failures per email (each attempt is counted as it starts and given back
+//!   when it succeeds, so staff who sign in often are never locked out by their own successes);
+//!   fails open (argon2 already makes each guess slow).
 //!
 //! Over a limit, the payload carries a `RATE_LIMITED` user error and `retryAfterSeconds`.
 
@@ -50,6 +52,20 @@ async fn over_limit(
         Ok(()) => Ok(None),
         Err(RateLimitError::Limited(l)) => Ok(Some(l)),
         Err(RateLimitError::Redis(e)) => down(e),
+    }
+}
+
+/// Gives back the call [`over_limit`] counted for an attempt that succeeded (a limit on failures).
+/// Best effort: without Redis the attempt simply stays counted.
+async fn give_back(core: &Core, policy: &Policy, subject: &str) {
+    let given_back = match core.redis.conn().await {
+        Ok(mut redis) => {
+            rate_limit::give_back_policy(&mut redis, core.redis.prefix(), policy, subject).await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = given_back {
+        tracing::warn!(bucket = policy.bucket, error = %e, "rate limit not given back: Redis unavailable");
     }
 }
 
@@ -326,6 +342,7 @@ impl SignInMutation {
                     });
                 }
             };
+        give_back(core, &rate_limit::STAFF_SIGN_IN_PER_EMAIL, &subject).await;
         let staff = accounts::get_staff(&mut conn, signed_in.principal.staff_id)
             .await
             .map_err(|e| internal(ctx, e))?;

@@ -133,7 +133,8 @@ async fn sign_in_page(state: web::Data<ApiState>, req: HttpRequest, q: Query) ->
         &json!({
             "next": safe_next(q.get("next").map(String::as_str)),
             "error": q.get("error"),
-            "email": q.get("email"),
+            // Absent is an empty field: a missing value would render as the text `none`.
+            "email": q.get("email").map_or("", String::as_str),
         }),
     )
 }

@@ -373,3 +373,73 @@ async fn a_suspended_partners_keys_are_refused_until_reactivated() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_chosen_key_is_added_once_and_only_to_its_partner() {
+    let db = TestDb::new().await.unwrap();
+    let mut conn = db.conn().await.unwrap();
+    let clock = clock();
+    let demo = create_partner(&mut conn, &clock, admin(), "Demo")
+        .await
+        .unwrap();
+    let other = create_partner(&mut conn, &clock, admin(), "Other")
+        .await
+        .unwrap();
+    let key = "sck_test_chosen01_ChosenSecretOfFortyLettersAndDigits00000";
+    assert_eq!(key.len(), "sck_test_".len() + 8 + 1 + 40);
+    let (info, created) = accounts::ensure_api_key_with_plaintext(
+        &mut conn,
+        &clock,
+        Actor::System,
+        demo.id,
+        &Scope::ALL,
+        key,
+    )
+    .await
+    .unwrap();
+    assert!(created);
+    assert!(info.test_mode);
+    assert_eq!(info.prefix, "chosen01");
+    let principal = authenticate_partner_key(&mut conn, &clock, key)
+        .await
+        .unwrap();
+    assert_eq!(principal.partner_id, demo.id);
+
+    // Again: the same key, nothing new.
+    let (again, created) = accounts::ensure_api_key_with_plaintext(
+        &mut conn,
+        &clock,
+        Actor::System,
+        demo.id,
+        &Scope::ALL,
+        key,
+    )
+    .await
+    .unwrap();
+    assert!(!created);
+    assert_eq!(again.id, info.id);
+    assert_eq!(list_api_keys(&mut conn, demo.id).await.unwrap().len(), 1);
+
+    // Another partner cannot take it, and a malformed key is refused.
+    for (partner, text) in [
+        (other.id, key),
+        (demo.id, "sck_test_short_secret"),
+        (demo.id, "not a key at all"),
+    ] {
+        let err = accounts::ensure_api_key_with_plaintext(
+            &mut conn,
+            &clock,
+            Actor::System,
+            partner,
+            &Scope::ALL,
+            text,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, accounts::AccountsError::NotFound("apiKey")),
+            "{text}: {err:?}"
+        );
+    }
+    assert!(list_api_keys(&mut conn, other.id).await.unwrap().is_empty());
+}

@@ -291,3 +291,75 @@ async fn a_disabled_user_cannot_sign_in_and_their_sessions_stop_working() {
         .unwrap_err();
     assert_eq!(code(&err), "NOT_FOUND");
 }
+
+#[tokio::test]
+async fn a_password_is_set_only_when_it_differs() {
+    let db = TestDb::new().await.unwrap();
+    let mut conn = db.conn().await.unwrap();
+    let clock = clock();
+    create_staff(
+        &mut conn,
+        &clock,
+        Actor::System,
+        new_staff("demo@shiftcover.example", Role::Ops),
+    )
+    .await
+    .unwrap();
+    let (_, changed) = accounts::ensure_staff_password(
+        &mut conn,
+        &clock,
+        Actor::System,
+        "demo@shiftcover.example",
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    assert!(!changed, "the same password is left alone");
+
+    let (staff, changed) = accounts::ensure_staff_password(
+        &mut conn,
+        &clock,
+        Actor::System,
+        " Demo@ShiftCover.example",
+        "a new demo password",
+    )
+    .await
+    .unwrap();
+    assert!(changed);
+    assert_eq!(staff.email.as_str(), "demo@shiftcover.example");
+    assert!(
+        staff_sign_in(&mut conn, &clock, "demo@shiftcover.example", PASSWORD)
+            .await
+            .is_err()
+    );
+    staff_sign_in(
+        &mut conn,
+        &clock,
+        "demo@shiftcover.example",
+        "a new demo password",
+    )
+    .await
+    .unwrap();
+    let audited = testkit::count(
+        &mut conn,
+        "SELECT count(*) AS n FROM audit_log WHERE action = 'staff.password_set'",
+    )
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+
+    for (email, password, code) in [
+        (
+            "nobody@shiftcover.example",
+            "a long enough one",
+            "NOT_FOUND",
+        ),
+        ("demo@shiftcover.example", "short", "WEAK_PASSWORD"),
+    ] {
+        let err =
+            accounts::ensure_staff_password(&mut conn, &clock, Actor::System, email, password)
+                .await
+                .unwrap_err();
+        assert_eq!(err.user_error().map(|u| u.code), Some(code), "{email}");
+    }
+}
