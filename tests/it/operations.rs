@@ -143,3 +143,59 @@ async fn a_broken_operation_is_caught() {
         );
     }
 }
+
+/// Runs `frontend-schema/check-documents.mjs` (graphql-js over every document, the Relay compiler
+/// over the driver app's) with `args`. The schema's own validation above is lenient where clients
+/// are not (a variable of one custom scalar passed where another is expected, for one), so the
+/// contract is also checked with the tools the clients build with.
+fn reference_check(args: &[&str]) -> std::process::Output {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("frontend-schema");
+    assert!(
+        dir.join("node_modules/graphql").is_dir() && dir.join("node_modules/relay-compiler").is_dir(),
+        "the reference tools are not installed: run `npm ci` in frontend-schema/ (infra/dev/test.sh does)"
+    );
+    std::process::Command::new("node")
+        .arg(dir.join("check-documents.mjs"))
+        .args(args)
+        .output()
+        .expect("node runs")
+}
+
+#[test]
+fn every_client_operation_passes_the_reference_tools() {
+    let out = reference_check(&[]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("relay-compiler:"), "the Relay compiler did not run: {text}");
+}
+
+#[test]
+fn the_reference_tools_catch_a_broken_operation() {
+    let dir = std::env::temp_dir().join(format!("sc-broken-ops-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(dir.join("driver")).unwrap();
+    let broken = [
+        // A variable of another scalar than the argument's.
+        "query WrongScalar($at: DateTime!) { statement(weekStart: $at) { weekStart } }",
+        "query NoSuchField { me { noSuchField } }",
+        "query { me { id } }",
+    ];
+    for (i, doc) in broken.iter().enumerate() {
+        std::fs::write(dir.join(format!("driver/Broken{i}.graphql")), doc).unwrap();
+    }
+    let out = reference_check(&["--operations", dir.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "not caught: {stderr}");
+    for expected in [
+        "driver/Broken0.graphql",
+        "driver/Broken1.graphql",
+        "driver/Broken2.graphql: operations must be named",
+        "relay-compiler refused",
+    ] {
+        assert!(stderr.contains(expected), "{expected} not reported: {stderr}");
+    }
+}
