@@ -25,6 +25,7 @@ pub mod partners;
 pub mod payments;
 pub mod relay;
 pub mod schema;
+pub mod scalars;
 pub mod viewer;
 pub mod webhooks;
 

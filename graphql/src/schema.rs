@@ -6,7 +6,7 @@ use crate::accounts::query::AccountsQuery;
 use crate::accounts::sign_in::SignInMutation;
 use crate::cover::{CoverMutation, CoverQuery, CoverSubscription};
 use crate::foundation::{FoundationMutation, FoundationQuery};
-use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, MergedSubscription, SDLExportOptions, Schema, SchemaBuilder};
 use shared::settings::GraphqlSettings;
 
 /// All queries.
@@ -66,9 +66,13 @@ pub fn build_schema(settings: &GraphqlSettings) -> SchemaBuilder<Query, Mutation
     builder
 }
 
-/// The schema in SDL, as committed in `frontend-schema/schema.graphql`.
+/// The schema in SDL, as committed in `frontend-schema/schema.graphql`, with `@specifiedBy` on
+/// the scalars that follow a published specification.
 pub fn sdl() -> String {
-    let mut out = build_schema(&GraphqlSettings::default()).finish().sdl();
+    let options = SDLExportOptions::new().include_specified_by();
+    let mut out = build_schema(&GraphqlSettings::default())
+        .finish()
+        .sdl_with_options(options);
     if !out.ends_with('\n') {
         out.push('\n');
     }
