@@ -37,8 +37,13 @@ pub enum SearchHitKind {
 pub struct SearchHit {
     /// What it is.
     pub kind: SearchHitKind,
-    /// Its global id.
+    /// The found object's global id, as `objectId`. A hit is not that object: this becomes the
+    /// hit's own id once the back office reads `objectId` (a cache keyed by `id` would take the
+    /// hit for the driver, session, payment or partner it points to).
+    #[graphql(deprecation = "Use `objectId`; `id` will become the hit's own id.")]
     pub id: ID,
+    /// The found object's global id (`node(id:)` opens it).
+    pub object_id: ID,
     /// The line to show first (a name, a certificate number, an amount).
     pub title: String,
     /// More to tell hits apart (phone, email, dates).
@@ -274,7 +279,8 @@ impl SearchQuery {
                 };
                 SearchHit {
                     kind,
-                    id,
+                    id: id.clone(),
+                    object_id: id,
                     title: r.title,
                     detail: r.detail,
                     driver_id: r
