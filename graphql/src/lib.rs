@@ -10,6 +10,7 @@ pub mod admin;
 pub mod certificates;
 pub mod claims;
 pub mod context;
+pub mod cost;
 pub mod cover;
 pub mod errors;
 pub mod finance;
@@ -24,8 +25,8 @@ pub mod ops;
 pub mod partners;
 pub mod payments;
 pub mod relay;
-pub mod schema;
 pub mod scalars;
+pub mod schema;
 pub mod viewer;
 pub mod webhooks;
 

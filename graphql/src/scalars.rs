@@ -118,7 +118,13 @@ mod tests {
             Date(day)
         );
         assert_eq!(Date(day).to_value(), Value::String("2026-01-05".into()));
-        for bad in ["2026-1-5", "+2026-01-05", "2026-02-30", "05/01/2026", "2026-01-05T00:00:00Z"] {
+        for bad in [
+            "2026-1-5",
+            "+2026-01-05",
+            "2026-02-30",
+            "05/01/2026",
+            "2026-01-05T00:00:00Z",
+        ] {
             assert!(Date::parse(Value::String(bad.into())).is_err(), "{bad}");
             assert!(!Date::is_valid(&Value::String(bad.into())), "{bad}");
         }
@@ -131,6 +137,8 @@ mod tests {
         assert_eq!(big.to_value(), Value::Number(5_000_000_000i64.into()));
         assert_eq!(MinorUnits::parse(big.to_value()).unwrap(), big);
         assert!(MinorUnits::parse(Value::String("5".into())).is_err());
-        assert!(MinorUnits::parse(serde_json::from_str("1.5").map(Value::Number).unwrap()).is_err());
+        assert!(
+            MinorUnits::parse(serde_json::from_str("1.5").map(Value::Number).unwrap()).is_err()
+        );
     }
 }

@@ -56,7 +56,10 @@ pub fn build_schema(settings: &GraphqlSettings) -> SchemaBuilder<Query, Mutation
         Subscription::default(),
     )
     .limit_depth(settings.max_depth)
-    .limit_complexity(settings.max_complexity)
+    // The cost model of `crate::cost`, in place of async-graphql's, which multiplies a whole
+    // connection (`pageInfo` included) by its page size and counts a field twice when two
+    // fragments select it.
+    .extension(crate::cost::CostLimit::new(settings.max_complexity))
     .limit_recursive_depth(32)
     .limit_directives(10)
     .extension(crate::nul::RefuseNul);

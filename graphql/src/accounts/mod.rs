@@ -187,7 +187,6 @@ impl Driver {
         self.inner.updated_at
     }
     /// The driver's vehicles (not removed), oldest first.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity + 1")]
     async fn vehicles(
         &self,
         ctx: &Context<'_>,

@@ -5,9 +5,9 @@ use crate::accounts::{conn, core};
 use crate::errors::{InternalExt, UserError};
 use crate::guard;
 use crate::relay::parse_global_id;
+use crate::scalars::Date;
 use accounts::Role;
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
-use crate::scalars::Date;
 use finance::FinanceError;
 
 /// Reconcile a day.

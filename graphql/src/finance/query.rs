@@ -5,10 +5,10 @@ use crate::accounts::{conn, core};
 use crate::errors::{InternalExt, coded};
 use crate::guard;
 use crate::relay::{parse_global_id, to_global_id};
+use crate::scalars::{Date, MinorUnits};
 use accounts::Role;
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
-use crate::scalars::{Date, MinorUnits};
 use chrono::{DateTime, Utc};
 use finance::period::Month;
 use finance::{exceptions, reconcile, reports};
@@ -431,7 +431,6 @@ impl FinanceQuery {
     }
 
     /// The exceptions queue, oldest first.
-    #[graphql(complexity = "first.max(0) as usize * child_complexity + 2")]
     async fn finance_exceptions(
         &self,
         ctx: &Context<'_>,

@@ -116,7 +116,6 @@ pub struct StatementsQuery;
 #[Object]
 impl StatementsQuery {
     /// The signed-in driver's weekly statements: the weeks their wallet moved, newest first.
-    #[graphql(complexity = "first.unwrap_or(4).max(0) as usize * child_complexity + 2")]
     async fn statements(
         &self,
         ctx: &Context<'_>,
@@ -168,7 +167,8 @@ impl StatementsQuery {
         let driver = guard::require_driver(ctx)?;
         let core = core(ctx)?;
         let today = core.clock.now().date_naive();
-        let week = check_week(today, week_start.0, "weekStart").map_err(|e| report_error(ctx, e))?;
+        let week =
+            check_week(today, week_start.0, "weekStart").map_err(|e| report_error(ctx, e))?;
         let mut conn = conn(ctx).await?;
         let s = weekly_statement(&mut conn, &driver.driver_id.to_string(), week)
             .await

@@ -250,7 +250,6 @@ impl SearchQuery {
     /// (certificate number), payments (Stripe PaymentIntent id) and partners (name) for the back
     /// office (ops, finance, admin). At most `first` hits of each kind; `BAD_USER_INPUT` for
     /// text shorter than 2 or longer than 100 characters.
-    #[graphql(complexity = "first.max(0) as usize * 2 * child_complexity + 1")]
     async fn staff_search(
         &self,
         ctx: &Context<'_>,

@@ -278,7 +278,10 @@ impl PartnerCoverSession {
 }
 
 /// The global id of `partner`'s view of `session`: `PartnerCoverSession:<partner>/<session>`.
-pub fn partner_cover_session_id(partner: accounts::PartnerId, session: cover::CoverSessionId) -> ID {
+pub fn partner_cover_session_id(
+    partner: accounts::PartnerId,
+    session: cover::CoverSessionId,
+) -> ID {
     to_global_id("PartnerCoverSession", &format!("{partner}/{session}"))
 }
 
