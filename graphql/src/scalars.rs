@@ -12,6 +12,17 @@
 use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value};
 use chrono::NaiveDate;
 
+/// The description the schema gives `DateTime` (chrono's `DateTime<Utc>`, whose own description
+/// names the Rust type): how it is written either way.
+pub const DATE_TIME_DESCRIPTION: &str = "An instant, written in RFC 3339 (ISO 8601) with its \
+offset from UTC. Answers are in UTC, with a fraction of a second when there is one, e.g. \
+`2026-12-07T17:30:00+00:00`; arguments may carry any offset (`Z`, `+01:00`) and mean that \
+instant.";
+
+/// The description the schema gives `JSON` (async-graphql's own says only that it is JSON).
+pub const JSON_DESCRIPTION: &str = "Any JSON value, sent as itself (not encoded in a string). \
+Each field that uses it says what it holds.";
+
 /// A calendar date without a time zone, written `YYYY-MM-DD` (ISO 8601 / RFC 3339 `full-date`),
 /// e.g. `1990-04-21`. The days that finance reports and reconciliation take are UTC days; a
 /// driver's statement week starts on a Monday.

@@ -60,6 +60,12 @@ pub fn build_schema(settings: &GraphqlSettings) -> SchemaBuilder<Query, Mutation
     // connection (`pageInfo` included) by its page size and counts a field twice when two
     // fragments select it.
     .extension(crate::cost::CostLimit::new(settings.max_complexity))
+    .override_output_type_description::<chrono::DateTime<chrono::Utc>>(
+        crate::scalars::DATE_TIME_DESCRIPTION,
+    )
+    .override_output_type_description::<async_graphql::Json<serde_json::Value>>(
+        crate::scalars::JSON_DESCRIPTION,
+    )
     .limit_recursive_depth(32)
     .limit_directives(10)
     .extension(crate::nul::RefuseNul);
