@@ -16,7 +16,11 @@
 //!   connection's `edges` and `nodes`, the lists of any other object (a report with its lines).
 //!   The rest of a connection (`pageInfo`, `totalCount`) is counted once, however long the page.
 //! - A few fields return more than one page per call (`staffSearch` returns up to `first` hits
-//!   of each kind); [`ITEMS_PER_PAGE`] says how many.
+//!   of each kind); [`PAGES_PER_CALL`] says how many.
+//!
+//! - Before async-graphql's own checks run, a document that holds more than 100 000 selections
+//!   once its fragment spreads are expanded is refused: those checks follow every spread, so a
+//!   few kilobytes of fragments that spread each other twice would keep a core busy for minutes.
 //!
 //! With the default limit (1000), every document the driver app ships is accepted at 100 items
 //! per page, the most any page holds (`tests/it/operations.rs` checks it).
@@ -26,8 +30,8 @@ use async_graphql::extensions::{
     NextValidation,
 };
 use async_graphql::parser::types::{
-    Directive, DocumentOperations, ExecutableDocument, Field, OperationDefinition, Selection,
-    SelectionSet,
+    Directive, DocumentOperations, ExecutableDocument, Field, OperationDefinition, OperationType,
+    Selection, SelectionSet,
 };
 use async_graphql::registry::{MetaType, MetaTypeName, Registry};
 use async_graphql::{
@@ -41,7 +45,7 @@ use std::sync::{Arc, OnceLock};
 pub const MAX_PAGE: u64 = 100;
 
 /// Fields that return up to this many pages per call: `(type, field, pages)`.
-pub const ITEMS_PER_PAGE: &[(&str, &str, u64)] = &[
+pub const PAGES_PER_CALL: &[(&str, &str, u64)] = &[
     // Up to `first` drivers, sessions, payments and partners.
     ("Query", "staffSearch", 4),
 ];
@@ -92,7 +96,17 @@ impl Extension for CostCheck {
         request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
+        let mut request = request;
         let _ = self.operation_name.set(request.operation_name.clone());
+        // Before async-graphql's own checks, which follow every fragment spread as often as it
+        // is spread: a few kilobytes of fragments that spread each other twice would keep them
+        // busy for minutes. A parse error is left for the parse step to report.
+        if request
+            .parsed_query()
+            .is_ok_and(|doc| expanded_selections(doc) > MAX_STEPS)
+        {
+            return Err(too_complex(usize::MAX, self.max));
+        }
         next.run(ctx, request).await
     }
 
@@ -166,15 +180,9 @@ pub fn operation_cost(
     ops.into_iter()
         .map(|op| {
             let root = match op.node.ty {
-                async_graphql::parser::types::OperationType::Query => {
-                    Some(registry.query_type.as_str())
-                }
-                async_graphql::parser::types::OperationType::Mutation => {
-                    registry.mutation_type.as_deref()
-                }
-                async_graphql::parser::types::OperationType::Subscription => {
-                    registry.subscription_type.as_deref()
-                }
+                OperationType::Query => Some(registry.query_type.as_str()),
+                OperationType::Mutation => registry.mutation_type.as_deref(),
+                OperationType::Subscription => registry.subscription_type.as_deref(),
             };
             let mut walk = Walk {
                 registry,
@@ -192,6 +200,58 @@ pub fn operation_cost(
         })
         .max()
         .unwrap_or(0)
+}
+
+/// How many selections `doc` holds once every fragment spread is replaced by its fragment,
+/// counted without expanding them (each fragment is measured once). Saturates; a document
+/// nested deeper than [`MAX_NESTING`] counts as `usize::MAX`.
+pub fn expanded_selections(doc: &ExecutableDocument) -> usize {
+    fn size<'a>(
+        doc: &'a ExecutableDocument,
+        set: &'a SelectionSet,
+        sizes: &mut HashMap<&'a str, usize>,
+        depth: usize,
+    ) -> usize {
+        if depth > MAX_NESTING {
+            return usize::MAX;
+        }
+        let mut total: usize = 0;
+        for item in &set.items {
+            let n = match &item.node {
+                Selection::Field(f) => {
+                    size(doc, &f.node.selection_set.node, sizes, depth + 1).saturating_add(1)
+                }
+                Selection::InlineFragment(f) => {
+                    size(doc, &f.node.selection_set.node, sizes, depth + 1)
+                }
+                Selection::FragmentSpread(s) => {
+                    let name = s.node.fragment_name.node.as_str();
+                    match (
+                        sizes.get(name),
+                        doc.fragments.get(&s.node.fragment_name.node),
+                    ) {
+                        (Some(&known), _) => known,
+                        (None, Some(fragment)) => {
+                            // Zero while it is being measured: a cycle adds nothing
+                            // (validation refuses cycles anyway).
+                            sizes.insert(name, 0);
+                            let n = size(doc, &fragment.node.selection_set.node, sizes, depth + 1);
+                            sizes.insert(name, n);
+                            n
+                        }
+                        (None, None) => 0,
+                    }
+                }
+            };
+            total = total.saturating_add(n);
+        }
+        total
+    }
+    let mut sizes = HashMap::new();
+    doc.operations
+        .iter()
+        .map(|(_, op)| size(doc, &op.node.selection_set.node, &mut sizes, 0))
+        .fold(0, usize::saturating_add)
 }
 
 /// The request's variables, with the operation's defaults for those it does not give.
@@ -463,9 +523,9 @@ impl<'a> Walk<'a> {
     }
 }
 
-/// How many pages `parent.field` returns per call ([`ITEMS_PER_PAGE`]).
+/// How many pages `parent.field` returns per call ([`PAGES_PER_CALL`]).
 fn pages_per_call(parent: Option<&str>, field: &str) -> u64 {
-    ITEMS_PER_PAGE
+    PAGES_PER_CALL
         .iter()
         .find(|(t, f, _)| Some(*t) == parent && *f == field)
         .map_or(1, |(_, _, n)| *n)
@@ -523,6 +583,24 @@ mod tests {
         let tail = err.message.split("it costs ").nth(1).unwrap();
         let n = tail.split(',').next().unwrap();
         n.parse().unwrap_or(usize::MAX)
+    }
+
+    #[tokio::test]
+    async fn fragments_spread_into_each_other_are_refused_quickly() {
+        // Each fragment spreads the next twice: 2^30 selections once expanded. Refused before
+        // async-graphql's own checks, which would follow every spread.
+        let mut bomb = String::from("query { me { ...F0 } }");
+        for i in 0..30 {
+            bomb.push_str(&format!(
+                " fragment F{i} on Driver {{ id ...F{} ...F{} }}",
+                i + 1,
+                i + 1
+            ));
+        }
+        bomb.push_str(" fragment F30 on Driver { id }");
+        let started = std::time::Instant::now();
+        assert_eq!(cost(&bomb, serde_json::json!({})).await, usize::MAX);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     const PAGE: &str = "query($n: Int) { me { vehicles(first: $n) {
