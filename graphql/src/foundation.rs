@@ -71,7 +71,6 @@ impl FoundationQuery {
     }
 
     /// Fetches several objects by global id, in order; null for each one not visible.
-    #[graphql(complexity = "ids.len() * child_complexity + 1")]
     async fn nodes(
         &self,
         ctx: &Context<'_>,

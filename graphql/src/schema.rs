@@ -6,7 +6,7 @@ use crate::accounts::query::AccountsQuery;
 use crate::accounts::sign_in::SignInMutation;
 use crate::cover::{CoverMutation, CoverQuery, CoverSubscription};
 use crate::foundation::{FoundationMutation, FoundationQuery};
-use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, MergedSubscription, SDLExportOptions, Schema, SchemaBuilder};
 use shared::settings::GraphqlSettings;
 
 /// All queries.
@@ -56,7 +56,16 @@ pub fn build_schema(settings: &GraphqlSettings) -> SchemaBuilder<Query, Mutation
         Subscription::default(),
     )
     .limit_depth(settings.max_depth)
-    .limit_complexity(settings.max_complexity)
+    // The cost model of `crate::cost`, in place of async-graphql's, which multiplies a whole
+    // connection (`pageInfo` included) by its page size and counts a field twice when two
+    // fragments select it.
+    .extension(crate::cost::CostLimit::new(settings.max_complexity))
+    .override_output_type_description::<chrono::DateTime<chrono::Utc>>(
+        crate::scalars::DATE_TIME_DESCRIPTION,
+    )
+    .override_output_type_description::<async_graphql::Json<serde_json::Value>>(
+        crate::scalars::JSON_DESCRIPTION,
+    )
     .limit_recursive_depth(32)
     .limit_directives(10)
     .extension(crate::nul::RefuseNul);
@@ -66,9 +75,13 @@ pub fn build_schema(settings: &GraphqlSettings) -> SchemaBuilder<Query, Mutation
     builder
 }
 
-/// The schema in SDL, as committed in `frontend-schema/schema.graphql`.
+/// The schema in SDL, as committed in `frontend-schema/schema.graphql`, with `@specifiedBy` on
+/// the scalars that follow a published specification.
 pub fn sdl() -> String {
-    let mut out = build_schema(&GraphqlSettings::default()).finish().sdl();
+    let options = SDLExportOptions::new().include_specified_by();
+    let mut out = build_schema(&GraphqlSettings::default())
+        .finish()
+        .sdl_with_options(options);
     if !out.ends_with('\n') {
         out.push('\n');
     }

@@ -111,6 +111,17 @@ ensure_browser() {
     apt_install chromium chromium-driver
 }
 
+# Node and the pinned GraphQL reference tools (graphql-js, the Relay compiler) that check the
+# client documents in frontend-schema/; reinstalled from package-lock.json when it changes.
+ensure_client_tools() {
+    { command -v node >/dev/null && command -v npm >/dev/null; } || apt_install nodejs npm
+    local dir="$ROOT/frontend-schema"
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] \
+        || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    fi
+}
+
 # The application database, created when missing.
 ensure_database() {
     local name="$1"

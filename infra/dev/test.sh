@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every check CI runs: formatting, lints, the dependency rules of the workspace, the whole
-# test suite against real PostgreSQL and Redis (installed and started when missing), README.md's
-# walkthrough against infra/dev/run.sh, the GraphQL fuzz run and the fault suite.
+# Runs every check CI runs: formatting, lints, the dependency rules of the workspace, the client
+# documents against the schema with graphql-js and the Relay compiler, the whole test suite
+# against real PostgreSQL and Redis (installed and started when missing), README.md's walkthrough
+# against infra/dev/run.sh, the GraphQL fuzz run and the fault suite.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -30,6 +31,10 @@ say "deployment manifests and migration safety (expand/contract)"
 "$ROOT/infra/dev/check-manifests.sh"
 python3 "$ROOT/infra/dev/check-migrations.py" --self-test | grep -v "^ok "
 python3 "$ROOT/infra/dev/check-migrations.py"
+
+say "client documents (graphql-js and the Relay compiler against frontend-schema/schema.graphql)"
+ensure_client_tools
+node "$ROOT/frontend-schema/check-documents.mjs"
 
 say "tests"
 # Every test database is kept until the suite ends (apps/testkit lists them in this file), so that

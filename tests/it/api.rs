@@ -155,7 +155,7 @@ async fn hostile_and_malformed_documents_get_coded_errors() {
     assert_eq!(first_code(&body), "TOO_MANY_ALIASES");
 
     let wide = (0..45)
-        .map(|i| format!("a{i}: nodes(ids: [{}]) {{ id }}", ["\"x\""; 10].join(",")))
+        .map(|i| format!("a{i}: nodes(ids: [{}]) {{ id }}", ["\"x\""; 25].join(",")))
         .collect::<Vec<_>>()
         .join(" ");
     let body = app.gql(&format!("{{ {wide} }}"), json!({})).await;

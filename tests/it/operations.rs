@@ -51,6 +51,14 @@ fn graphql_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// Validates every operation of `document`; returns the errors, per operation name.
 async fn validate(document: &str) -> Vec<(String, Vec<ServerError>)> {
+    validate_with(document, serde_json::json!({})).await
+}
+
+/// Validates every operation of `document` with `variables`; returns the errors, per operation.
+async fn validate_with(
+    document: &str,
+    variables: serde_json::Value,
+) -> Vec<(String, Vec<ServerError>)> {
     let schema = graphql::build_schema(&GraphqlSettings::default())
         .extension(ValidateOnly)
         .finish();
@@ -69,7 +77,8 @@ async fn validate(document: &str) -> Vec<(String, Vec<ServerError>)> {
     };
     let mut out = Vec::new();
     for name in names {
-        let mut request = async_graphql::Request::new(document);
+        let mut request = async_graphql::Request::new(document)
+            .variables(async_graphql::Variables::from_json(variables.clone()));
         if !name.is_empty() {
             request = request.operation_name(name.clone());
         }
@@ -129,8 +138,9 @@ async fn a_broken_operation_is_caught() {
         "query Broken { me { noSuchField } }",
         "mutation Broken { addVehicle(input: { vehicleType: LORRY }) { vehicle { id } } }",
         "query Broken($id: ID!) { me { id } }",
-        // Over the complexity limit.
-        "query Broken { a: me { vehicles(first: 50) { edges { node { id registration make model } } } } b: me { vehicles(first: 50) { edges { node { id registration make model } } } } }",
+        // Over the complexity limit: three full pages of sessions, each item with its vehicle
+        // and charge.
+        "query Broken { a: me { coverSessions(first: 100) { edges { node { id vehicle { registration } charge { total { minor } } } } } } b: me { coverSessions(first: 100) { edges { node { id vehicle { registration } charge { total { minor } } } } } } c: me { coverSessions(first: 100) { edges { node { id vehicle { registration } charge { total { minor } } } } } } }",
         "query { me { id }",
         // Subscriptions are validated like the rest.
         "subscription Broken { coverStatus { noSuchField } }",
@@ -140,6 +150,95 @@ async fn a_broken_operation_is_caught() {
         assert!(
             results.iter().any(|(_, errors)| !errors.is_empty()),
             "not caught: {doc}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_driver_and_partner_list_is_accepted_at_the_largest_page() {
+    // Every list the apps page through holds at most 100 items a page; the cost limit must let
+    // each shipped document ask for a full page.
+    let mut files = Vec::new();
+    graphql_files(&operations_dir().join("driver"), &mut files);
+    graphql_files(&operations_dir().join("partner"), &mut files);
+    files.sort();
+    let mut paged = 0;
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        if !text.contains("$first") {
+            continue;
+        }
+        paged += 1;
+        for (name, errors) in validate_with(&text, serde_json::json!({ "first": 100 })).await {
+            for e in errors {
+                failures.push(format!("{} ({name}): {}", file.display(), e.message));
+            }
+        }
+    }
+    assert!(paged >= 9, "only {paged} paged documents found");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Runs `frontend-schema/check-documents.mjs` (graphql-js over every document, the Relay compiler
+/// over the driver app's) with `args`. The schema's own validation above is lenient where clients
+/// are not (a variable of one custom scalar passed where another is expected, for one), so the
+/// contract is also checked with the tools the clients build with.
+fn reference_check(args: &[&str]) -> std::process::Output {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("frontend-schema");
+    assert!(
+        dir.join("node_modules/graphql").is_dir()
+            && dir.join("node_modules/relay-compiler").is_dir(),
+        "the reference tools are not installed: run `npm ci` in frontend-schema/ (infra/dev/test.sh does)"
+    );
+    std::process::Command::new("node")
+        .arg(dir.join("check-documents.mjs"))
+        .args(args)
+        .output()
+        .expect("node runs")
+}
+
+#[test]
+fn every_client_operation_passes_the_reference_tools() {
+    let out = reference_check(&[]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("relay-compiler:"),
+        "the Relay compiler did not run: {text}"
+    );
+}
+
+#[test]
+fn the_reference_tools_catch_a_broken_operation() {
+    let dir = std::env::temp_dir().join(format!("sc-broken-ops-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(dir.join("driver")).unwrap();
+    let broken = [
+        // A variable of another scalar than the argument's.
+        "query WrongScalar($at: DateTime!) { statement(weekStart: $at) { weekStart } }",
+        "query NoSuchField { me { noSuchField } }",
+        "query { me { id } }",
+    ];
+    for (i, doc) in broken.iter().enumerate() {
+        std::fs::write(dir.join(format!("driver/Broken{i}.graphql")), doc).unwrap();
+    }
+    let out = reference_check(&["--operations", dir.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "not caught: {stderr}");
+    for expected in [
+        "driver/Broken0.graphql",
+        "driver/Broken1.graphql",
+        "driver/Broken2.graphql: operations must be named",
+        "relay-compiler refused",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "{expected} not reported: {stderr}"
         );
     }
 }

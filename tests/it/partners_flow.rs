@@ -31,7 +31,8 @@ const RECORD: &str =
 const STATUS: &str =
     "query($id: String!, $at: DateTime) { coverStatus(externalDriverId: $id, at: $at) {
     externalDriverId at covered certificateNumber proofToken
-    session { id startedAt coveredUntil endedAt active startedByPartner certificateNumber } } }";
+    session { id coverSessionId startedAt coveredUntil endedAt active startedByPartner
+      certificateNumber } } }";
 
 const REGISTER: &str =
     "mutation($input: RegisterWebhookEndpointInput!) { registerWebhookEndpoint(input: $input) {
@@ -374,7 +375,15 @@ async fn a_partner_day_out_of_order_gives_the_ordered_sessions_charges_and_one_s
     let status = &body["data"]["coverStatus"];
     assert_eq!(status["covered"], true, "{body}");
     assert_eq!(status["session"]["startedByPartner"], true);
-    assert_eq!(status["session"]["id"], first_session.as_str());
+    assert_eq!(status["session"]["coverSessionId"], first_session.as_str());
+    // The partner's view has an id of its own: a client cache keyed by `id` keeps it apart from
+    // the driver's `CoverSession`.
+    let view_id = status["session"]["id"].as_str().unwrap();
+    assert_ne!(view_id, first_session.as_str());
+    assert_eq!(
+        graphql::relay::from_global_id(view_id).unwrap().0,
+        "PartnerCoverSession"
+    );
     assert!(status["proofToken"].as_str().is_some_and(|t| t.len() > 40));
     let (_, body) = app
         .gql_as(

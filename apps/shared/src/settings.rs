@@ -261,7 +261,9 @@ impl Default for HttpSettings {
 pub struct GraphqlSettings {
     /// Deepest selection set allowed.
     pub max_depth: usize,
-    /// Highest complexity (fields, weighted by list sizes) allowed.
+    /// Highest cost of an operation allowed: each object in the response counts 1, each item of
+    /// a page once (see the GraphQL crate's `cost` module). 1000 takes a page of 100 of any list
+    /// the driver app shows.
     pub max_complexity: usize,
     /// Most aliases, directives and root fields in one document (guards against alias floods).
     pub max_aliases: usize,
@@ -275,7 +277,7 @@ impl Default for GraphqlSettings {
     fn default() -> Self {
         Self {
             max_depth: 12,
-            max_complexity: 400,
+            max_complexity: 1000,
             max_aliases: 50,
             introspection: true,
             ide: true,

@@ -18,36 +18,15 @@ use crate::relay::{parse_global_id, to_global_id};
 use accounts::{AccountsError, DriverId, PartnerId, Principal, VehicleId};
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{
-    Context, Enum, ID, InputValueError, InputValueResult, Object, Scalar, ScalarType, Value,
-};
-use chrono::{DateTime, NaiveDate, Utc};
+use async_graphql::{Context, Enum, ID, Object};
+use chrono::{DateTime, Utc};
 use loaders::{AccountsLoader, VehiclesOf};
 use shared::core::Core;
 
 /// Largest page of a driver's vehicles.
 pub const MAX_VEHICLES_PAGE: i32 = 50;
 
-/// A calendar date, written `YYYY-MM-DD` (ISO 8601), e.g. `1990-04-21`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Date(pub NaiveDate);
-
-/// A calendar date, written `YYYY-MM-DD` (ISO 8601), e.g. `1990-04-21`.
-#[Scalar(name = "Date")]
-impl ScalarType for Date {
-    fn parse(value: Value) -> InputValueResult<Self> {
-        match &value {
-            Value::String(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map(Date)
-                .map_err(|_| InputValueError::custom("expected a date written YYYY-MM-DD")),
-            _ => Err(InputValueError::expected_type(value)),
-        }
-    }
-
-    fn to_value(&self) -> Value {
-        Value::String(self.0.format("%Y-%m-%d").to_string())
-    }
-}
+pub use crate::scalars::Date;
 
 /// What a driver works with.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,7 +187,6 @@ impl Driver {
         self.inner.updated_at
     }
     /// The driver's vehicles (not removed), oldest first.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity + 1")]
     async fn vehicles(
         &self,
         ctx: &Context<'_>,

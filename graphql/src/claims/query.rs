@@ -83,7 +83,6 @@ pub struct ClaimsQuery;
 #[Object]
 impl ClaimsQuery {
     /// The signed-in driver's claims, newest first.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity + 1")]
     async fn claims(
         &self,
         ctx: &Context<'_>,
@@ -123,7 +122,6 @@ impl ClaimsQuery {
     }
 
     /// The signed-in driver's charge disputes, newest first.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity + 1")]
     async fn disputes(
         &self,
         ctx: &Context<'_>,
@@ -145,7 +143,6 @@ impl ClaimsQuery {
 
     /// The claims queue (ops): claims in the given statuses (the open ones — reported,
     /// acknowledged, under review — when none are given), oldest report first.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity + 1")]
     async fn claims_queue(
         &self,
         ctx: &Context<'_>,
@@ -177,7 +174,6 @@ impl ClaimsQuery {
 
     /// The disputes queue (ops): disputes in the given statuses (open ones when none are given),
     /// oldest first.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity + 1")]
     async fn disputes_queue(
         &self,
         ctx: &Context<'_>,

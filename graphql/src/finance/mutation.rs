@@ -5,16 +5,16 @@ use crate::accounts::{conn, core};
 use crate::errors::{InternalExt, UserError};
 use crate::guard;
 use crate::relay::parse_global_id;
+use crate::scalars::Date;
 use accounts::Role;
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
-use chrono::NaiveDate;
 use finance::FinanceError;
 
 /// Reconcile a day.
 #[derive(InputObject)]
 pub struct ReconcileStripeDayInput {
     /// The UTC day.
-    pub day: NaiveDate,
+    pub day: Date,
     /// Import the day's balance transactions and payouts from Stripe first (default true).
     #[graphql(default = true)]
     pub import_from_stripe: bool,
@@ -85,10 +85,10 @@ impl FinanceMutation {
         let mut conn = conn(ctx).await?;
         let result = async {
             if input.import_from_stripe {
-                finance::jobs::import_day(&mut conn, &core.settings, &*core.clock, input.day)
+                finance::jobs::import_day(&mut conn, &core.settings, &*core.clock, input.day.0)
                     .await?;
             }
-            finance::reconcile_day(&mut conn, &*core.clock, input.day).await
+            finance::reconcile_day(&mut conn, &*core.clock, input.day.0).await
         }
         .await;
         match result {

@@ -5,10 +5,11 @@ use crate::accounts::{conn, core};
 use crate::errors::{InternalExt, coded};
 use crate::guard;
 use crate::relay::{parse_global_id, to_global_id};
+use crate::scalars::{Date, MinorUnits};
 use accounts::Role;
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use finance::period::Month;
 use finance::{exceptions, reconcile, reports};
 
@@ -22,9 +23,9 @@ pub struct ReconciliationStatusTotals {
     /// Items.
     pub count: i32,
     /// Sum of Stripe's gross amounts.
-    pub stripe_amount: i64,
+    pub stripe_amount: MinorUnits,
     /// Sum of the ledger's gross amounts.
-    pub ledger_amount: i64,
+    pub ledger_amount: MinorUnits,
 }
 
 /// The cash of a reconciled day in one currency (minor units).
@@ -33,22 +34,22 @@ pub struct ReconciliationCash {
     /// ISO currency code.
     pub currency: String,
     /// Fees Stripe took.
-    pub stripe_fees: i64,
+    pub stripe_fees: MinorUnits,
     /// What Stripe's balance moved by.
-    pub stripe_net: i64,
+    pub stripe_net: MinorUnits,
     /// What the ledger's Stripe clearing moved by.
-    pub ledger_clearing: i64,
+    pub ledger_clearing: MinorUnits,
     /// Payouts according to Stripe.
-    pub stripe_payouts: i64,
+    pub stripe_payouts: MinorUnits,
     /// Payouts according to the ledger.
-    pub ledger_payouts: i64,
+    pub ledger_payouts: MinorUnits,
 }
 
 /// The latest reconciliation of a day.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct ReconciliationSummary {
     /// The UTC day.
-    pub day: NaiveDate,
+    pub day: Date,
     /// When the run finished.
     pub finished_at: DateTime<Utc>,
     /// Per status and currency.
@@ -99,7 +100,7 @@ impl ReconciliationStatus {
 pub(crate) fn summary_of(s: reconcile::ReconSummary) -> ReconciliationSummary {
     let int = |n: i64| i32::try_from(n).unwrap_or(i32::MAX);
     ReconciliationSummary {
-        day: s.day,
+        day: s.day.into(),
         finished_at: s.finished_at,
         statuses: s
             .statuses
@@ -108,8 +109,8 @@ pub(crate) fn summary_of(s: reconcile::ReconSummary) -> ReconciliationSummary {
                 status: ReconciliationStatus::parse(&t.status),
                 currency: t.currency,
                 count: int(t.count),
-                stripe_amount: t.stripe_amount,
-                ledger_amount: t.ledger_amount,
+                stripe_amount: t.stripe_amount.into(),
+                ledger_amount: t.ledger_amount.into(),
             })
             .collect(),
         cash: s
@@ -117,11 +118,11 @@ pub(crate) fn summary_of(s: reconcile::ReconSummary) -> ReconciliationSummary {
             .into_iter()
             .map(|c| ReconciliationCash {
                 currency: c.currency,
-                stripe_fees: c.stripe_fees,
-                stripe_net: c.stripe_net,
-                ledger_clearing: c.ledger_clearing,
-                stripe_payouts: c.stripe_payouts,
-                ledger_payouts: c.ledger_payouts,
+                stripe_fees: c.stripe_fees.into(),
+                stripe_net: c.stripe_net.into(),
+                ledger_clearing: c.ledger_clearing.into(),
+                stripe_payouts: c.stripe_payouts.into(),
+                ledger_payouts: c.ledger_payouts.into(),
             })
             .collect(),
         new_exceptions: int(s.new_exceptions),
@@ -173,8 +174,8 @@ impl FinanceException {
         &self.0.status
     }
     /// The day reconciled.
-    async fn day(&self) -> NaiveDate {
-        self.0.day
+    async fn day(&self) -> Date {
+        self.0.day.into()
     }
     /// The Stripe balance transaction.
     async fn stripe_id(&self) -> Option<&str> {
@@ -257,18 +258,18 @@ pub struct TrialBalanceLine {
     /// ISO currency code.
     pub currency: String,
     /// Sum of debits.
-    pub debit: i64,
+    pub debit: MinorUnits,
     /// Sum of credits.
-    pub credit: i64,
+    pub credit: MinorUnits,
     /// Debits minus credits.
-    pub balance: i64,
+    pub balance: MinorUnits,
 }
 
 /// The trial balance at the end of a day.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct TrialBalance {
     /// The day.
-    pub at: NaiveDate,
+    pub at: Date,
     /// Whether debits equal credits in every currency.
     pub balances: bool,
     /// Lines.
@@ -283,11 +284,11 @@ pub struct IptMonth {
     /// ISO currency code.
     pub currency: String,
     /// IPT on premiums charged.
-    pub charged: i64,
+    pub charged: MinorUnits,
     /// IPT given back by refunds.
-    pub refunded: i64,
+    pub refunded: MinorUnits,
     /// Payable to HMRC.
-    pub payable: i64,
+    pub payable: MinorUnits,
 }
 
 /// A bordereau line.
@@ -333,13 +334,13 @@ pub struct BordereauTotals {
     /// Refund lines.
     pub refunds: i64,
     /// Gross premium.
-    pub gross_premium: i64,
+    pub gross_premium: MinorUnits,
     /// Commission.
-    pub commission: i64,
+    pub commission: MinorUnits,
     /// IPT.
-    pub ipt: i64,
+    pub ipt: MinorUnits,
     /// Net premium due.
-    pub net_premium_due: i64,
+    pub net_premium_due: MinorUnits,
 }
 
 /// A month's premium bordereau.
@@ -374,12 +375,12 @@ impl FinanceQuery {
     async fn reconciliation_summary(
         &self,
         ctx: &Context<'_>,
-        day: NaiveDate,
+        day: Date,
     ) -> async_graphql::Result<Option<ReconciliationSummary>> {
         guard::require_staff(ctx, Role::Finance)?;
         let core = core(ctx)?;
         let mut conn = conn(ctx).await?;
-        let s = reconcile::latest_summary(&mut conn, &*core.clock, day)
+        let s = reconcile::latest_summary(&mut conn, &*core.clock, day.0)
             .await
             .map_err(|e| report_error(ctx, e))?;
         Ok(s.map(summary_of))
@@ -389,14 +390,14 @@ impl FinanceQuery {
     async fn reconciliation_items(
         &self,
         ctx: &Context<'_>,
-        day: NaiveDate,
+        day: Date,
         status: Option<ReconciliationStatus>,
         #[graphql(default = 100, validator(minimum = 1, maximum = 1000))] first: i32,
     ) -> async_graphql::Result<Vec<ReconciliationItem>> {
         guard::require_staff(ctx, Role::Finance)?;
         let core = core(ctx)?;
         let mut conn = conn(ctx).await?;
-        let Some(s) = reconcile::latest_summary(&mut conn, &*core.clock, day)
+        let Some(s) = reconcile::latest_summary(&mut conn, &*core.clock, day.0)
             .await
             .map_err(|e| report_error(ctx, e))?
         else {
@@ -405,7 +406,7 @@ impl FinanceQuery {
         let items = reconcile::run_items(
             &mut conn,
             s.run_id,
-            day,
+            day.0,
             status.map(|s| s.as_str()),
             i64::from(first),
         )
@@ -430,7 +431,6 @@ impl FinanceQuery {
     }
 
     /// The exceptions queue, oldest first.
-    #[graphql(complexity = "first.max(0) as usize * child_complexity + 2")]
     async fn finance_exceptions(
         &self,
         ctx: &Context<'_>,
@@ -475,16 +475,16 @@ impl FinanceQuery {
     async fn trial_balance(
         &self,
         ctx: &Context<'_>,
-        at: NaiveDate,
+        at: Date,
     ) -> async_graphql::Result<TrialBalance> {
         guard::require_staff(ctx, Role::Finance)?;
         let core = core(ctx)?;
         let mut conn = conn(ctx).await?;
-        let tb = reports::trial_balance(&mut conn, &*core.clock, at)
+        let tb = reports::trial_balance(&mut conn, &*core.clock, at.0)
             .await
             .map_err(|e| report_error(ctx, e))?;
         Ok(TrialBalance {
-            at: tb.at,
+            at: tb.at.into(),
             balances: tb.balances(),
             lines: tb
                 .lines
@@ -492,9 +492,9 @@ impl FinanceQuery {
                 .map(|l| TrialBalanceLine {
                     account_kind: l.account_kind,
                     currency: l.currency,
-                    debit: l.debit,
-                    credit: l.credit,
-                    balance: l.balance,
+                    debit: l.debit.into(),
+                    credit: l.credit.into(),
+                    balance: l.balance.into(),
                 })
                 .collect(),
         })
@@ -519,9 +519,9 @@ impl FinanceQuery {
             .map(|m| IptMonth {
                 month: m.month,
                 currency: m.currency,
-                charged: m.charged,
-                refunded: m.refunded,
-                payable: m.payable,
+                charged: m.charged.into(),
+                refunded: m.refunded.into(),
+                payable: m.payable.into(),
             })
             .collect())
     }
@@ -574,10 +574,10 @@ impl FinanceQuery {
                     currency: t.currency,
                     charges: t.charges,
                     refunds: t.refunds,
-                    gross_premium: t.gross_premium,
-                    commission: t.commission,
-                    ipt: t.ipt,
-                    net_premium_due: t.net_premium_due,
+                    gross_premium: t.gross_premium.into(),
+                    commission: t.commission.into(),
+                    ipt: t.ipt.into(),
+                    net_premium_due: t.net_premium_due.into(),
                 })
                 .collect(),
         })

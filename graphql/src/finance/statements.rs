@@ -7,6 +7,7 @@ use crate::accounts::{conn, core};
 use crate::errors::coded;
 use crate::guard;
 use crate::money::Money;
+use crate::scalars::Date;
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, Object};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -66,12 +67,12 @@ pub struct Statement(st::Statement);
 #[Object]
 impl Statement {
     /// The Monday the week starts (weeks run Monday 00:00 to Monday 00:00 UTC).
-    async fn week_start(&self) -> NaiveDate {
-        self.0.week_start
+    async fn week_start(&self) -> Date {
+        self.0.week_start.into()
     }
     /// The Sunday it ends.
-    async fn week_end(&self) -> NaiveDate {
-        self.0.week_start + Duration::days(6)
+    async fn week_end(&self) -> Date {
+        (self.0.week_start + Duration::days(6)).into()
     }
     /// The wallet's balance when the week began.
     async fn opening_balance(&self) -> Money {
@@ -115,7 +116,6 @@ pub struct StatementsQuery;
 #[Object]
 impl StatementsQuery {
     /// The signed-in driver's weekly statements: the weeks their wallet moved, newest first.
-    #[graphql(complexity = "first.unwrap_or(4).max(0) as usize * child_complexity + 2")]
     async fn statements(
         &self,
         ctx: &Context<'_>,
@@ -162,12 +162,13 @@ impl StatementsQuery {
     async fn statement(
         &self,
         ctx: &Context<'_>,
-        week_start: NaiveDate,
+        week_start: Date,
     ) -> async_graphql::Result<Statement> {
         let driver = guard::require_driver(ctx)?;
         let core = core(ctx)?;
         let today = core.clock.now().date_naive();
-        let week = check_week(today, week_start, "weekStart").map_err(|e| report_error(ctx, e))?;
+        let week =
+            check_week(today, week_start.0, "weekStart").map_err(|e| report_error(ctx, e))?;
         let mut conn = conn(ctx).await?;
         let s = weekly_statement(&mut conn, &driver.driver_id.to_string(), week)
             .await

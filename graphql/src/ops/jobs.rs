@@ -290,7 +290,6 @@ impl JobsQuery {
 
     /// Background jobs, newest first, with their payloads (ops). Filter by queue, status, type
     /// and whether they failed.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity + 2")]
     async fn jobs(
         &self,
         ctx: &Context<'_>,

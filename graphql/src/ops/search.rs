@@ -37,8 +37,13 @@ pub enum SearchHitKind {
 pub struct SearchHit {
     /// What it is.
     pub kind: SearchHitKind,
-    /// Its global id.
+    /// The found object's global id, as `objectId`. A hit is not that object: this becomes the
+    /// hit's own id once the back office reads `objectId` (a cache keyed by `id` would take the
+    /// hit for the driver, session, payment or partner it points to).
+    #[graphql(deprecation = "Use `objectId`; `id` will become the hit's own id.")]
     pub id: ID,
+    /// The found object's global id (`node(id:)` opens it).
+    pub object_id: ID,
     /// The line to show first (a name, a certificate number, an amount).
     pub title: String,
     /// More to tell hits apart (phone, email, dates).
@@ -245,7 +250,6 @@ impl SearchQuery {
     /// (certificate number), payments (Stripe PaymentIntent id) and partners (name) for the back
     /// office (ops, finance, admin). At most `first` hits of each kind; `BAD_USER_INPUT` for
     /// text shorter than 2 or longer than 100 characters.
-    #[graphql(complexity = "first.max(0) as usize * 2 * child_complexity + 1")]
     async fn staff_search(
         &self,
         ctx: &Context<'_>,
@@ -274,7 +278,8 @@ impl SearchQuery {
                 };
                 SearchHit {
                     kind,
-                    id,
+                    id: id.clone(),
+                    object_id: id,
                     title: r.title,
                     detail: r.detail,
                     driver_id: r

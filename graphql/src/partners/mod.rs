@@ -239,8 +239,12 @@ impl PartnerLink {
 /// A cover session, as the partner whose driver it covers sees it.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct PartnerCoverSession {
-    /// The session's global id (for support; only the driver and ops can open it).
+    /// This view's own global id, one per partner and session. It is not the session's id (a
+    /// client cache keyed by `id` must not take this partner's view for the driver's session):
+    /// that is `coverSessionId`.
     pub id: ID,
+    /// The `CoverSession`'s global id, for support (only the driver and ops can open it).
+    pub cover_session_id: ID,
     /// When cover started.
     pub started_at: DateTime<Utc>,
     /// When cover ended, or ends at the latest while active.
@@ -258,7 +262,8 @@ pub struct PartnerCoverSession {
 impl PartnerCoverSession {
     pub(crate) fn new(s: &cover::CoverSession, partner_id: accounts::PartnerId) -> Self {
         Self {
-            id: to_global_id("CoverSession", &s.id),
+            id: partner_cover_session_id(partner_id, s.id),
+            cover_session_id: to_global_id("CoverSession", &s.id),
             started_at: s.started_at,
             covered_until: s.covered_until(),
             ended_at: s.ended_at,
@@ -270,6 +275,14 @@ impl PartnerCoverSession {
             certificate_number: s.certificate_number.clone(),
         }
     }
+}
+
+/// The global id of `partner`'s view of `session`: `PartnerCoverSession:<partner>/<session>`.
+pub fn partner_cover_session_id(
+    partner: accounts::PartnerId,
+    session: cover::CoverSessionId,
+) -> ID {
+    to_global_id("PartnerCoverSession", &format!("{partner}/{session}"))
 }
 
 /// Whether a partner's driver is covered at a time.

@@ -21,7 +21,6 @@ pub struct PartnersQuery;
 impl PartnersQuery {
     /// The calling partner's linked drivers (links in force), oldest first. Partner keys with
     /// `drivers:link`.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity + 1")]
     async fn partner_drivers(
         &self,
         ctx: &Context<'_>,
@@ -146,13 +145,12 @@ impl PartnersQuery {
 
     /// An endpoint's deliveries, newest first. Errors: `ENDPOINT_NOT_FOUND` (also another
     /// partner's). Partner keys with `webhooks:manage`, and ops.
-    #[graphql(complexity = "first.unwrap_or(10).max(0) as usize * child_complexity + 1")]
     async fn webhook_deliveries(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The endpoint's global id.")] endpoint_id: ID,
         #[graphql(
-            desc = "How many to return (at most 100; the query's complexity limit may allow fewer when every field and the attempts are asked for).",
+            desc = "How many to return (at most 100).",
             default = 10,
             validator(minimum = 0, maximum = 100)
         )]

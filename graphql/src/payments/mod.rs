@@ -290,7 +290,6 @@ impl Wallet {
     }
 
     /// The ledger entries that moved the wallet, newest first.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity + 1")]
     async fn transactions(
         &self,
         ctx: &Context<'_>,
@@ -327,7 +326,6 @@ impl Wallet {
     }
 
     /// The driver's payments (wallet top-ups), newest first.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity + 1")]
     async fn payments(
         &self,
         ctx: &Context<'_>,

@@ -26,7 +26,6 @@ impl PaymentsQuery {
     }
 
     /// The signed-in driver's payments (wallet top-ups), newest first.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity + 1")]
     async fn payments(
         &self,
         ctx: &Context<'_>,

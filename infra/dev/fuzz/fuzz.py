@@ -219,7 +219,6 @@ def register_scalars(node_type_names: list[str]) -> None:
     schemathesis.graphql.scalar("Int", ints)
     schemathesis.graphql.scalar("String", strings)
     schemathesis.graphql.scalar("Date", date_values)
-    schemathesis.graphql.scalar("NaiveDate", date_values)
     schemathesis.graphql.scalar("DateTime", datetime_values)
     schemathesis.graphql.scalar("JSON", json_values)
     schemathesis.graphql.scalar("ID", ids)
