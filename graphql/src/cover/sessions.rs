@@ -444,7 +444,6 @@ impl DriverCover {
     }
 
     /// The driver's cover sessions, newest first.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity + 1")]
     async fn cover_sessions(
         &self,
         ctx: &Context<'_>,
