@@ -10,9 +10,10 @@
 //! request's statements at a time. The server batches some statements across concurrent requests
 //! (`shared::batch`: the driver session, the driver and vehicle, the insert of a quote); the
 //! baseline does not, so it is the floor of the naive way, which the quote endpoint now beats,
-//! and the quote result says how many requests each batched statement served on average. Plain
-//! starts and ends of cover are batched as whole transactions (`cover::batched`); the cover result
-//! says how many requests each batch served. Every transport error, non-200 answer, GraphQL error
+//! and the quote result says how many requests each batched statement served on average. Starts
+//! and ends of cover run through the cover engine, which takes every request waiting at that
+//! moment as one batch (`cover::engine`); the cover result says how many requests each batch
+//! served. Every transport error, non-200 answer, GraphQL error
 //! and `userErrors` entry is counted and printed.
 //!
 //! Scenarios (first argument, or `BENCH_SCENARIO`): `quote` (`createQuote`), `cover`

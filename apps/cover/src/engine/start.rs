@@ -22,6 +22,7 @@ use shared::audit::AuditEntry;
 use shared::batch::{BatchFuture, BatchQuery};
 use shared::core::Core;
 use shared::settings::CoverSettings;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -239,23 +240,25 @@ async fn start_locked(
             // used and the quote's insert checks it is still the published one.
             let read_now = requests[i].quote_id.is_some();
             let key = (enrolment.product_id, read_now);
-            if !versions.contains_key(&key) {
-                let version = if read_now {
-                    pricing::get_published(conn, enrolment.product_id)
-                        .await
-                        .map(Arc::new)
-                } else {
-                    pricing::published_version(conn, enrolment.product_id).await
-                };
-                if let Err(PricingError::Database(e)) = version {
-                    return Err(e.into());
+            let known = match versions.entry(key) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(slot) => {
+                    let version = if read_now {
+                        pricing::get_published(conn, enrolment.product_id)
+                            .await
+                            .map(Arc::new)
+                    } else {
+                        pricing::published_version(conn, enrolment.product_id).await
+                    };
+                    if let Err(PricingError::Database(e)) = version {
+                        return Err(e.into());
+                    }
+                    slot.insert(version)
                 }
-                versions.insert(key, version);
-            }
-            let version = match versions.get(&key) {
-                Some(Ok(v)) => Ok(Arc::clone(v)),
-                Some(Err(e)) => Err(same_pricing_error(e)),
-                None => Err(PricingError::ProductNotAvailable),
+            };
+            let version = match known {
+                Ok(v) => Ok(Arc::clone(v)),
+                Err(e) => Err(same_pricing_error(e)),
             };
             rated.insert(
                 i,
