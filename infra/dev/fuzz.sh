@@ -126,10 +126,14 @@ say "database $db: migrations and demo data"
 psql -q "$(PG_URL_BASE)/postgres" -c "CREATE DATABASE \"$db\"" >/dev/null
 sc migrate >"$work/migrate.log" 2>&1 || { cat "$work/migrate.log" >&2; die "migrate failed"; }
 seeded="$(sc seed 2>"$work/seed.log")" || { cat "$work/seed.log" >&2; die "seed failed"; }
-partner_key="$(sed -n 's/.*API key \(sck_[A-Za-z0-9_]*\).*/\1/p' <<<"$seeded")"
-ops_email="$(sed -n 's/^ops user \([^:]*\): created, password .*/\1/p' <<<"$seeded")"
-ops_password="$(sed -n 's/^ops user [^:]*: created, password \(.*\)$/\1/p' <<<"$seeded")"
-[ -n "$partner_key" ] || say "the seed printed no partner API key: no fuzzing as a partner"
+# The seed's development lines: "partner …: test key sck_…", "ops user E: password P (sign in …)".
+partner_key="$(sed -n 's/^partner .*: test key \(sck_[A-Za-z0-9_]*\)$/\1/p' <<<"$seeded")"
+ops_email="$(sed -n 's/^ops user \([^:]*\): password .*/\1/p' <<<"$seeded")"
+ops_password="$(sed -n 's/^ops user [^:]*: password \([^ ]*\) (sign in at .*$/\1/p' <<<"$seeded")"
+# Each caller is part of the run: a seed that stopped printing one is a broken run, not a
+# smaller one.
+[ -n "$partner_key" ] || die "the seed printed no partner test key (output: $seeded)"
+[ -n "$ops_password" ] || die "the seed printed no ops password (output: $seeded)"
 staff=()
 [ -n "$ops_password" ] && staff+=(--staff "ops:$ops_email:$ops_password")
 for role in finance admin; do
