@@ -64,9 +64,9 @@ pub struct SessionEnded {
 }
 
 /// Ends and prices each requested session, as if the requests came one after the other in
-/// this order. Each ending is priced by [`pricing::price_session`] on the session's own version
-/// and locked rate, given what the driver's other sessions of the same UK day were charged (the
-/// daily cap); it is written with its audit entry, its "cover ended" text and the
+/// this order. Each ending is priced by [`pricing::VersionTerms::price_session_in_period`] on the
+/// session's own version and locked rate, as part of its working period, given what the driver's
+/// other sessions of the same UK day were charged (the daily cap); it is written with its audit entry, its "cover ended" text and the
 /// [`ChargeSession`] job that takes the charge, all in one transaction (a savepoint inside the
 /// caller's).
 ///
