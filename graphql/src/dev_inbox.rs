@@ -527,20 +527,7 @@ async fn latest(
     }
 }
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use shared::html::escape;
 
 fn section(out: &mut String, title: &str, rows: Vec<[String; 3]>) {
     out.push_str(&format!("<h2>{} ({})</h2>", escape(title), rows.len()));

@@ -132,21 +132,7 @@ async fn mailgun(state: web::Data<ApiState>, body: web::Json<serde_json::Value>)
     }
 }
 
-/// Escapes text for HTML element content and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use shared::html::escape;
 
 async fn verify_page(state: web::Data<ApiState>, token: web::Path<String>) -> HttpResponse {
     let core = &state.core;

@@ -304,21 +304,7 @@ fn fill(source: &str, vars: &Vars, escape: Escape) -> Result<String, RenderError
     Ok(out)
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use shared::html::escape as escape_html;
 
 /// The variables a template's sources use, sorted (for documentation and checks).
 pub fn variables_of(template: Template) -> Vec<&'static str> {

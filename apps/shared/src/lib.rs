@@ -12,6 +12,7 @@ pub mod core;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod html;
 pub mod ids;
 pub mod jobs;
 pub mod money;
