@@ -525,6 +525,74 @@ async fn cancelling_an_enrolment_ends_its_session_and_queues_the_charge() {
     );
 }
 
+/// A session across midnight shows its charge by UK day, and cover resumed within the gap rule
+/// says which session's working period it continues.
+#[tokio::test]
+async fn a_session_across_midnight_shows_its_days_and_a_resumed_one_its_period() {
+    let clock = FixedClock::at(
+        Utc.with_ymd_and_hms(2026, 11, 23, 23, 40, 0)
+            .single()
+            .unwrap(),
+    );
+    let app = TestApp::spawn_with_clock(|_| {}, Arc::new(clock.clone())).await;
+    let (food, _) = seed_products(&app).await;
+    let d = driver(&app).await;
+    credit(&app, d.who.id, Money::gbp(5_000)).await;
+    enrol(&app, &d, &food).await;
+    let first = start(&app, &d, "night", json!({})).await["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    clock.advance(chrono::Duration::minutes(40));
+    let ended = end(&app, &d.who.auth(), &first).await;
+    let total = ended["session"]["charge"]["total"]["minor"]
+        .as_i64()
+        .unwrap();
+    clock.advance(chrono::Duration::minutes(5));
+    let second = start(&app, &d, "again", json!({})).await["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    clock.advance(chrono::Duration::minutes(15));
+    end(&app, &d.who.auth(), &second).await;
+
+    let query = "query($id: ID!) { node(id: $id) { ... on CoverSession {
+        chargeDays { day minutes billedMinutes charged { minor } }
+        continuesSession { id } } } }";
+    let (_, body) = app
+        .gql_as(&d.who.auth(), query, json!({ "id": first }))
+        .await;
+    let node = &body["data"]["node"];
+    let days = node["chargeDays"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"));
+    let parts: Vec<(&str, i64)> = days
+        .iter()
+        .map(|x| (x["day"].as_str().unwrap(), x["minutes"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(parts, [("2026-11-23", 20), ("2026-11-24", 20)], "{body}");
+    let charged: i64 = days
+        .iter()
+        .map(|x| x["charged"]["minor"].as_i64().unwrap())
+        .sum();
+    assert_eq!(charged, total);
+    assert_eq!(node["continuesSession"], Value::Null);
+    let (_, body) = app
+        .gql_as(&d.who.auth(), query, json!({ "id": second }))
+        .await;
+    let node = &body["data"]["node"];
+    assert_eq!(node["continuesSession"]["id"], first.as_str(), "{body}");
+    // 40 and 15 minutes: within the hour the period's minimum paid for, so nothing more.
+    assert_eq!(node["chargeDays"][0]["billedMinutes"], 0, "{body}");
+    assert_eq!(node["chargeDays"][0]["charged"]["minor"], 0, "{body}");
+    // Another driver sees neither.
+    let other = driver(&app).await;
+    let (_, body) = app
+        .gql_as(&other.who.auth(), query, json!({ "id": second }))
+        .await;
+    assert_eq!(body["data"]["node"], Value::Null, "{body}");
+}
+
 #[tokio::test]
 async fn two_hundred_concurrent_starts_open_exactly_one_session() {
     let app = TestApp::spawn().await;

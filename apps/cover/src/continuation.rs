@@ -1,6 +1,6 @@
 //! Working periods: a session that starts within the product's gap rule after the driver's
 //! previous session ended continues that session's period, which pays one minimum charge (see
-//! [`pricing::VersionTerms::price_session_in_period`]). The cover engine decides it when the
+//! [`pricing::VersionTerms::price_session_by_day`]). The cover engine decides it when the
 //! session starts and records it here (`cover_session_continuations`), with the minutes the
 //! period had covered before; the ending prices the session from it.
 

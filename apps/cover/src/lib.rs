@@ -57,6 +57,7 @@ mod support;
 pub mod test_support;
 
 pub use certificate::{Certificate, certificate, render_certificate_html, render_certificate_pdf};
+pub use continuation::continuations;
 pub use eligibility::{Eligible, check_eligibility};
 pub use ending::{
     ClosedSessions, SessionEndScheduled, backdate_session_start, close_due_sessions,
@@ -85,6 +86,6 @@ pub use sessions::{
     CoverSession, EndReason, MAX_PAGE_SIZE, SessionCursor, SessionEdge, SessionFilter, SessionPage,
     SessionSource, SessionStarted, SessionStatus, StartCover, StoredCharge,
     active_session_for_driver, find_by_certificate_number, find_by_key, get_session,
-    get_session_for_driver, get_sessions, list_sessions, start_session,
+    get_session_for_driver, get_sessions, list_sessions, session_days, start_session,
 };
-pub use support::{COVER_TIME_ZONE, uk_day_bounds, uk_time};
+pub use support::{COVER_TIME_ZONE, uk_time};

@@ -32,6 +32,7 @@ use rand::Rng;
 use serde::Serialize;
 use shared::settings::CoverSettings;
 use shared::{Clock, Money};
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -642,6 +643,57 @@ pub async fn get_sessions(
         .into_iter()
         .map(CoverSession::try_from)
         .collect()
+}
+
+/// The charges of ended sessions by UK day (the daily cap applies to each day), each session's
+/// days in order; a session not ended has none. The caller checks the viewer may see them.
+pub async fn session_days(
+    conn: &mut AsyncPgConnection,
+    session_ids: &[CoverSessionId],
+) -> Result<HashMap<CoverSessionId, Vec<pricing::DayCharge>>, CoverError> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        session_id: CoverSessionId,
+        #[diesel(sql_type = diesel::sql_types::Date)]
+        uk_day: chrono::NaiveDate,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        currency: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        minutes: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        billed_minutes: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        uncapped_minor: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        charged_minor: i64,
+    }
+    if session_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<Row> = shared::sql::prepared(
+        "SELECT session_id, uk_day, currency, minutes, billed_minutes, uncapped_minor,
+                charged_minor
+           FROM cover_session_days WHERE session_id = ANY($1) ORDER BY session_id, uk_day",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(
+        session_ids.iter().map(|s| s.uuid()).collect::<Vec<_>>(),
+    )
+    .load(conn)
+    .await?;
+    let mut out: HashMap<CoverSessionId, Vec<pricing::DayCharge>> = HashMap::new();
+    for r in rows {
+        out.entry(r.session_id)
+            .or_default()
+            .push(pricing::DayCharge {
+                day: r.uk_day,
+                minutes: r.minutes,
+                billed_minutes: r.billed_minutes,
+                uncapped: crate::ending::money(r.uncapped_minor, &r.currency)?,
+                charged: crate::ending::money(r.charged_minor, &r.currency)?,
+            });
+    }
+    Ok(out)
 }
 
 /// The session with a certificate number, if any.

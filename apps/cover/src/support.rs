@@ -1,16 +1,16 @@
-//! Small helpers shared by the modules of this crate: audit entries, text checks, the UK day,
+//! Small helpers shared by the modules of this crate: audit entries, text checks, the UK clock,
 //! and the per-driver lock.
 
 use crate::error::CoverError;
 use accounts::{Actor, DriverId};
-use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use shared::audit::{ActorType, AuditEntry};
 
-/// The clock a "day" of charges follows: the daily cap resets at midnight UK time.
-pub const COVER_TIME_ZONE: Tz = chrono_tz::Europe::London;
+/// The clock cover speaks in: the UK's, whose midnight also starts the daily cap's day.
+pub const COVER_TIME_ZONE: Tz = pricing::CAP_TIME_ZONE;
 
 /// Longest reason, idempotency key or partner reference accepted, in characters.
 pub const MAX_TEXT_CHARS: usize = 200;
@@ -70,24 +70,6 @@ pub(crate) fn clean_text(input: &str) -> Option<&str> {
     ok.then_some(t)
 }
 
-/// The UK calendar day containing `at`, as a UTC range `[start, end)` (23, 24 or 25 hours long).
-pub fn uk_day_bounds(at: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-    let date = at.with_timezone(&COVER_TIME_ZONE).date_naive();
-    let midnight = |d: chrono::NaiveDate| {
-        // UK clocks change at 01:00/02:00, so local midnight always exists exactly once.
-        COVER_TIME_ZONE
-            .from_local_datetime(&d.and_time(NaiveTime::MIN))
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
-    };
-    let start = midnight(date).unwrap_or(at - Duration::hours(24));
-    let end = date
-        .succ_opt()
-        .and_then(midnight)
-        .unwrap_or(start + Duration::hours(24));
-    (start, end)
-}
-
 /// `at` on the UK clock, for messages and documents: `09:05 on 23 Nov 2026`.
 pub fn uk_time(at: DateTime<Utc>) -> String {
     at.with_timezone(&COVER_TIME_ZONE)
@@ -118,27 +100,16 @@ pub(crate) async fn lock_driver(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, m, d, h, min, 0).single().unwrap()
     }
 
     #[test]
-    fn uk_days_follow_the_uk_clock() {
-        // Winter: UK time is UTC.
-        assert_eq!(
-            uk_day_bounds(utc(2026, 11, 23, 9, 0)),
-            (utc(2026, 11, 23, 0, 0), utc(2026, 11, 24, 0, 0))
-        );
-        // Summer: 23:30 UTC on 1 July is 00:30 on 2 July in the UK.
-        assert_eq!(
-            uk_day_bounds(utc(2026, 7, 1, 23, 30)),
-            (utc(2026, 7, 1, 23, 0), utc(2026, 7, 2, 23, 0))
-        );
-        // The day the clocks go forward has 23 hours.
-        let (start, end) = uk_day_bounds(utc(2026, 3, 29, 12, 0));
-        assert_eq!(end - start, Duration::hours(23));
+    fn times_are_told_on_the_uk_clock() {
         assert_eq!(uk_time(utc(2026, 7, 1, 8, 5)), "09:05 on 1 Jul 2026");
+        assert_eq!(uk_time(utc(2026, 11, 23, 9, 0)), "09:00 on 23 Nov 2026");
     }
 
     #[test]

@@ -97,6 +97,9 @@ pub enum EventCover {
     Covered {
         /// The session.
         session_id: CoverSessionId,
+        /// The session whose working period it continues (cover resumed within the gap rule,
+        /// so no second minimum charge), if it does.
+        continues: Option<CoverSessionId>,
     },
     /// The driver cannot be covered; the code says why (`UNKNOWN_DRIVER`, `NOT_LINKED`,
     /// `NOT_ENROLLED`, `INSUFFICIENT_FUNDS`, `NO_MATCHING_VEHICLE`, …).
@@ -298,7 +301,10 @@ pub async fn record_shift_events(
                         .first(conn)
                         .await?;
                 let cover = match (result.as_str(), code, session_id) {
-                    ("covered", _, Some(session_id)) => EventCover::Covered { session_id },
+                    ("covered", _, Some(session_id)) => EventCover::Covered {
+                        session_id,
+                        continues: None,
+                    },
                     ("not_covered", Some(code), _) => EventCover::NotCovered { code },
                     _ => EventCover::Unchanged,
                 };
@@ -309,6 +315,24 @@ pub async fn record_shift_events(
                     cover: Some(cover),
                 });
             }
+        }
+    }
+    // Which of the covering sessions continue a working period: one read for the batch.
+    let covering: Vec<CoverSessionId> = results
+        .iter()
+        .filter_map(|r| match &r.cover {
+            Some(EventCover::Covered { session_id, .. }) => Some(*session_id),
+            _ => None,
+        })
+        .collect();
+    let continued = cover::continuations(conn, &covering).await?;
+    for r in &mut results {
+        if let Some(EventCover::Covered {
+            session_id,
+            continues,
+        }) = &mut r.cover
+        {
+            *continues = continued.get(session_id).map(|(previous, _)| *previous);
         }
     }
     Ok(RecordedShiftEvents {

@@ -415,7 +415,7 @@ async fn reconcile_period(
         if period.end.is_some_and(|end| end <= period.start) {
             return Ok(PeriodOutcome::Covered(Vec::new()));
         }
-        let started = start_for_period(
+        match start_for_period(
             conn,
             clock,
             settings,
@@ -424,62 +424,7 @@ async fn reconcile_period(
             period.start,
             period.end,
             vehicle_type,
-            reference,
-            events,
-        )
-        .await?;
-        return match started {
-            Ok(session) => {
-                let session = apply_end(conn, clock, link, session, period.end, events).await?;
-                Ok(PeriodOutcome::Covered(vec![session]))
-            }
-            Err(outcome) => Ok(outcome),
-        };
-    }
-    if let Some(first) = overlapping.first_mut()
-        && period.start < first.started_at
-    {
-        if first.is_active() {
-            *first = cover::backdate_session_start(
-                conn,
-                first.id,
-                period.start,
-                Actor::Partner(link.partner_id),
-            )
-            .await?;
-        } else {
-            let first = first.clone();
-            restatement_needed(conn, link, &first, period).await?;
-        }
-    }
-    let Some(last) = overlapping.pop() else {
-        return Ok(PeriodOutcome::Covered(Vec::new()));
-    };
-    if last.is_active() {
-        let last = apply_end(conn, clock, link, last, period.end, events).await?;
-        overlapping.push(last);
-        return Ok(PeriodOutcome::Covered(overlapping));
-    }
-    let last_end = last.ended_at.unwrap_or(last.started_at);
-    // Only an ending by the rules is continued: a driver, ops or a cancelled enrolment stopping
-    // cover is not overridden by the partner's stream.
-    let ended_by_rule = matches!(
-        last.end_reason,
-        Some(EndReason::GapRule | EndReason::Partner | EndReason::MaxLength)
-    );
-    overlapping.push(last);
-    if ended_by_rule && period.end.is_none_or(|end| end > last_end) && last_end < clock.now() {
-        // Work went on after the session ended (a late event): cover the rest.
-        match start_for_period(
-            conn,
-            clock,
-            settings,
-            funds,
-            link,
-            last_end,
-            period.end,
-            vehicle_type,
-            reference,
+            reference.clone(),
             events,
         )
         .await?
@@ -488,10 +433,70 @@ async fn reconcile_period(
                 let session = apply_end(conn, clock, link, session, period.end, events).await?;
                 overlapping.push(session);
             }
-            Err(PeriodOutcome::NotCovered(code)) if overlapping.is_empty() => {
-                return Ok(PeriodOutcome::NotCovered(code));
+            Err(outcome) => return Ok(outcome),
+        }
+    } else {
+        if let Some(first) = overlapping.first_mut()
+            && period.start < first.started_at
+        {
+            if first.is_active() {
+                *first = cover::backdate_session_start(
+                    conn,
+                    first.id,
+                    period.start,
+                    Actor::Partner(link.partner_id),
+                )
+                .await?;
+            } else {
+                let first = first.clone();
+                restatement_needed(conn, link, &first, period).await?;
             }
-            Err(_) => {}
+        }
+        if let Some(last) = overlapping.pop() {
+            let last = if last.is_active() {
+                apply_end(conn, clock, link, last, period.end, events).await?
+            } else {
+                last
+            };
+            overlapping.push(last);
+        }
+    }
+    // Work went on after the last session ended by the rules (a late event showed more work,
+    // or the session reached its maximum length): cover the rest, each session continuing
+    // the one before. A driver, ops or a cancelled enrolment stopping cover is not overridden
+    // by the partner's stream.
+    while let Some(last) = overlapping.last()
+        && !last.is_active()
+        && matches!(
+            last.end_reason,
+            Some(EndReason::GapRule | EndReason::Partner | EndReason::MaxLength)
+        )
+    {
+        let last_end = last.ended_at.unwrap_or(last.started_at);
+        if period.end.is_some_and(|end| end <= last_end) || last_end >= now {
+            break;
+        }
+        let Ok(session) = start_for_period(
+            conn,
+            clock,
+            settings,
+            funds,
+            link,
+            last_end,
+            period.end,
+            vehicle_type,
+            reference.clone(),
+            events,
+        )
+        .await?
+        else {
+            break;
+        };
+        let session = apply_end(conn, clock, link, session, period.end, events).await?;
+        let progressed = session.is_active() || session.ended_at.is_some_and(|e| e > last_end);
+        overlapping.push(session);
+        if !progressed {
+            break;
         }
     }
     Ok(PeriodOutcome::Covered(overlapping))

@@ -6,11 +6,12 @@
 //!   by [`IPT_ROUNDING`]; commission is a share of the premium net of IPT, rounded by
 //!   [`COMMISSION_ROUNDING`]; the net premium (the insurer's) is what remains;
 //! - a session is charged at least the minimum charge, then per started billing increment, each
-//!   rounded once by [`SESSION_ROUNDING`]; never more than what is left of the daily cap, never
-//!   less than zero.
+//!   rounded once by [`SESSION_ROUNDING`]; a session is priced as its parts on each UK day, each
+//!   part never more than what is left of its day's cap, never less than zero.
 
 use crate::version::{ProductVersion, VersionTerms};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use shared::Money;
 use shared::money::{MoneyError, Rounding, round_div};
@@ -214,13 +215,8 @@ impl VersionTerms {
     }
 
     /// Prices a session from `start` to `end` at `hourly_rate` (the rate quoted when it started),
-    /// given what the driver has already been charged today.
-    ///
-    /// The minimum charge covers the first `minimum_charge_minutes` (a shorter session, even a
-    /// zero-length one, pays it); beyond it, each started billing increment is charged, the
-    /// price being `hourly × billed minutes / 60` rounded once. The charge is then limited to what
-    /// is left of the daily cap: `min(price, cap − already_charged_today)`, never below zero.
-    /// Which "day" `already_charged_today` covers is the caller's choice.
+    /// given what the driver has already been charged on the UK day it starts (for a session
+    /// crossing midnight, nothing on the days after). See [`VersionTerms::price_session_by_day`].
     pub fn price_session(
         &self,
         hourly_rate: Money,
@@ -228,36 +224,55 @@ impl VersionTerms {
         end: DateTime<Utc>,
         already_charged_today: Money,
     ) -> Result<SessionCharge, ChargeError> {
-        self.price_session_in_period(hourly_rate, start, end, None, already_charged_today)
+        let first_day = uk_day(start);
+        let zero = Money {
+            minor: 0,
+            currency: already_charged_today.currency,
+        };
+        let already = |day| {
+            if day == first_day {
+                already_charged_today
+            } else {
+                zero
+            }
+        };
+        Ok(self
+            .price_session_by_day(hourly_rate, start, end, None, already)?
+            .charge)
     }
 
-    /// Prices a session that continues a working period whose earlier sessions covered
-    /// `minutes_before` minutes (cover resumed within the gap rule): the period pays one
-    /// minimum charge, so the session is charged what the period's billed minutes grow by —
-    /// `billed(before + minutes) − billed(before)`, where `billed` applies the minimum and the
-    /// billing increment to a period's minutes. With `None` (no earlier session) this is
-    /// [`VersionTerms::price_session`]. A continuation that stays within the period's minimum
-    /// costs nothing (rule `minimum`: the minimum already paid covers it).
-    pub fn price_session_in_period(
+    /// Prices a session from `start` to `end` at `hourly_rate` (the rate quoted when it started)
+    /// as its parts on each UK day, each part against what is left of its own day's cap.
+    ///
+    /// Minutes: started minutes from `start`, so the parts' minutes add up to the session's.
+    /// Billing: a working period pays the minimum charge once (the first `minimum_charge_minutes`;
+    /// a shorter period, even one of no time, pays it), then each started billing increment; a
+    /// session that continues a period whose earlier sessions covered `minutes_before` minutes
+    /// (cover resumed within the gap rule) bills only what the period's billed minutes grow by,
+    /// and with `None` the session begins its own period. The billed minutes are counted along
+    /// the session's time: each day's part bills the minutes it covers beyond what the period had
+    /// already paid for, and the last part also what the minimum and the increment add. The
+    /// session's price is `hourly × billed minutes / 60`, rounded once by [`SESSION_ROUNDING`];
+    /// each part's price is the difference of the rounded prices of the running totals, so the
+    /// parts add up to it exactly. Each part is then limited to `cap − already(day)`, never below
+    /// zero, where `already(day)` is what the driver's other sessions were charged for that UK
+    /// day: a session started after the day's cap was reached is free only until midnight.
+    pub fn price_session_by_day(
         &self,
         hourly_rate: Money,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         minutes_before: Option<i64>,
-        already_charged_today: Money,
-    ) -> Result<SessionCharge, ChargeError> {
+        already: impl Fn(NaiveDate) -> Money,
+    ) -> Result<PricedSession, ChargeError> {
         if minutes_before.is_some_and(|m| m < 0) {
             return Err(ChargeError::NegativeAmount("minutes before"));
         }
-        if hourly_rate.currency != self.currency || already_charged_today.currency != self.currency
-        {
+        if hourly_rate.currency != self.currency {
             return Err(ChargeError::CurrencyMismatch);
         }
         if hourly_rate.is_negative() {
             return Err(ChargeError::NegativeAmount("hourly rate"));
-        }
-        if already_charged_today.is_negative() {
-            return Err(ChargeError::NegativeAmount("already charged today"));
         }
         let minutes = started_minutes(start, end)?;
         let minimum = i64::from(self.rules.minimum_charge_minutes);
@@ -274,50 +289,206 @@ impl VersionTerms {
                 .and_then(|b| b.checked_add(minimum))
                 .ok_or(ChargeError::Overflow)
         };
-        let before = minutes_before.unwrap_or(0);
-        let total = before.checked_add(minutes).ok_or(ChargeError::Overflow)?;
-        let billed_minutes = match minutes_before {
-            None => billed(minutes)?,
-            Some(before) => billed(total)? - billed(before)?,
+        // The period's billed minutes this session adds, counted along its time: the minutes it
+        // covers beyond what the period had already paid for, and at its end whatever the
+        // minimum and the billing increment add.
+        let base = minutes_before.unwrap_or(0);
+        let prepaid = match minutes_before {
+            None => 0,
+            Some(before) => billed(before)?,
         };
-        let rule = if total <= minimum {
+        let whole = billed(base.checked_add(minutes).ok_or(ChargeError::Overflow)?)? - prepaid;
+        let parts = uk_day_parts(start, end);
+        let last = parts.len() - 1;
+        let (mut covered, mut billed_so_far, mut priced_so_far) = (0i64, 0i64, 0i64);
+        let (mut total, mut capped) = (0i64, false);
+        let mut days = Vec::with_capacity(parts.len());
+        for (i, (day, part_end)) in parts.into_iter().enumerate() {
+            let covered_to = started_minutes(start, part_end)?;
+            let billed_to = if i == last {
+                whole
+            } else {
+                (base + covered_to - prepaid).clamp(0, whole)
+            };
+            let priced_to = price_for_minutes(hourly_rate, billed_to)?.minor;
+            let part_uncapped = priced_to - priced_so_far;
+            let already = already(day);
+            if already.currency != self.currency {
+                return Err(ChargeError::CurrencyMismatch);
+            }
+            if already.is_negative() {
+                return Err(ChargeError::NegativeAmount("already charged"));
+            }
+            let left = self.daily_cap().checked_sub(already)?.minor.max(0);
+            let charged = part_uncapped.min(left);
+            capped |= charged < part_uncapped;
+            total = total.checked_add(charged).ok_or(ChargeError::Overflow)?;
+            days.push(DayCharge {
+                day,
+                minutes: covered_to - covered,
+                billed_minutes: billed_to - billed_so_far,
+                uncapped: Money {
+                    minor: part_uncapped,
+                    currency: self.currency,
+                },
+                charged: Money {
+                    minor: charged,
+                    currency: self.currency,
+                },
+            });
+            (covered, billed_so_far, priced_so_far) = (covered_to, billed_to, priced_to);
+        }
+        let rule = if capped {
+            ChargeRule::Capped
+        } else if base.checked_add(minutes).ok_or(ChargeError::Overflow)? <= minimum {
             ChargeRule::Minimum
         } else {
             ChargeRule::PerMinute
         };
-        let uncapped = price_for_minutes(hourly_rate, billed_minutes)?;
-        let left_today = self
-            .daily_cap()
-            .checked_sub(already_charged_today)?
-            .minor
-            .max(0);
-        let (total, rule) = if uncapped.minor > left_today {
-            (
-                Money {
-                    minor: left_today,
-                    currency: self.currency,
-                },
-                ChargeRule::Capped,
-            )
-        } else {
-            (uncapped, rule)
+        let money = |minor| Money {
+            minor,
+            currency: self.currency,
         };
-        Ok(SessionCharge {
-            minutes,
-            billed_minutes,
-            rule,
-            hourly_rate,
-            uncapped,
-            breakdown: self.breakdown(total)?,
+        Ok(PricedSession {
+            charge: SessionCharge {
+                minutes,
+                billed_minutes: whole,
+                rule,
+                hourly_rate,
+                uncapped: money(priced_so_far),
+                breakdown: self.breakdown(money(total))?,
+            },
+            days,
         })
     }
+}
+
+/// The clock the daily cap follows: a day of charges is a calendar day in the UK, summer time
+/// included, and the cap starts again at midnight there.
+pub const CAP_TIME_ZONE: Tz = chrono_tz::Europe::London;
+
+/// The UK calendar day of `at`.
+pub fn uk_day(at: DateTime<Utc>) -> NaiveDate {
+    at.with_timezone(&CAP_TIME_ZONE).date_naive()
+}
+
+/// The UK calendar day containing `at`, as a UTC range `[start, end)` (23, 24 or 25 hours long).
+pub fn uk_day_bounds(at: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let date = uk_day(at);
+    let midnight = |d: NaiveDate| {
+        // UK clocks change at 01:00/02:00, so local midnight always exists exactly once.
+        CAP_TIME_ZONE
+            .from_local_datetime(&d.and_time(NaiveTime::MIN))
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let start = midnight(date).unwrap_or(at - Duration::hours(24));
+    let end = date
+        .succ_opt()
+        .and_then(midnight)
+        .unwrap_or(start + Duration::hours(24));
+    (start, end)
+}
+
+/// The UK days that `[start, end)` falls on, each with the end of its part (the next UK midnight,
+/// or `end` on the last day). A session of no time, or one ending at a midnight, has no part on
+/// the day after.
+pub fn uk_day_parts(start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<(NaiveDate, DateTime<Utc>)> {
+    let mut parts = Vec::with_capacity(1);
+    let mut at = start;
+    loop {
+        let (_, day_end) = uk_day_bounds(at);
+        if day_end >= end {
+            parts.push((uk_day(at), end.max(at)));
+            return parts;
+        }
+        parts.push((uk_day(at), day_end));
+        at = day_end;
+    }
+}
+
+/// One UK day's part of a session's price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayCharge {
+    /// The UK calendar day.
+    pub day: NaiveDate,
+    /// The session's started minutes on that day.
+    pub minutes: i64,
+    /// What the working period's billed minutes grew by on that day.
+    pub billed_minutes: i64,
+    /// The part's price before the day's cap.
+    pub uncapped: Money,
+    /// What the part is charged: the price, no more than what was left of the day's cap.
+    pub charged: Money,
+}
+
+/// A session's price and its parts by UK day (the parts' charges add up to the total).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PricedSession {
+    /// The session's price.
+    pub charge: SessionCharge,
+    /// Its parts, one per UK day it covered, in time order.
+    pub days: Vec<DayCharge>,
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use chrono::{Duration, TimeZone};
+
+    fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, min, 0).single().unwrap()
+    }
+
+    #[test]
+    fn uk_days_follow_the_uk_clock() {
+        // Winter: UK time is UTC.
+        assert_eq!(
+            uk_day_bounds(utc(2026, 11, 23, 9, 0)),
+            (utc(2026, 11, 23, 0, 0), utc(2026, 11, 24, 0, 0))
+        );
+        // Summer: 23:30 UTC on 1 July is 00:30 on 2 July in the UK.
+        assert_eq!(
+            uk_day_bounds(utc(2026, 7, 1, 23, 30)),
+            (utc(2026, 7, 1, 23, 0), utc(2026, 7, 2, 23, 0))
+        );
+        assert_eq!(uk_day(utc(2026, 7, 1, 23, 30)).to_string(), "2026-07-02");
+        // The day the clocks go forward has 23 hours, the day they go back 25.
+        let (start, end) = uk_day_bounds(utc(2026, 3, 29, 12, 0));
+        assert_eq!(end - start, Duration::hours(23));
+        let (start, end) = uk_day_bounds(utc(2026, 10, 25, 12, 0));
+        assert_eq!(end - start, Duration::hours(25));
+    }
+
+    #[test]
+    fn a_session_splits_at_uk_midnights() {
+        let day = |s: &str| s.parse::<NaiveDate>().unwrap();
+        // 23:50 to 15:50 in winter: two parts, cut at midnight.
+        assert_eq!(
+            uk_day_parts(utc(2026, 11, 23, 23, 50), utc(2026, 11, 24, 15, 50)),
+            vec![
+                (day("2026-11-23"), utc(2026, 11, 24, 0, 0)),
+                (day("2026-11-24"), utc(2026, 11, 24, 15, 50)),
+            ]
+        );
+        // In summer the UK midnight is 23:00 UTC.
+        assert_eq!(
+            uk_day_parts(utc(2026, 7, 1, 22, 0), utc(2026, 7, 1, 23, 30)),
+            vec![
+                (day("2026-07-01"), utc(2026, 7, 1, 23, 0)),
+                (day("2026-07-02"), utc(2026, 7, 1, 23, 30)),
+            ]
+        );
+        // Ending at midnight or lasting no time: one part.
+        assert_eq!(
+            uk_day_parts(utc(2026, 11, 23, 22, 0), utc(2026, 11, 24, 0, 0)).len(),
+            1
+        );
+        assert_eq!(
+            uk_day_parts(utc(2026, 11, 23, 22, 0), utc(2026, 11, 23, 22, 0)),
+            vec![(day("2026-11-23"), utc(2026, 11, 23, 22, 0))]
+        );
+    }
 
     #[test]
     fn breakdown_takes_ipt_out_of_the_price() {

@@ -8,7 +8,7 @@
 //! - [`rating`]: the pure [`rate`] function: base rate × region × time band × age × years licensed
 //!   × claims, exact in integers, rounded once.
 //! - [`charges`]: the pure [`charge_breakdown`] (net premium, commission, IPT inside the price)
-//!   and [`price_session`] (minimum charge, per started minute, daily cap).
+//!   and [`price_session`] (minimum charge, per started minute, daily cap by UK day).
 //! - [`cases`]: rating test cases as data (TOML), run at publication and by the test suite.
 //! - [`quotes`]: `create_quote` and `get_valid_quote`.
 //! - [`seed`]: the demo products `shiftcover seed` publishes.
@@ -40,7 +40,8 @@ pub mod version;
 
 pub use cases::{CaseFailure, RatingCase, RatingCaseFile, parse_rating_cases, run_cases};
 pub use charges::{
-    ChargeBreakdown, ChargeError, ChargeRule, SessionCharge, charge_breakdown, price_session,
+    CAP_TIME_ZONE, ChargeBreakdown, ChargeError, ChargeRule, DayCharge, PricedSession,
+    SessionCharge, charge_breakdown, price_session, uk_day, uk_day_bounds, uk_day_parts,
 };
 pub use error::PricingError;
 pub use ids::{ProductId, ProductVersionId, QuoteId};

@@ -1,5 +1,6 @@
-//! DataLoaders for the cover edges: sessions by id (`node`/`nodes`), product versions and
-//! products by id (a session's `productVersion`), each batched into one query per request tick.
+//! DataLoaders for the cover edges: sessions by id (`node`/`nodes`), a session's charges by UK
+//! day and the session it continues, product versions and products by id (a session's
+//! `productVersion`), each batched into one query per request tick.
 //!
 //! Loaders only load; whether the viewer may see what was loaded is checked by the resolver that
 //! asked. One loader is made per request (per subscription connection), so nothing is cached
@@ -49,6 +50,48 @@ impl Loader<CoverSessionId> for CoverLoader {
             .await
             .map_err(load_error)?;
         Ok(sessions.into_iter().map(|s| (s.id, s)).collect())
+    }
+}
+
+/// Key: the charges of a session by UK day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DaysOf(pub CoverSessionId);
+
+impl Loader<DaysOf> for CoverLoader {
+    type Value = Vec<pricing::DayCharge>;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[DaysOf]) -> Result<HashMap<DaysOf, Self::Value>, LoadError> {
+        let mut conn = self.conn().await?;
+        let ids: Vec<CoverSessionId> = keys.iter().map(|k| k.0).collect();
+        let days = cover::session_days(&mut conn, &ids)
+            .await
+            .map_err(load_error)?;
+        Ok(days.into_iter().map(|(id, d)| (DaysOf(id), d)).collect())
+    }
+}
+
+/// Key: the session whose working period a session continues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ContinuationOf(pub CoverSessionId);
+
+impl Loader<ContinuationOf> for CoverLoader {
+    type Value = CoverSessionId;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[ContinuationOf],
+    ) -> Result<HashMap<ContinuationOf, Self::Value>, LoadError> {
+        let mut conn = self.conn().await?;
+        let ids: Vec<CoverSessionId> = keys.iter().map(|k| k.0).collect();
+        let continued = cover::continuations(&mut conn, &ids)
+            .await
+            .map_err(load_error)?;
+        Ok(continued
+            .into_iter()
+            .map(|(id, (previous, _))| (ContinuationOf(id), previous))
+            .collect())
     }
 }
 

@@ -2,7 +2,7 @@
 //! certificate, and the driver's `coverSessions` connection and `activeSession`.
 
 use super::enrolments::{Enrolment, load_product, load_vehicle, load_version};
-use super::loaders::CoverLoader;
+use super::loaders::{ContinuationOf, CoverLoader, DaysOf};
 use super::{bad_id, conn, core, cover_user_errors, may_view_cover_of};
 use crate::accounts::Vehicle;
 use crate::accounts::loaders::AccountsLoader;
@@ -10,6 +10,7 @@ use crate::errors::{UserError, coded, internal};
 use crate::guard;
 use crate::money::Money;
 use crate::relay::{parse_global_id, to_global_id};
+use crate::scalars::Date;
 use accounts::{DriverId, Principal, VehicleId};
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::dataloader::DataLoader;
@@ -283,6 +284,43 @@ impl CoverSession {
     async fn charged_at(&self) -> Option<DateTime<Utc>> {
         self.inner.charged_at
     }
+    /// Once ended: the charge by UK day. The daily cap applies to each UK day, so a session
+    /// across midnight has one part for each day, each within what was left of its day's cap;
+    /// the parts' charges add up to the total. Empty while active.
+    async fn charge_days(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CoverSessionDay>> {
+        if self.inner.is_active() {
+            return Ok(Vec::new());
+        }
+        let days = cover_loader(ctx)?
+            .load_one(DaysOf(self.inner.id))
+            .await
+            .map_err(|e| internal(ctx, anyhow::anyhow!("{e:#}")))?
+            .unwrap_or_default();
+        Ok(days.into_iter().map(CoverSessionDay::from).collect())
+    }
+    /// The session whose working period this one continues: cover resumed within the gap rule
+    /// after it ended, so the period pays one minimum charge. Null when this session began its
+    /// own period.
+    async fn continues_session(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<CoverSession>> {
+        let loader = cover_loader(ctx)?;
+        let Some(previous) = loader
+            .load_one(ContinuationOf(self.inner.id))
+            .await
+            .map_err(|e| internal(ctx, anyhow::anyhow!("{e:#}")))?
+        else {
+            return Ok(None);
+        };
+        let session = loader
+            .load_one(previous)
+            .await
+            .map_err(|e| internal(ctx, anyhow::anyhow!("{e:#}")))?;
+        Ok(session
+            .filter(|s| may_view_cover_of(&self.viewer, s.driver_id))
+            .map(|s| CoverSession::new(s, self.viewer.clone())))
+    }
     /// The vehicle covered.
     async fn vehicle(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Vehicle>> {
         load_vehicle(ctx, &self.viewer, self.inner.vehicle_id).await
@@ -382,6 +420,44 @@ fn may_see_some_session(viewer: &Principal) -> bool {
     }
 }
 
+/// The request's cover loader.
+fn cover_loader<'c>(ctx: &Context<'c>) -> async_graphql::Result<&'c DataLoader<CoverLoader>> {
+    ctx.data_opt::<DataLoader<CoverLoader>>().ok_or_else(|| {
+        internal(
+            ctx,
+            anyhow::anyhow!("the request was executed without a cover loader"),
+        )
+    })
+}
+
+/// One UK day's part of an ended session's charge.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct CoverSessionDay {
+    /// The UK calendar day.
+    pub day: Date,
+    /// The session's minutes on that day.
+    pub minutes: i64,
+    /// The minutes billed for that day (what the minimum charge and the billing increment add
+    /// is billed on the session's last day).
+    pub billed_minutes: i64,
+    /// The day's part before the daily cap.
+    pub uncapped: Money,
+    /// What the day's part was charged: no more than what was left of that day's cap.
+    pub charged: Money,
+}
+
+impl From<pricing::DayCharge> for CoverSessionDay {
+    fn from(d: pricing::DayCharge) -> Self {
+        Self {
+            day: Date(d.day),
+            minutes: d.minutes,
+            billed_minutes: d.billed_minutes,
+            uncapped: d.uncapped.into(),
+            charged: d.charged.into(),
+        }
+    }
+}
+
 /// `node(id)` for `CoverSession`: null for another driver's session.
 pub(crate) async fn session_node(
     ctx: &Context<'_>,
@@ -394,13 +470,7 @@ pub(crate) async fn session_node(
     if !may_see_some_session(viewer) {
         return Ok(None);
     }
-    let loader = ctx.data_opt::<DataLoader<CoverLoader>>().ok_or_else(|| {
-        internal(
-            ctx,
-            anyhow::anyhow!("the request was executed without a cover loader"),
-        )
-    })?;
-    let session = loader
+    let session = cover_loader(ctx)?
         .load_one(id)
         .await
         .map_err(|e| internal(ctx, anyhow::anyhow!("{e:#}")))?;

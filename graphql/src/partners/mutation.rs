@@ -81,6 +81,9 @@ pub struct ShiftEventResult {
     pub cover: Option<ShiftEventCover>,
     /// The session covering the event's time, when covered.
     pub session_id: Option<ID>,
+    /// When that session continues a working period (cover resumed within the gap rule, so one
+    /// minimum charge for the period): the session it continues.
+    pub continues_session_id: Option<ID>,
     /// Why the driver cannot be covered, when not covered: `NOT_ENROLLED`,
     /// `INSUFFICIENT_FUNDS`, `NO_MATCHING_VEHICLE`, `ENROLMENT_SUSPENDED`, …
     pub not_covered_code: Option<String>,
@@ -88,17 +91,23 @@ pub struct ShiftEventResult {
 
 impl From<partners::ShiftEventResult> for ShiftEventResult {
     fn from(r: partners::ShiftEventResult) -> Self {
-        let (cover, session_id, not_covered_code) = match r.cover {
-            None => (None, None, None),
-            Some(partners::EventCover::Covered { session_id }) => (
+        let (cover, session_id, continues_session_id, not_covered_code) = match r.cover {
+            None => (None, None, None, None),
+            Some(partners::EventCover::Covered {
+                session_id,
+                continues,
+            }) => (
                 Some(ShiftEventCover::Covered),
                 Some(to_global_id("CoverSession", &session_id)),
+                continues.map(|c| to_global_id("CoverSession", &c)),
                 None,
             ),
             Some(partners::EventCover::NotCovered { code }) => {
-                (Some(ShiftEventCover::NotCovered), None, Some(code))
+                (Some(ShiftEventCover::NotCovered), None, None, Some(code))
             }
-            Some(partners::EventCover::Unchanged) => (Some(ShiftEventCover::Unchanged), None, None),
+            Some(partners::EventCover::Unchanged) => {
+                (Some(ShiftEventCover::Unchanged), None, None, None)
+            }
         };
         Self {
             event_id: r.event_id,
@@ -106,6 +115,7 @@ impl From<partners::ShiftEventResult> for ShiftEventResult {
             code: r.code.map(str::to_owned),
             cover,
             session_id,
+            continues_session_id,
             not_covered_code,
         }
     }

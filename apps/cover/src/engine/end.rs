@@ -8,13 +8,13 @@ use crate::ids::CoverSessionId;
 use crate::jobs::ChargeSession;
 use crate::schema::cover_sessions;
 use crate::sessions::{CoverSession, EndReason, SessionRow, SessionStatus};
-use crate::support::{actor_parts, uk_day_bounds};
+use crate::support::actor_parts;
 use accounts::{Actor, DriverId};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Integer, Text, Timestamptz, Uuid};
+use diesel::sql_types::{Array, BigInt, Date, Integer, Text, Timestamptz, Uuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use pricing::SessionCharge;
+use pricing::{DayCharge, PricedSession, SessionCharge};
 use shared::Clock;
 use shared::audit::AuditEntry;
 use shared::batch::{BatchFuture, BatchQuery};
@@ -64,9 +64,10 @@ pub struct SessionEnded {
 }
 
 /// Ends and prices each requested session, as if the requests came one after the other in
-/// this order. Each ending is priced by [`pricing::VersionTerms::price_session_in_period`] on the
-/// session's own version and locked rate, as part of its working period, given what the driver's
-/// other sessions of the same UK day were charged (the daily cap); it is written with its audit entry, its "cover ended" text and the
+/// this order. Each ending is priced by [`pricing::VersionTerms::price_session_by_day`] on the
+/// session's own version and locked rate, as part of its working period, each UK day's part
+/// against what the driver's other sessions were charged for that day (the daily cap); it is
+/// written with its parts by day, its audit entry, its "cover ended" text and the
 /// [`ChargeSession`] job that takes the charge, all in one transaction (a savepoint inside the
 /// caller's).
 ///
@@ -90,6 +91,7 @@ struct Ending {
     reason: EndReason,
     actor: Actor,
     charge: SessionCharge,
+    days: Vec<DayCharge>,
 }
 
 async fn end_locked(
@@ -169,13 +171,14 @@ async fn end_locked(
     let endings: Vec<Ending> = to_price
         .into_iter()
         .zip(charges)
-        .map(|((index, row, ended_at, reason, actor), charge)| Ending {
+        .map(|((index, row, ended_at, reason, actor), priced)| Ending {
             index,
             row,
             ended_at,
             reason,
             actor,
-            charge,
+            charge: priced.charge,
+            days: priced.days,
         })
         .collect();
     let sessions = store(conn, &endings).await?;
@@ -230,27 +233,33 @@ async fn lock_rows(
 
 /// Prices sessions ending at the given times: each on its own version and locked rate, as part
 /// of its working period (the period's minutes before it, for a session that continues one),
-/// given what its driver was charged for their other sessions that started on the same UK day.
+/// each UK day's part against what its driver's other sessions were charged for that day.
 async fn price_endings(
     conn: &mut AsyncPgConnection,
     endings: &[(&SessionRow, DateTime<Utc>, Option<i64>)],
-) -> Result<Vec<SessionCharge>, CoverError> {
+) -> Result<Vec<PricedSession>, CoverError> {
     if endings.is_empty() {
         return Ok(Vec::new());
     }
-    let already = charged_today(conn, endings).await?;
-    let mut charges = Vec::with_capacity(endings.len());
-    for ((row, ended_at, before), already) in endings.iter().zip(already) {
+    let already = charged_on_days(conn, endings).await?;
+    let mut priced = Vec::with_capacity(endings.len());
+    for (row, ended_at, before) in endings {
         let version = pricing::get_version_terms(conn, row.product_version_id).await?;
-        charges.push(version.terms.price_session_in_period(
+        let zero = money(0, &row.currency)?;
+        let already_on = |day: NaiveDate| {
+            already
+                .get(&(row.driver_id, day))
+                .map_or(zero, |&minor| shared::Money { minor, ..zero })
+        };
+        priced.push(version.terms.price_session_by_day(
             money(row.hourly_rate_minor, &row.currency)?,
             row.started_at,
             *ended_at,
             *before,
-            money(already, &row.currency)?,
+            already_on,
         )?);
     }
-    Ok(charges)
+    Ok(priced)
 }
 
 /// What a session ending at `at` would be charged, priced as an ending is. Reads only.
@@ -263,61 +272,51 @@ pub(crate) async fn price_ending(
     price_endings(conn, &[(row, at, before.get(&row.id).copied())])
         .await?
         .pop()
+        .map(|p| p.charge)
         .ok_or_else(|| anyhow::anyhow!("no price for session {}", row.id).into())
 }
 
-/// For each ending, what its driver was charged for their other sessions that started on the
-/// same UK day (the daily cap's "already charged today"), in one read.
-async fn charged_today(
+/// What each ending's driver was charged, in the ending's currency, on each UK day the ending
+/// covers (the daily cap's "already charged"), in one read.
+async fn charged_on_days(
     conn: &mut AsyncPgConnection,
     endings: &[(&SessionRow, DateTime<Utc>, Option<i64>)],
-) -> Result<Vec<i64>, CoverError> {
+) -> Result<HashMap<(DriverId, NaiveDate), i64>, CoverError> {
     #[derive(diesel::QueryableByName)]
     struct Total {
+        #[diesel(sql_type = Uuid)]
+        driver_id: DriverId,
+        #[diesel(sql_type = Date)]
+        day: NaiveDate,
         #[diesel(sql_type = BigInt)]
         total: i64,
     }
-    let mut starts = Vec::with_capacity(endings.len());
-    let mut ends = Vec::with_capacity(endings.len());
-    for (row, ..) in endings {
-        let (start, end) = uk_day_bounds(row.started_at);
-        starts.push(start);
-        ends.push(end);
+    let (mut drivers, mut days, mut currencies) = (Vec::new(), Vec::new(), Vec::new());
+    for (row, at, _) in endings {
+        for (day, _) in pricing::uk_day_parts(row.started_at, *at) {
+            drivers.push(row.driver_id.uuid());
+            days.push(day);
+            currencies.push(row.currency.as_str());
+        }
     }
     let totals: Vec<Total> = shared::sql::prepared(
-        "SELECT coalesce((SELECT sum(c.total_minor)
-                            FROM cover_sessions c
-                           WHERE c.driver_id = u.driver_id AND c.id <> u.id
-                             AND c.status <> 'active' AND c.currency = u.currency
-                             AND c.started_at >= u.day_start AND c.started_at < u.day_end),
+        "SELECT u.driver_id, u.day,
+                coalesce((SELECT sum(d.charged_minor)
+                            FROM cover_session_days d
+                           WHERE d.driver_id = u.driver_id AND d.uk_day = u.day
+                             AND d.currency = u.currency),
                          0)::bigint AS total
-           FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::timestamptz[])
-                WITH ORDINALITY AS u(driver_id, id, currency, day_start, day_end, n)
-          ORDER BY u.n",
+           FROM unnest($1::uuid[], $2::date[], $3::text[]) AS u(driver_id, day, currency)",
     )
-    .bind::<Array<Uuid>, _>(
-        endings
-            .iter()
-            .map(|e| e.0.driver_id.uuid())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Uuid>, _>(endings.iter().map(|e| e.0.id.uuid()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(
-        endings
-            .iter()
-            .map(|e| e.0.currency.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Timestamptz>, _>(starts)
-    .bind::<Array<Timestamptz>, _>(ends)
+    .bind::<Array<Uuid>, _>(drivers)
+    .bind::<Array<Date>, _>(days)
+    .bind::<Array<Text>, _>(currencies)
     .load(conn)
     .await?;
-    if totals.len() != endings.len() {
-        return Err(
-            anyhow::anyhow!("{} day totals for {} endings", totals.len(), endings.len()).into(),
-        );
-    }
-    Ok(totals.into_iter().map(|t| t.total).collect())
+    Ok(totals
+        .into_iter()
+        .map(|t| ((t.driver_id, t.day), t.total))
+        .collect())
 }
 
 /// Writes the endings: the sessions (one guarded update), audit entries, texts and charge jobs.
@@ -363,6 +362,7 @@ async fn store(
         })
         .collect();
     shared::audit::record_all(conn, &entries).await?;
+    store_days(conn, endings).await?;
     // A driver whose account is deleted gets no text.
     let driver_ids: Vec<DriverId> = sessions.iter().map(|s| s.driver_id).collect();
     let drivers: HashMap<DriverId, accounts::Driver> = accounts::get_drivers(conn, &driver_ids)
@@ -386,6 +386,38 @@ async fn store(
         .await
         .map_err(CoverError::Internal)?;
     Ok(sessions)
+}
+
+/// Writes each ending's parts by UK day (the database checks at commit that they add up to the
+/// session's total).
+async fn store_days(conn: &mut AsyncPgConnection, endings: &[Ending]) -> Result<(), CoverError> {
+    let parts: Vec<(&Ending, &DayCharge)> = endings
+        .iter()
+        .flat_map(|e| e.days.iter().map(move |d| (e, d)))
+        .collect();
+    fn column<'p, T>(
+        parts: &[(&'p Ending, &'p DayCharge)],
+        f: impl Fn(&'p Ending, &'p DayCharge) -> T,
+    ) -> Vec<T> {
+        parts.iter().map(|(e, d)| f(e, d)).collect()
+    }
+    shared::sql::prepared(
+        "INSERT INTO cover_session_days (session_id, uk_day, driver_id, currency, minutes,
+                                         billed_minutes, uncapped_minor, charged_minor)
+         SELECT * FROM unnest($1::uuid[], $2::date[], $3::uuid[], $4::text[], $5::int8[],
+                              $6::int8[], $7::int8[], $8::int8[])",
+    )
+    .bind::<Array<Uuid>, _>(column(&parts, |e, _| e.row.id.uuid()))
+    .bind::<Array<Date>, _>(column(&parts, |_, d| d.day))
+    .bind::<Array<Uuid>, _>(column(&parts, |e, _| e.row.driver_id.uuid()))
+    .bind::<Array<Text>, _>(column(&parts, |e, _| e.row.currency.as_str()))
+    .bind::<Array<BigInt>, _>(column(&parts, |_, d| d.minutes))
+    .bind::<Array<BigInt>, _>(column(&parts, |_, d| d.billed_minutes))
+    .bind::<Array<BigInt>, _>(column(&parts, |_, d| d.uncapped.minor))
+    .bind::<Array<BigInt>, _>(column(&parts, |_, d| d.charged.minor))
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Ends and prices the sessions in one guarded update (each only while still active); returns

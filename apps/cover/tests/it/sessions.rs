@@ -3,6 +3,7 @@
 use crate::support::*;
 use chrono::Duration;
 use cover::{CoverEventKind, EndReason, SessionFilter, SessionSource, SessionStatus, StartCover};
+use diesel_async::RunQueryDsl;
 use pricing::ChargeRule;
 use shared::{Clock, FixedClock};
 use testkit::TestDb;
@@ -78,6 +79,16 @@ async fn ending_twice_and_ending_someone_elses_session_are_refused() {
     assert_eq!(audit_rows(&mut conn, "cover.session_ended").await.len(), 1);
 }
 
+#[derive(diesel::QueryableByName)]
+struct DayRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    day: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    minutes: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    charged_minor: i64,
+}
+
 #[tokio::test]
 async fn sessions_past_their_maximum_length_are_closed_at_it() {
     let db = TestDb::new().await.unwrap();
@@ -107,10 +118,24 @@ async fn sessions_past_their_maximum_length_are_closed_at_it() {
     assert_eq!(s.end_reason, Some(EndReason::MaxLength));
     assert_eq!(s.ended_at, Some(session.max_end_at));
     assert_eq!(s.charge.unwrap().minutes, 16 * 60);
+    // 09:00 to 01:00: fifteen hours on the 23rd, capped at that day's cap, and the hour after
+    // midnight charged against the 24th's.
     assert_eq!(s.charge.unwrap().rule, ChargeRule::Capped);
+    let last_hour = session.hourly_rate.minor;
     assert_eq!(
         s.charge.unwrap().total.minor,
-        food.terms.rules.daily_cap_minor
+        food.terms.rules.daily_cap_minor + last_hour
+    );
+    assert_eq!(
+        days_of(&mut conn, session.id).await,
+        vec![
+            (
+                "2026-11-23".into(),
+                15 * 60,
+                food.terms.rules.daily_cap_minor
+            ),
+            ("2026-11-24".into(), 60, last_hour),
+        ]
     );
 
     // Idempotent: a second run (or a racing worker) finds nothing.
@@ -218,6 +243,133 @@ async fn the_daily_cap_holds_across_sessions_of_one_uk_day() {
         .unwrap();
     assert_eq!(c3.rule, ChargeRule::PerMinute);
     assert_eq!(c3.total, c3.uncapped);
+}
+
+async fn days_of(
+    conn: &mut diesel_async::AsyncPgConnection,
+    session: cover::CoverSessionId,
+) -> Vec<(String, i64, i64)> {
+    diesel::sql_query(
+        "SELECT uk_day::text AS day, minutes, charged_minor FROM cover_session_days
+          WHERE session_id = $1 ORDER BY uk_day",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(session.uuid())
+    .load::<DayRow>(conn)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|d| (d.day, d.minutes, d.charged_minor))
+    .collect()
+}
+
+/// A session started after the day's cap was reached is free only until midnight: its part on
+/// the next UK day is charged against that day's cap.
+#[tokio::test]
+async fn a_session_after_the_days_cap_pays_for_the_next_day() {
+    let db = TestDb::new().await.unwrap();
+    let mut conn = db.conn().await.unwrap();
+    let clock = clock();
+    let (food, _) = products(&mut conn).await;
+    let cap = food.terms.rules.daily_cap_minor;
+    let (me, car, _) = enrolled_driver(&mut conn, &clock, PHONE, food.product_id).await;
+
+    // 09:00–21:00 reaches the 23rd's cap.
+    let day = start(&mut conn, &clock, me, car.id, "day").await;
+    clock.advance(Duration::hours(12));
+    let c = cover::end_session(&mut conn, &clock, me, day.id, EndReason::Driver)
+        .await
+        .unwrap()
+        .session
+        .charge
+        .unwrap();
+    assert_eq!(c.total.minor, cap);
+
+    // 23:50 to 15:50 the next day.
+    clock.advance(Duration::minutes(170));
+    let night = start(&mut conn, &clock, me, car.id, "night").await;
+    clock.advance(Duration::hours(16));
+    let ended = cover::end_session(&mut conn, &clock, me, night.id, EndReason::Driver)
+        .await
+        .unwrap()
+        .session;
+    let charge = ended.charge.unwrap();
+    let rate = night.hourly_rate.minor;
+    // The 24th's 950 minutes: rate × 960 / 60 − rate × 10 / 60, no more than the 24th's cap.
+    let round = |minutes: i64| (rate * minutes * 2 + 60) / 120;
+    let next_day = (round(960) - round(10)).min(cap);
+    assert!(next_day > 0);
+    assert_eq!(charge.total.minor, next_day);
+    assert_eq!(charge.minutes, 960);
+    assert_eq!(
+        days_of(&mut conn, night.id).await,
+        vec![
+            ("2026-11-23".into(), 10, 0),
+            ("2026-11-24".into(), 950, next_day),
+        ]
+    );
+
+    // And a session later on the 24th sees what the night session charged for that day.
+    clock.advance(Duration::minutes(30));
+    let evening = start(&mut conn, &clock, me, car.id, "evening").await;
+    clock.advance(Duration::hours(1));
+    let c = cover::end_session(&mut conn, &clock, me, evening.id, EndReason::Driver)
+        .await
+        .unwrap()
+        .session
+        .charge
+        .unwrap();
+    assert_eq!(c.total.minor, (cap - next_day).min(c.uncapped.minor));
+}
+
+/// The database keeps the days honest: their charges add up to the session's total when the
+/// ending commits, and a day once written never changes.
+#[tokio::test]
+async fn the_database_refuses_days_that_do_not_add_up() {
+    use diesel_async::SimpleAsyncConnection;
+    let db = TestDb::new().await.unwrap();
+    let mut conn = db.conn().await.unwrap();
+    let clock = clock();
+    let (food, _) = products(&mut conn).await;
+    let (me, car, _) = enrolled_driver(&mut conn, &clock, PHONE, food.product_id).await;
+    let s = start(&mut conn, &clock, me, car.id, "a").await;
+    let id = s.id.uuid();
+    // Ending with a day part that does not add up to the total: refused at commit.
+    let err = conn
+        .batch_execute(&format!(
+            "BEGIN;
+             INSERT INTO cover_session_days (session_id, uk_day, driver_id, currency, minutes,
+                    billed_minutes, uncapped_minor, charged_minor)
+                  SELECT id, '2026-11-23', driver_id, currency, 60, 60, 500, 500
+                    FROM cover_sessions WHERE id = '{id}';
+             UPDATE cover_sessions SET status = 'ended', ended_at = started_at + interval '1 hour',
+                    end_reason = 'driver', minutes = 60, billed_minutes = 60,
+                    charge_rule = 'minimum', uncapped_minor = 400, net_minor = 300,
+                    commission_minor = 57, ipt_minor = 43, total_minor = 400,
+                    ipt_rate_bp = 1200, commission_bp = 1600
+              WHERE id = '{id}';
+             COMMIT;"
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("days add up to 500"), "{err}");
+    conn.batch_execute("ROLLBACK").await.ok();
+    // Ended through the engine, its day is written and cannot be changed.
+    clock.advance(Duration::hours(1));
+    let ended = cover::end_session(&mut conn, &clock, me, s.id, EndReason::Driver)
+        .await
+        .unwrap();
+    let total = ended.session.charge.unwrap().total.minor;
+    assert_eq!(
+        days_of(&mut conn, s.id).await,
+        vec![("2026-11-23".into(), 60, total)]
+    );
+    let err = conn
+        .batch_execute(&format!(
+            "UPDATE cover_session_days SET charged_minor = 0 WHERE session_id = '{id}'"
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("never changed"), "{err}");
 }
 
 #[tokio::test]

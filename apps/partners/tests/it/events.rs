@@ -95,7 +95,8 @@ async fn a_day_out_of_order_with_duplicates_gives_the_sessions_and_charges_of_th
     assert_eq!(
         r[0].cover,
         Some(EventCover::Covered {
-            session_id: first[0].id
+            session_id: first[0].id,
+            continues: None,
         })
     );
 
@@ -559,7 +560,19 @@ async fn work_found_to_go_on_after_an_ended_session_is_covered_by_a_continuation
     assert_eq!(
         r[0].cover,
         Some(EventCover::Covered {
-            session_id: s[0].id
+            session_id: s[0].id,
+            continues: None,
+        })
+    );
+    // An event in the continuation's time says which session it continues.
+    let r = h
+        .send(h.partner, &[ev("k4", "cont", JobAccepted, t(9, 45))])
+        .await;
+    assert_eq!(
+        r[0].cover,
+        Some(EventCover::Covered {
+            session_id: s[1].id,
+            continues: Some(s[0].id),
         })
     );
 
@@ -722,4 +735,124 @@ async fn a_late_job_inside_the_drivers_own_cover_is_not_covered_twice() {
         .await
         .unwrap();
     assert_eq!(continued.get(&tail.id), Some(&(own.id, 60)));
+}
+
+/// The fault suite's late replay: a driver's 16 hours of 10-minute jobs, 30 minutes apart from
+/// 15:06 to 07:16 the next morning, sent hours later in quick batches with no clock job between
+/// them. A batch whose work ended before it arrived ends its cover then; the next batch, showing
+/// the work went on, continues it from that end (one working period, one minimum), so the
+/// driver is covered for exactly the time they would be had everything come in one batch; each
+/// session's part of each UK day is capped by that day's cap, so the morning after is not free;
+/// and nothing stays open.
+#[tokio::test]
+async fn a_late_replay_across_midnight_is_covered_once_each_day_capped_and_none_open() {
+    let h = Harness::new().await;
+    let (d, whole) = (
+        h.driver("07911 100091").await,
+        h.driver("07911 100092").await,
+    );
+    h.link(h.partner, d, "night").await;
+    h.link(h.partner, whole, "whole").await;
+    let jobs: Vec<_> = (0..33)
+        .map(|i| t(15, 6) + Duration::minutes(30 * i))
+        .collect();
+    let events = |driver: &str| {
+        let mut events = Vec::new();
+        for (i, start) in jobs.iter().enumerate() {
+            let done = *start + Duration::minutes(10);
+            events.push(ev(&format!("{driver}-a{i}"), driver, JobAccepted, *start));
+            events.push(ev(&format!("{driver}-c{i}"), driver, JobCompleted, done));
+        }
+        let last = *jobs.last().unwrap() + Duration::minutes(10);
+        let off = format!("{driver}-off");
+        events.push(ev(&off, driver, Offline, last + Duration::minutes(1)));
+        events
+    };
+    // Sent three hours after the last event: six events a batch, two seconds apart, and for
+    // the other driver all in one batch.
+    h.clock.set(*jobs.last().unwrap() + Duration::hours(3));
+    for batch in events("night").chunks(6) {
+        let r = h.send(h.partner, batch).await;
+        assert!(
+            r.iter().all(|r| r.status == ShiftEventStatus::Accepted),
+            "{r:#?}"
+        );
+        h.clock.set(h.clock.now() + Duration::seconds(2));
+    }
+    let r = h.send(h.partner, &events("whole")).await;
+    assert!(r.iter().all(|r| r.status == ShiftEventStatus::Accepted));
+
+    let sessions = h.sessions(d).await;
+    let covered = |sessions: &[cover::CoverSession]| {
+        // Back to back: each session starts where the one before ended.
+        for pair in sessions.windows(2) {
+            assert_eq!(Some(pair[1].started_at), pair[0].ended_at, "{sessions:#?}");
+        }
+        assert!(sessions.iter().all(|s| s.status == SessionStatus::Ended));
+        (
+            sessions.first().map(|s| s.started_at),
+            sessions.last().and_then(|s| s.ended_at),
+        )
+    };
+    let in_batches = covered(&sessions);
+    assert_eq!(in_batches.0, Some(t(15, 6)));
+    assert_eq!(in_batches, covered(&h.sessions(whole).await));
+    assert!(sessions.len() > 2, "{sessions:#?}");
+    // One working period: every session after the first continues the one before it, and the
+    // period pays one minimum however it was cut.
+    let mut conn = h.conn().await;
+    let continuations = testkit::count(
+        &mut conn,
+        &format!(
+            "SELECT count(*) AS n FROM cover_session_continuations c
+               JOIN cover_sessions s ON s.id = c.session_id
+              WHERE s.driver_id = '{}'",
+            d.uuid()
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(continuations, i64::try_from(sessions.len() - 1).unwrap());
+    let charges: Vec<_> = sessions.iter().map(|s| s.charge.unwrap()).collect();
+    assert_eq!(
+        charges.iter().map(|c| c.billed_minutes).sum::<i64>(),
+        charges.iter().map(|c| c.minutes).sum::<i64>()
+    );
+    // Each UK day's charges within its own cap, the next morning charged, the parts adding up.
+    let cap = h.hire.terms.rules.daily_cap_minor;
+    let by_day = |day: &str| {
+        format!(
+            "SELECT coalesce(sum(charged_minor), 0)::bigint AS n FROM cover_session_days
+              WHERE uk_day = '{day}' AND driver_id = '{}'",
+            d.uuid()
+        )
+    };
+    let first = testkit::count(&mut conn, &by_day("2026-11-23"))
+        .await
+        .unwrap();
+    let second = testkit::count(&mut conn, &by_day("2026-11-24"))
+        .await
+        .unwrap();
+    assert!(first > 0 && first <= cap, "23rd: {first}");
+    assert!(second > 0 && second <= cap, "24th: {second}");
+    assert_eq!(
+        charges.iter().map(|c| c.total.minor).sum::<i64>(),
+        first + second
+    );
+    let jobs_queued = testkit::count(
+        &mut conn,
+        &format!(
+            "SELECT count(*) AS n FROM outbox_jobs
+              WHERE job_type = 'ChargeSession'
+                AND payload->>'session_id' IN ({})",
+            sessions
+                .iter()
+                .map(|s| format!("'{}'", s.id))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(jobs_queued, i64::try_from(sessions.len()).unwrap());
 }

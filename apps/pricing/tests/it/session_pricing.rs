@@ -125,19 +125,35 @@ proptest! {
         for c in [&a, &b] {
             let p = &c.breakdown;
             prop_assert_eq!(p.net_premium.minor + p.commission.minor + p.ipt.minor, p.total.minor);
-            // Never above what is left of the cap, never negative.
-            prop_assert!(p.total.minor <= left);
             prop_assert!(p.total.minor >= 0);
-            // Never below the minimum charge unless the cap binds.
+            // Never below the minimum charge unless a day's cap binds.
             if c.rule != ChargeRule::Capped {
                 prop_assert!(p.total.minor >= minimum);
+                prop_assert_eq!(p.total.minor, c.uncapped.minor);
             } else {
-                prop_assert_eq!(p.total.minor, left);
-                prop_assert!(c.uncapped.minor > left);
+                prop_assert!(c.uncapped.minor > p.total.minor);
             }
             prop_assert!(c.billed_minutes >= c.minutes);
             prop_assert!(c.billed_minutes >= i64::from(t.rules.minimum_charge_minutes));
         }
+        // By day: each part within what was left of its own day's cap, the parts adding up.
+        let by_day = t
+            .price_session_by_day(
+                Money::gbp(hourly),
+                start(),
+                start() + Duration::seconds(seconds),
+                None,
+                |day| Money::gbp(if day == pricing::uk_day(start()) { before } else { 0 }),
+            )
+            .unwrap();
+        prop_assert_eq!(&by_day.charge, &a);
+        for (i, d) in by_day.days.iter().enumerate() {
+            let cap_left = if i == 0 { left } else { cap };
+            prop_assert_eq!(d.charged.minor, d.uncapped.minor.min(cap_left));
+        }
+        prop_assert_eq!(by_day.days.iter().map(|d| d.charged.minor).sum::<i64>(), a.breakdown.total.minor);
+        prop_assert_eq!(by_day.days.iter().map(|d| d.minutes).sum::<i64>(), a.minutes);
+        prop_assert_eq!(by_day.days.iter().map(|d| d.billed_minutes).sum::<i64>(), a.billed_minutes);
         // Longer never costs less (up to the cap, which holds it flat).
         prop_assert!(b.breakdown.total.minor >= a.breakdown.total.minor);
         prop_assert!(b.uncapped.minor >= a.uncapped.minor);
@@ -153,14 +169,15 @@ proptest! {
 fn a_continuation_pays_what_the_period_grows_by() {
     let t = terms(); // minimum 60 minutes, per started minute
     let cont = |seconds: i64, minutes_before: Option<i64>| {
-        t.price_session_in_period(
+        t.price_session_by_day(
             Money::gbp(600),
             start(),
             start() + Duration::seconds(seconds),
             minutes_before,
-            Money::gbp(0),
+            |_| Money::gbp(0),
         )
         .unwrap()
+        .charge
     };
     // 20 minutes of cover, then 30 more within the gap rule: 50 minutes, one minimum.
     let c = cont(30 * 60, Some(20));
@@ -193,18 +210,155 @@ proptest! {
         let mut billed = 0;
         for (i, minutes) in parts.iter().enumerate() {
             let c = t
-                .price_session_in_period(
+                .price_session_by_day(
                     Money::gbp(600),
                     start(),
                     start() + Duration::minutes(*minutes),
                     (i > 0).then_some(before),
-                    Money::gbp(0),
+                    |_| Money::gbp(0),
                 )
-                .unwrap();
+                .unwrap()
+                .charge;
             billed += c.billed_minutes;
             before += minutes;
         }
         let whole = charge(&t, 600, before * 60, 0);
         prop_assert_eq!(billed, whole.billed_minutes);
     }
+}
+
+fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, h, min, 0).single().unwrap()
+}
+
+/// The cap is by UK day: a session after the day's cap was reached is free until midnight, and
+/// its part on the next day is charged against the next day's cap.
+#[test]
+fn a_session_across_midnight_pays_each_days_cap() {
+    let t = terms(); // minimum 60 minutes, per started minute, cap £20.00
+    let first = pricing::uk_day(at(2026, 11, 23, 23, 50));
+    // 23:50 to 15:50 at £2.34/hour, the day's £20.00 already charged.
+    let priced = t
+        .price_session_by_day(
+            Money::gbp(234),
+            at(2026, 11, 23, 23, 50),
+            at(2026, 11, 24, 15, 50),
+            None,
+            |day| Money::gbp(if day == first { 2000 } else { 0 }),
+        )
+        .unwrap();
+    let parts: Vec<(String, i64, i64, i64)> = priced
+        .days
+        .iter()
+        .map(|d| {
+            (
+                d.day.to_string(),
+                d.minutes,
+                d.billed_minutes,
+                d.charged.minor,
+            )
+        })
+        .collect();
+    // 10 minutes on the 23rd, free (that day's cap is reached); 950 minutes on the 24th, priced
+    // 234 × 960 / 60 − 234 × 10 / 60 = 3744 − 39 = 3705, capped at that day's £20.00.
+    assert_eq!(
+        parts,
+        vec![
+            ("2026-11-23".into(), 10, 10, 0),
+            ("2026-11-24".into(), 950, 950, 2000),
+        ]
+    );
+    assert_eq!(priced.charge.uncapped, Money::gbp(3744));
+    assert_eq!(priced.charge.rule, ChargeRule::Capped);
+    assert_eq!(priced.charge.breakdown.total, Money::gbp(2000));
+    assert_eq!(priced.charge.minutes, 960);
+    // A shorter one, 23:50 to 01:50: the 24th's 110 minutes are charged in full.
+    let priced = t
+        .price_session_by_day(
+            Money::gbp(600),
+            at(2026, 11, 23, 23, 50),
+            at(2026, 11, 24, 1, 50),
+            None,
+            |day| Money::gbp(if day == first { 2000 } else { 0 }),
+        )
+        .unwrap();
+    assert_eq!(
+        priced
+            .days
+            .iter()
+            .map(|d| d.charged.minor)
+            .collect::<Vec<_>>(),
+        vec![0, 1100]
+    );
+    assert_eq!(priced.charge.breakdown.total, Money::gbp(1100));
+    // 23:50 to 00:20 on days with nothing charged: the minimum, £6.00, split by time (£1 + £5).
+    let priced = t
+        .price_session_by_day(
+            Money::gbp(600),
+            at(2026, 11, 23, 23, 50),
+            at(2026, 11, 24, 0, 20),
+            None,
+            |_| Money::gbp(0),
+        )
+        .unwrap();
+    assert_eq!(
+        priced
+            .days
+            .iter()
+            .map(|d| (d.billed_minutes, d.charged.minor))
+            .collect::<Vec<_>>(),
+        vec![(10, 100), (50, 500)]
+    );
+    assert_eq!(priced.charge.rule, ChargeRule::Minimum);
+}
+
+/// On the days the clocks change, a UK day is 23 or 25 hours long: the cap follows the UK day.
+#[test]
+fn dst_change_days_price_by_the_uk_day() {
+    let t = terms();
+    // 29 March 2026, clocks forward at 01:00 UTC: the UK day ends at 23:00 UTC.
+    let priced = t
+        .price_session_by_day(
+            Money::gbp(600),
+            at(2026, 3, 29, 22, 0),
+            at(2026, 3, 30, 0, 0),
+            None,
+            |_| Money::gbp(0),
+        )
+        .unwrap();
+    let parts: Vec<(String, i64)> = priced
+        .days
+        .iter()
+        .map(|d| (d.day.to_string(), d.minutes))
+        .collect();
+    assert_eq!(
+        parts,
+        vec![("2026-03-29".into(), 60), ("2026-03-30".into(), 60)]
+    );
+    // 25 October 2026, clocks back at 01:00 UTC: 23:00 UTC on the 24th to 00:00 UTC on the 26th
+    // is the whole 25-hour day of the 25th plus an hour each side.
+    let priced = t
+        .price_session_by_day(
+            Money::gbp(600),
+            at(2026, 10, 24, 22, 0),
+            at(2026, 10, 26, 1, 0),
+            None,
+            |_| Money::gbp(0),
+        )
+        .unwrap();
+    let parts: Vec<(String, i64, i64)> = priced
+        .days
+        .iter()
+        .map(|d| (d.day.to_string(), d.minutes, d.charged.minor))
+        .collect();
+    // £6/hour: 60 minutes (the minimum) £6; 25 hours £150 capped at £20; 60 minutes £6.
+    assert_eq!(
+        parts,
+        vec![
+            ("2026-10-24".into(), 60, 600),
+            ("2026-10-25".into(), 25 * 60, 2000),
+            ("2026-10-26".into(), 60, 600),
+        ]
+    );
+    assert_eq!(priced.charge.breakdown.total, Money::gbp(3200));
 }
