@@ -89,7 +89,7 @@ pub fn bordereau_csv_line(out: &mut String, month: &str, l: &BordereauLine) {
             opt(&l.ipt_rate_bp),
             l.ipt.to_string(),
             l.net_premium_due.to_string(),
-            l.ledger_transaction_id.clone(),
+            opt(&l.ledger_transaction_id),
         ],
     );
 }

@@ -156,13 +156,15 @@ pub async fn ipt_by_month(
     Ok(out)
 }
 
-/// One bordereau line: a charged session or a refund of one.
+/// One bordereau line: a charged session, a refund of one, or a session priced nothing (its
+/// certificate was issued all the same, so the insurer sees it).
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName, Serialize)]
 pub struct BordereauLine {
-    /// When the ledger booked it.
+    /// When the ledger booked it (for `no_premium`, when the session's charge was settled).
     #[diesel(sql_type = Timestamptz)]
     pub booked_at: DateTime<Utc>,
-    /// `charge` or `refund`.
+    /// `charge`, `refund`, or `no_premium` (a session priced £0, e.g. after the day's cap, or
+    /// inside a working period's minimum: no money moved, every amount is zero).
     #[diesel(sql_type = Text)]
     pub transaction_type: String,
     /// The certificate of the session.
@@ -204,9 +206,9 @@ pub struct BordereauLine {
     /// Net premium due to the insurer.
     #[diesel(sql_type = BigInt)]
     pub net_premium_due: i64,
-    /// The ledger transaction (for tracing a line to the books).
-    #[diesel(sql_type = Text)]
-    pub ledger_transaction_id: String,
+    /// The ledger transaction (for tracing a line to the books); none for `no_premium`.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub ledger_transaction_id: Option<String>,
 }
 
 /// Totals of a bordereau in one currency.
@@ -284,10 +286,34 @@ SELECT tx.created_at AS booked_at,
          ON tx.session_ref ~ '^cvs_[0-9a-f]{32}$' AND s.id = substr(tx.session_ref, 5)::uuid
   LEFT JOIN drivers d ON d.id = s.driver_id
   LEFT JOIN vehicles v ON v.id = s.vehicle_id
- ORDER BY tx.created_at, tx.id
+UNION ALL
+SELECT s.charged_at AS booked_at,
+       'no_premium' AS transaction_type,
+       s.certificate_number AS certificate_ref,
+       d.name AS insured,
+       CASE WHEN d.id IS NULL THEN NULL ELSE 'drv_' || replace(d.id::text, '-', '') END AS insured_id,
+       v.registration AS vehicle_registration,
+       CASE WHEN v.id IS NULL THEN NULL
+            ELSE concat_ws(' ', v.vehicle_type, v.make, v.model) END AS vehicle,
+       s.started_at AS cover_start,
+       s.ended_at AS cover_end,
+       s.currency,
+       0::bigint AS gross_premium,
+       0::bigint AS commission,
+       s.ipt_rate_bp,
+       0::bigint AS ipt,
+       0::bigint AS net_premium_due,
+       NULL::text AS ledger_transaction_id
+  FROM cover_sessions s
+  LEFT JOIN drivers d ON d.id = s.driver_id
+  LEFT JOIN vehicles v ON v.id = s.vehicle_id
+ WHERE s.total_minor = 0 AND s.charged_at >= $1 AND s.charged_at < $2
+ ORDER BY booked_at, ledger_transaction_id NULLS LAST, certificate_ref
 "#;
 
-/// The premium bordereau of `month`: one line per charged session or refund of one, with totals.
+/// The premium bordereau of `month`: one line per charged session or refund of one, and one per
+/// session priced nothing, with totals (a `no_premium` line counts as neither a charge nor a
+/// refund and adds nothing, so the totals still tie to the ledger's premium accounts).
 /// Errors: `PERIOD_IN_FUTURE` for a month not begun. An empty month is an empty bordereau.
 pub async fn bordereau(
     conn: &mut AsyncPgConnection,
@@ -314,10 +340,10 @@ pub async fn bordereau(
                 &mut totals[last]
             }
         };
-        if l.transaction_type == "charge" {
-            t.charges += 1;
-        } else {
-            t.refunds += 1;
+        match l.transaction_type.as_str() {
+            "charge" => t.charges += 1,
+            "refund" => t.refunds += 1,
+            _ => {}
         }
         t.gross_premium += l.gross_premium;
         t.commission += l.commission;

@@ -372,3 +372,77 @@ async fn a_day_at_localstripe_reconciles_reports_and_names_each_tampered_row() {
         .unwrap();
     assert_eq!(rerun.new_exceptions, 0);
 }
+
+/// A session priced nothing (here: cover resumed within the working period's minimum, already
+/// paid) had a certificate all the same: the bordereau lists it, with zero amounts and no
+/// ledger transaction, and its totals still tie to the ledger's premium accounts.
+#[tokio::test]
+async fn a_session_priced_nothing_is_on_the_bordereau() {
+    let w = World::new().await;
+    let mut conn = w.conn().await;
+    let ada = w.driver_with_card(&mut conn, "07911 123457").await;
+    payments::top_up_wallet(&mut conn, &w.env, ada, Money::gbp(2000), "t-1")
+        .await
+        .unwrap();
+    let car = w.car_enrolled(&mut conn, ada).await;
+    let paid = w.charged_ride(&mut conn, ada, car, "s-1", 10).await;
+    let free = w.charged_ride(&mut conn, ada, car, "s-2", 10).await;
+    assert!(paid.charge.as_ref().unwrap().total.minor > 0);
+    assert_eq!(free.charge.as_ref().unwrap().total.minor, 0);
+
+    let month = Month::of(w.clock.now().date_naive());
+    let b = reports::bordereau(&mut conn, &w.clock, month)
+        .await
+        .unwrap();
+    let lines: Vec<(&str, Option<&str>, i64, bool)> = b
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                l.transaction_type.as_str(),
+                l.certificate_ref.as_deref(),
+                l.gross_premium + l.commission.abs() + l.ipt.abs() + l.net_premium_due.abs(),
+                l.ledger_transaction_id.is_some(),
+            )
+        })
+        .collect();
+    let gross = paid.charge.as_ref().unwrap().total.minor;
+    let parts = {
+        let c = paid.charge.as_ref().unwrap();
+        c.total.minor + c.commission.minor + c.ipt.minor + c.net_premium.minor
+    };
+    assert_eq!(
+        lines,
+        [
+            (
+                "charge",
+                Some(paid.certificate_number.as_str()),
+                parts,
+                true
+            ),
+            (
+                "no_premium",
+                Some(free.certificate_number.as_str()),
+                0,
+                false
+            ),
+        ]
+    );
+    assert_eq!(b.totals[0].charges, 1);
+    assert_eq!(b.totals[0].gross_premium, gross);
+    finance::rollups::refresh_ledger_daily(&mut conn, &w.clock)
+        .await
+        .unwrap();
+    assert_eq!(
+        reports::bordereau_totals(&mut conn, &w.clock, month)
+            .await
+            .unwrap(),
+        b.totals
+    );
+    let csv = finance::csv::bordereau_csv(&b);
+    assert!(
+        csv.lines()
+            .any(|l| l.contains(",no_premium,") && l.contains(&free.certificate_number)),
+        "{csv}"
+    );
+}

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS cover_sessions_no_premium_idx
