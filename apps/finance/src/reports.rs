@@ -262,9 +262,27 @@ amt AS (
       JOIN ledger_postings p ON p.transaction_id = tx.id
       JOIN acc ON acc.id = p.account_id
      GROUP BY tx.id
+),
+line AS (
+    SELECT tx.created_at AS booked_at,
+           CASE WHEN tx.kind = 'session_charge' THEN 'charge' ELSE 'refund' END AS transaction_type,
+           CASE WHEN tx.session_ref ~ '^cvs_[0-9a-f]{32}$'
+                THEN substr(tx.session_ref, 5)::uuid END AS session_id,
+           tx.currency,
+           (amt.net + amt.commission + amt.ipt)::bigint AS gross_premium,
+           amt.commission::bigint AS commission,
+           amt.ipt::bigint AS ipt,
+           amt.net::bigint AS net_premium_due,
+           tx.id::text AS ledger_transaction_id
+      FROM tx
+      JOIN amt ON amt.id = tx.id
+    UNION ALL
+    SELECT s.charged_at, 'no_premium', s.id, s.currency, 0, 0, 0, 0, NULL
+      FROM cover_sessions s
+     WHERE s.total_minor = 0 AND s.charged_at >= $1 AND s.charged_at < $2
 )
-SELECT tx.created_at AS booked_at,
-       CASE WHEN tx.kind = 'session_charge' THEN 'charge' ELSE 'refund' END AS transaction_type,
+SELECT line.booked_at,
+       line.transaction_type,
        s.certificate_number AS certificate_ref,
        d.name AS insured,
        CASE WHEN d.id IS NULL THEN NULL ELSE 'drv_' || replace(d.id::text, '-', '') END AS insured_id,
@@ -273,42 +291,18 @@ SELECT tx.created_at AS booked_at,
             ELSE concat_ws(' ', v.vehicle_type, v.make, v.model) END AS vehicle,
        s.started_at AS cover_start,
        s.ended_at AS cover_end,
-       tx.currency,
-       (amt.net + amt.commission + amt.ipt)::bigint AS gross_premium,
-       amt.commission::bigint AS commission,
+       line.currency,
+       line.gross_premium,
+       line.commission,
        s.ipt_rate_bp,
-       amt.ipt::bigint AS ipt,
-       amt.net::bigint AS net_premium_due,
-       tx.id::text AS ledger_transaction_id
-  FROM tx
-  JOIN amt ON amt.id = tx.id
-  LEFT JOIN cover_sessions s
-         ON tx.session_ref ~ '^cvs_[0-9a-f]{32}$' AND s.id = substr(tx.session_ref, 5)::uuid
+       line.ipt,
+       line.net_premium_due,
+       line.ledger_transaction_id
+  FROM line
+  LEFT JOIN cover_sessions s ON s.id = line.session_id
   LEFT JOIN drivers d ON d.id = s.driver_id
   LEFT JOIN vehicles v ON v.id = s.vehicle_id
-UNION ALL
-SELECT s.charged_at AS booked_at,
-       'no_premium' AS transaction_type,
-       s.certificate_number AS certificate_ref,
-       d.name AS insured,
-       CASE WHEN d.id IS NULL THEN NULL ELSE 'drv_' || replace(d.id::text, '-', '') END AS insured_id,
-       v.registration AS vehicle_registration,
-       CASE WHEN v.id IS NULL THEN NULL
-            ELSE concat_ws(' ', v.vehicle_type, v.make, v.model) END AS vehicle,
-       s.started_at AS cover_start,
-       s.ended_at AS cover_end,
-       s.currency,
-       0::bigint AS gross_premium,
-       0::bigint AS commission,
-       s.ipt_rate_bp,
-       0::bigint AS ipt,
-       0::bigint AS net_premium_due,
-       NULL::text AS ledger_transaction_id
-  FROM cover_sessions s
-  LEFT JOIN drivers d ON d.id = s.driver_id
-  LEFT JOIN vehicles v ON v.id = s.vehicle_id
- WHERE s.total_minor = 0 AND s.charged_at >= $1 AND s.charged_at < $2
- ORDER BY booked_at, ledger_transaction_id NULLS LAST, certificate_ref
+ ORDER BY line.booked_at, line.ledger_transaction_id NULLS LAST, s.certificate_number
 "#;
 
 /// The premium bordereau of `month`: one line per charged session or refund of one, and one per
