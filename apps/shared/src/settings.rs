@@ -55,6 +55,8 @@ pub struct Settings {
     pub cover: CoverSettings,
     /// Claims (photo storage).
     pub claims: ClaimsSettings,
+    /// Webhooks sent to partners.
+    pub partner_webhooks: PartnerWebhookSettings,
     /// Stand-ins for a developer's machine (never in production).
     pub dev: DevSettings,
 }
@@ -69,6 +71,28 @@ pub struct DevSettings {
     /// `{public_url}/dev/mailgun` to use it (`infra/dev/run.sh` does). Answered only when
     /// `environment` is `development`; refused in production.
     pub inbox: bool,
+}
+
+/// Webhooks sent to partners: where they may go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PartnerWebhookSettings {
+    /// Let endpoints be on this host: loopback addresses (`127.0.0.0/8`, `::1`, in any spelling)
+    /// and `localhost`, over plain http too. For the development inbox's receiver
+    /// (`infra/dev/dev.env`) and the test suite's local receivers; refused in production. Every
+    /// other non-public address (private, link-local, CGNAT, …) stays refused either way.
+    pub allow_loopback: bool,
+    /// Most endpoints one partner may register (test and live together, disabled ones included).
+    pub max_endpoints_per_partner: u32,
+}
+
+impl Default for PartnerWebhookSettings {
+    fn default() -> Self {
+        Self {
+            allow_loopback: false,
+            max_endpoints_per_partner: 10,
+        }
+    }
 }
 
 /// Claims settings.
@@ -569,7 +593,19 @@ impl Settings {
                 "set a real signing key in production",
             ));
         }
+        if self.partner_webhooks.max_endpoints_per_partner == 0 {
+            return Err(invalid(
+                "partner_webhooks.max_endpoints_per_partner",
+                "must be at least 1",
+            ));
+        }
         if self.environment == Environment::Production {
+            if self.partner_webhooks.allow_loopback {
+                return Err(invalid(
+                    "partner_webhooks.allow_loopback",
+                    "partner webhooks must not reach this host in production",
+                ));
+            }
             if self.dev.inbox {
                 return Err(invalid(
                     "dev.inbox",
@@ -845,6 +881,10 @@ mod tests {
         // And each stand-in alone, named in the refusal.
         for (key, named) in [
             ("SHIFTCOVER__DEV__INBOX", "dev.inbox"),
+            (
+                "SHIFTCOVER__PARTNER_WEBHOOKS__ALLOW_LOOPBACK",
+                "partner_webhooks.allow_loopback",
+            ),
             ("SHIFTCOVER__TWILIO__BASE_URL", "twilio.base_url"),
             ("SHIFTCOVER__MAILGUN__BASE_URL", "mailgun.base_url"),
             ("SHIFTCOVER__STRIPE__BASE_URL", "stripe.base_url"),
