@@ -347,7 +347,10 @@ pub(crate) async fn execute_on(
     let request = request
         .data(request_id(req))
         .data(viewer)
-        .data(ClientAddr(req.peer_addr().map(|a| a.ip())))
+        .data(ClientAddr::of(
+            req,
+            &state.core.settings.http.trusted_proxies,
+        ))
         .data(AccountsLoader::data_loader(state.core.pool.clone()))
         .data(CoverLoader::data_loader(state.core.pool.clone()));
     let mut response = schema.execute(request).await;

@@ -677,3 +677,98 @@ async fn staff_sign_ins_that_succeed_do_not_use_up_the_failure_allowance() {
     );
     assert!(payload["staff"].is_null(), "{payload}");
 }
+
+/// `requestLoginCode` for a fresh phone with extra headers; the payload.
+async fn request_code_with(app: &TestApp, headers: &[(&str, &str)]) -> Value {
+    let mut req = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .json(&json!({ "query": REQUEST_LOGIN_CODE, "variables": { "phone": fresh_phone() } }));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let body: Value = req.send().await.unwrap().json().await.unwrap();
+    body["data"]["requestLoginCode"].clone()
+}
+
+/// The count in the per-client login-code bucket of `subject`, if it has one.
+async fn client_bucket(app: &TestApp, subject: &str) -> Option<i64> {
+    use redis::AsyncCommands;
+    let mut redis = app.core.redis.conn().await.unwrap();
+    let key = shared::redis_conn::key(
+        app.core.redis.prefix(),
+        ["rl", "login_code_client", subject],
+    );
+    redis.get(&key).await.unwrap()
+}
+
+async fn exhaust_client_bucket(app: &TestApp, subject: &str) {
+    use redis::AsyncCommands;
+    let mut redis = app.core.redis.conn().await.unwrap();
+    let key = shared::redis_conn::key(
+        app.core.redis.prefix(),
+        ["rl", "login_code_client", subject],
+    );
+    let _: () = redis.set_ex(&key, 1000, 600).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_forged_x_forwarded_for_from_an_untrusted_peer_is_ignored() {
+    // No trusted proxies (the default): the test client (127.0.0.1) is the client, whatever
+    // it writes in its headers.
+    let app = TestApp::spawn().await;
+    let forged = [
+        ("X-Forwarded-For", "198.51.100.1"),
+        ("X-Real-IP", "198.51.100.2"),
+    ];
+    assert_eq!(user_errors(&request_code_with(&app, &forged).await), vec![]);
+    assert_eq!(client_bucket(&app, "127.0.0.1").await, Some(1));
+    assert_eq!(client_bucket(&app, "198.51.100.1").await, None);
+    assert_eq!(client_bucket(&app, "198.51.100.2").await, None);
+
+    // Once the address has used its allowance, a new forged address every time does not help.
+    exhaust_client_bucket(&app, "127.0.0.1").await;
+    for i in 0..3 {
+        let hop = format!("203.0.113.{i}");
+        let sent = request_code_with(&app, &[("X-Forwarded-For", &hop)]).await;
+        assert_eq!(
+            user_errors(&sent),
+            vec![(String::new(), "RATE_LIMITED".into())],
+            "{hop}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_trusted_proxys_x_forwarded_for_names_the_client() {
+    // The test client plays the load balancer.
+    let app = TestApp::spawn_with(|s| {
+        s.http.trusted_proxies = vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
+    })
+    .await;
+    exhaust_client_bucket(&app, "127.0.0.1").await;
+    // A client forged the first hop; the proxies appended the real address and their own.
+    let chain = [("X-Forwarded-For", "198.51.100.1, 203.0.113.7, 10.0.0.3")];
+    assert_eq!(user_errors(&request_code_with(&app, &chain).await), vec![]);
+    assert_eq!(client_bucket(&app, "203.0.113.7").await, Some(1));
+    assert_eq!(client_bucket(&app, "198.51.100.1").await, None);
+    assert_eq!(client_bucket(&app, "10.0.0.3").await, None);
+
+    // X-Real-IP from a trusted proxy, when there is no X-Forwarded-For.
+    let real = [("X-Real-IP", "203.0.113.8")];
+    assert_eq!(user_errors(&request_code_with(&app, &real).await), vec![]);
+    assert_eq!(client_bucket(&app, "203.0.113.8").await, Some(1));
+
+    // That client's own allowance is its own.
+    exhaust_client_bucket(&app, "203.0.113.7").await;
+    let sent = request_code_with(&app, &[("X-Forwarded-For", "203.0.113.7")]).await;
+    assert_eq!(
+        user_errors(&sent),
+        vec![(String::new(), "RATE_LIMITED".into())]
+    );
+    let other = request_code_with(&app, &[("X-Forwarded-For", "203.0.113.9")]).await;
+    assert_eq!(user_errors(&other), vec![]);
+}

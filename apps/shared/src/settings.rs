@@ -5,6 +5,7 @@
 //! Unknown keys are refused, so a typo stops the process with a message naming the key instead of
 //! being silently ignored. Secrets are [`Secret`]s and never appear in logs.
 
+use crate::client_addr::Cidr;
 use crate::secret::Secret;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -266,6 +267,13 @@ pub struct HttpSettings {
     pub workers: usize,
     /// The public base URL, used in links sent to drivers.
     pub public_url: String,
+    /// The proxies (load balancers, ingress) in front of the server, as CIDR networks or
+    /// addresses; a list in a file, comma-separated in the environment. Only a request whose TCP
+    /// peer is one of them has its `X-Forwarded-For` / `X-Real-IP` read, and the client is the
+    /// right-most hop that is not one of them ([`crate::client_addr`]). Empty (the default):
+    /// the peer is always the client.
+    #[serde(deserialize_with = "crate::client_addr::deserialize_cidrs")]
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Default for HttpSettings {
@@ -275,6 +283,7 @@ impl Default for HttpSettings {
             max_body_bytes: 256 * 1024,
             workers: 0,
             public_url: "http://127.0.0.1:8080".into(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -897,6 +906,42 @@ mod tests {
             let err = production(&[(key, value)]).unwrap_err();
             assert!(err.to_string().contains(named), "{key}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn trusted_proxies_are_read_from_the_environment_or_a_file() {
+        let s = Settings::load_from(
+            None,
+            env(&[(
+                "SHIFTCOVER__HTTP__TRUSTED_PROXIES",
+                "10.0.0.0/8, 192.168.1.7,2001:db8::/32",
+            )]),
+        )
+        .unwrap();
+        let shown: Vec<String> = s
+            .http
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            shown,
+            ["10.0.0.0/8", "192.168.1.7/32", "2001:db8::/32"].map(String::from)
+        );
+        assert!(Settings::default().http.trusted_proxies.is_empty());
+        let err = Settings::load_from(
+            None,
+            env(&[("SHIFTCOVER__HTTP__TRUSTED_PROXIES", "10.0.0.0/40")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("trusted_proxies"), "{err}");
+
+        let dir = std::env::temp_dir().join(format!("sc-proxies-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.toml");
+        std::fs::write(&path, "[http]\ntrusted_proxies = [\"172.16.0.0/12\"]\n").unwrap();
+        let s = Settings::load_from(Some(&path), env(&[])).unwrap();
+        assert_eq!(s.http.trusted_proxies.len(), 1);
     }
 
     #[test]
