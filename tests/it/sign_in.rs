@@ -772,3 +772,87 @@ async fn a_trusted_proxys_x_forwarded_for_names_the_client() {
     let other = request_code_with(&app, &[("X-Forwarded-For", "203.0.113.9")]).await;
     assert_eq!(user_errors(&other), vec![]);
 }
+
+async fn set_bucket(app: &TestApp, bucket: &str, subject: &str, count: i64) {
+    use redis::AsyncCommands;
+    let mut redis = app.core.redis.conn().await.unwrap();
+    let key = shared::redis_conn::key(app.core.redis.prefix(), ["rl", bucket, subject]);
+    let _: () = redis.set_ex(&key, count, 600).await.unwrap();
+}
+
+async fn bucket(app: &TestApp, bucket: &str, subject: &str) -> Option<i64> {
+    use redis::AsyncCommands;
+    let mut redis = app.core.redis.conn().await.unwrap();
+    let key = shared::redis_conn::key(app.core.redis.prefix(), ["rl", bucket, subject]);
+    redis.get(&key).await.unwrap()
+}
+
+#[tokio::test]
+async fn code_guesses_are_limited_per_client_and_over_the_service() {
+    let app = TestApp::spawn().await;
+    // A wrong guess uses up one failure of the client and of the service; a sign-in does not.
+    let phone = fresh_phone();
+    let code = app.login_code_for(&phone).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let failed = verify(&app, &phone, wrong).await;
+    assert!(failed["token"].is_null(), "{failed}");
+    assert_eq!(
+        bucket(&app, "verify_failures_client", "127.0.0.1").await,
+        Some(1)
+    );
+    assert_eq!(bucket(&app, "verify_failures_global", "all").await, Some(1));
+    let ok = verify(&app, &phone, &code).await;
+    assert!(ok["token"].is_string(), "{ok}");
+    assert_eq!(
+        bucket(&app, "verify_failures_client", "127.0.0.1").await,
+        Some(1)
+    );
+    assert_eq!(bucket(&app, "verify_failures_global", "all").await, Some(1));
+
+    // A client that has failed too often is refused, even with a right code for a new phone.
+    set_bucket(&app, "verify_failures_client", "127.0.0.1", 30).await;
+    let phone = fresh_phone();
+    let code = app.login_code_for(&phone).await;
+    let refused = verify(&app, &phone, &code).await;
+    assert_eq!(
+        user_errors(&refused),
+        vec![(String::new(), "RATE_LIMITED".into())]
+    );
+    assert!(refused["token"].is_null());
+    assert!(refused["retryAfterSeconds"].as_i64().unwrap() > 0);
+
+    // So is everyone once the service's failure budget is spent.
+    set_bucket(&app, "verify_failures_client", "127.0.0.1", 0).await;
+    set_bucket(&app, "verify_failures_global", "all", 1000).await;
+    let refused = verify(&app, &phone, &code).await;
+    assert_eq!(
+        user_errors(&refused),
+        vec![(String::new(), "RATE_LIMITED".into())]
+    );
+    set_bucket(&app, "verify_failures_global", "all", 0).await;
+    let ok = verify(&app, &phone, &code).await;
+    assert!(ok["token"].is_string(), "{ok}");
+}
+
+#[tokio::test]
+async fn without_redis_no_code_is_checked() {
+    // Nothing listens on the discard port: the budgets cannot be counted.
+    let app =
+        TestApp::spawn_with(|s| s.redis.url = shared::Secret::new("redis://127.0.0.1:9/0")).await;
+    let phone = fresh_phone();
+    let code = app.login_code_for(&phone).await;
+    let (status, body) = app
+        .gql_as(
+            &Auth::Anonymous,
+            VERIFY_LOGIN_CODE,
+            json!({ "phone": phone, "code": code }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["data"]["verifyLoginCode"]["token"].is_null(), "{body}");
+    assert!(
+        body["errors"][0]["extensions"]["code"].is_string(),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("127.0.0.1:9"), "{body}");
+}
