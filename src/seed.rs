@@ -353,6 +353,7 @@ pub async fn load(core: &Core) -> anyhow::Result<Seeded> {
                 partners::register_webhook_endpoint(
                     &mut conn,
                     clock,
+                    &core.settings.partner_webhooks,
                     scope,
                     url,
                     &partners::EventType::ALL,

@@ -2,6 +2,7 @@
 //! as established by [`crate::viewer`] before execution) and the client's address.
 
 use accounts::Principal;
+use shared::client_addr::Cidr;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -53,12 +54,29 @@ impl Viewer {
     }
 }
 
-/// The address of the client that opened the connection (the TCP peer, never a header a client
-/// could forge). `None` only when the transport has no address (in-process tests).
+/// The address of the client: the TCP peer, or behind a trusted proxy (`http.trusted_proxies`)
+/// the address that proxy vouches for; never a header an untrusted peer sent. Made by
+/// [`ClientAddr::of`] for every HTTP and WebSocket request, and what every per-client limit
+/// counts under. `None` only when the transport has no address (in-process tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ClientAddr(pub Option<IpAddr>);
 
 impl ClientAddr {
+    /// The client of `req`, given the trusted proxies ([`shared::client_addr::client_addr`]).
+    pub fn of(req: &actix_web::HttpRequest, trusted_proxies: &[Cidr]) -> Self {
+        let headers = req.headers();
+        let forwarded_for = headers
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok());
+        let real_ip = headers.get("x-real-ip").and_then(|v| v.to_str().ok());
+        ClientAddr(shared::client_addr::client_addr(
+            req.peer_addr().map(|a| a.ip()),
+            forwarded_for,
+            real_ip,
+            trusted_proxies,
+        ))
+    }
+
     /// The subject rate limits count this client under: the IPv4 address, or the /64 network of
     /// an IPv6 address (one subscriber usually holds a whole /64, so single addresses are free).
     pub fn rate_limit_subject(&self) -> String {

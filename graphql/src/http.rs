@@ -347,7 +347,10 @@ pub(crate) async fn execute_on(
     let request = request
         .data(request_id(req))
         .data(viewer)
-        .data(ClientAddr(req.peer_addr().map(|a| a.ip())))
+        .data(ClientAddr::of(
+            req,
+            &state.core.settings.http.trusted_proxies,
+        ))
         .data(AccountsLoader::data_loader(state.core.pool.clone()))
         .data(CoverLoader::data_loader(state.core.pool.clone()));
     let mut response = schema.execute(request).await;
@@ -450,13 +453,16 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// `GET /readyz`: whether PostgreSQL and Redis answer. The body names each check's outcome in a
+/// fixed word (`ok`, `unavailable`, `failed`, `timed_out`); the errors themselves (host names,
+/// user names, driver messages) go to the log, never to the caller.
 async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
     let core = &state.core;
     let (pg, redis) = tokio::join!(check_postgres(core), check_redis(core));
     let ok = pg.is_ok() && redis.is_ok();
-    let describe = |r: &Result<(), String>| match r {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => e.clone(),
+    let describe = |r: &Result<(), CheckFailure>| match r {
+        Ok(()) => "ok",
+        Err(e) => e.as_str(),
     };
     let body = json!({
         "status": if ok { "ready" } else { "unavailable" },
@@ -469,39 +475,66 @@ async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
     }
 }
 
-async fn check_postgres(core: &Core) -> Result<(), String> {
+/// How a readiness check failed, as `/readyz` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CheckFailure {
+    /// No connection could be had.
+    Unavailable,
+    /// Connected, but the probe failed.
+    Failed,
+    /// No answer within the check's time.
+    TimedOut,
+}
+
+impl CheckFailure {
+    fn as_str(self) -> &'static str {
+        match self {
+            CheckFailure::Unavailable => "unavailable",
+            CheckFailure::Failed => "failed",
+            CheckFailure::TimedOut => "timed_out",
+        }
+    }
+
+    /// Logs `error` for `what` and returns `self`.
+    fn logged(self, what: &str, error: impl std::fmt::Display) -> Self {
+        tracing::warn!(check = what, outcome = self.as_str(), error = %error, "readiness check failed");
+        self
+    }
+}
+
+async fn check_postgres(core: &Core) -> Result<(), CheckFailure> {
     use diesel_async::SimpleAsyncConnection;
     let check = async {
         let mut conn = core
             .pool
             .get()
             .await
-            .map_err(|e| format!("unavailable: {e}"))?;
+            .map_err(|e| CheckFailure::Unavailable.logged("postgres", e))?;
         conn.batch_execute("SELECT 1")
             .await
-            .map_err(|e| format!("query failed: {e}"))
+            .map_err(|e| CheckFailure::Failed.logged("postgres", e))
     };
     tokio::time::timeout(Duration::from_secs(2), check)
         .await
-        .unwrap_or_else(|_| Err("timed out".into()))
+        .unwrap_or_else(|_| Err(CheckFailure::TimedOut.logged("postgres", "no answer in 2 s")))
 }
 
-async fn check_redis(core: &Core) -> Result<(), String> {
+async fn check_redis(core: &Core) -> Result<(), CheckFailure> {
     let check = async {
         let mut conn = core
             .redis
             .conn()
             .await
-            .map_err(|e| format!("unavailable: {e}"))?;
+            .map_err(|e| CheckFailure::Unavailable.logged("redis", e))?;
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await
             .map(|_| ())
-            .map_err(|e| format!("ping failed: {e}"))
+            .map_err(|e| CheckFailure::Failed.logged("redis", e))
     };
     tokio::time::timeout(Duration::from_secs(2), check)
         .await
-        .unwrap_or_else(|_| Err("timed out".into()))
+        .unwrap_or_else(|_| Err(CheckFailure::TimedOut.logged("redis", "no answer in 2 s")))
 }
 
 async fn metrics(state: web::Data<ApiState>) -> HttpResponse {

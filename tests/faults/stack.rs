@@ -681,6 +681,11 @@ pub fn process_env(w: &Wiring, port: Option<u16>, pool: usize) -> Vec<(String, S
         ("SHIFTCOVER__JOBS__STALLED_AFTER_SECS", "5".into()),
         ("SHIFTCOVER__LOG__FILTER", "warn".into()),
         ("SHIFTCOVER__LOG__FORMAT", "json".into()),
+        // The partner's webhook receiver is one of the fakes, on 127.0.0.1.
+        (
+            "SHIFTCOVER__PARTNER_WEBHOOKS__ALLOW_LOOPBACK",
+            "true".into(),
+        ),
     ];
     if let Some(port) = port {
         env.push(("SHIFTCOVER__HTTP__BIND", format!("127.0.0.1:{port}")));

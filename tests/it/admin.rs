@@ -600,6 +600,7 @@ async fn scene(app: &TestApp) -> Scene {
     partners::register_webhook_endpoint(
         &mut conn,
         clock,
+        &app.core.settings.partner_webhooks,
         scope,
         "https://hooks.example.com/shiftcover",
         &partners::EventType::ALL,

@@ -60,6 +60,43 @@ async fn readiness_follows_a_redis_restart() {
     assert!(recovered, "ready again after redis returns");
 }
 
+#[tokio::test]
+async fn readiness_names_outcomes_never_raw_errors() {
+    // A database that does not exist and a Redis nobody listens on: their errors name the
+    // database, the user and the address, none of which may reach the caller.
+    let missing = format!("sc_missing_{}", uuid::Uuid::new_v4().simple());
+    let app = TestApp::spawn_with(|s| {
+        s.database.url = shared::Secret::new(format!(
+            "{}/{missing}",
+            testkit::admin_url().rsplit_once('/').unwrap().0
+        ));
+        s.database.acquire_timeout_ms = 500;
+        s.redis.url = shared::Secret::new("redis://127.0.0.1:9/0");
+    })
+    .await;
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status().as_u16(), 503);
+    let text = res.text().await.unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap();
+    for check in ["postgres", "redis"] {
+        let outcome = body["checks"][check].as_str().unwrap();
+        assert!(
+            ["unavailable", "failed", "timed_out"].contains(&outcome),
+            "{check}: {body}"
+        );
+    }
+    for leak in [
+        missing.as_str(),
+        "postgres://",
+        "127.0.0.1",
+        ":9",
+        "error",
+        "refused",
+    ] {
+        assert!(!text.contains(leak), "{leak} in {text}");
+    }
+}
+
 #[derive(diesel::QueryableByName)]
 struct BackendPid {
     #[diesel(sql_type = diesel::sql_types::Integer)]

@@ -57,6 +57,8 @@ async fn seed_prints_working_demo_credentials_on_every_run_in_development() {
     let dev = [
         ("SHIFTCOVER__ENVIRONMENT", "development"),
         ("SHIFTCOVER__DEV__INBOX", "true"),
+        // The demo partner's webhook endpoint is the inbox, on this host.
+        ("SHIFTCOVER__PARTNER_WEBHOOKS__ALLOW_LOOPBACK", "true"),
         ("SHIFTCOVER__HTTP__PUBLIC_URL", public),
     ];
     let (code, first, err) = run(&app, &["seed"], &dev, None);

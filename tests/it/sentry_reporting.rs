@@ -1,4 +1,5 @@
-//! Internal errors reach Sentry with the request id; the client sees only a code.
+//! Internal errors reach Sentry with the request id, scrubbed of bodies, cookies and
+//! credentials; the client sees only a code.
 
 use crate::support::{TestApp, first_code};
 use serde_json::json;
@@ -36,7 +37,10 @@ async fn internal_errors_go_to_sentry_with_the_request_id() {
         .client
         .post(format!("{}/graphql", app.base))
         .header("x-request-id", "req-sentry-1")
-        .json(&json!({ "query": "mutation { enqueueDemoPing(input: {message: \"x\", idempotencyKey: \"abcdefgh\"}) { job { id } } }" }))
+        .header("cookie", "theme=cookie-secret-marker")
+        .header("x-api-key", "header-secret-marker")
+        .header("x-forwarded-for", "198.51.100.77")
+        .json(&json!({ "query": "mutation { enqueueDemoPing(input: {message: \"body-secret-marker\", idempotencyKey: \"abcdefgh\"}) { job { id } } }" }))
         .send()
         .await
         .unwrap();
@@ -63,6 +67,19 @@ async fn internal_errors_go_to_sentry_with_the_request_id() {
         envelopes.iter().any(|e| e.contains("req-sentry-1")),
         "an event tagged with the request id was sent: {envelopes:?}"
     );
+    // Scrubbed before it left: no body, cookie, invented header or client address.
+    for secret in [
+        "body-secret-marker",
+        "cookie-secret-marker",
+        "header-secret-marker",
+        "198.51.100.77",
+        "enqueueDemoPing(input",
+    ] {
+        assert!(
+            envelopes.iter().all(|e| !e.contains(secret)),
+            "{secret} reached Sentry: {envelopes:?}"
+        );
+    }
 }
 
 #[test]

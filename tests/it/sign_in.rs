@@ -677,3 +677,182 @@ async fn staff_sign_ins_that_succeed_do_not_use_up_the_failure_allowance() {
     );
     assert!(payload["staff"].is_null(), "{payload}");
 }
+
+/// `requestLoginCode` for a fresh phone with extra headers; the payload.
+async fn request_code_with(app: &TestApp, headers: &[(&str, &str)]) -> Value {
+    let mut req = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .json(&json!({ "query": REQUEST_LOGIN_CODE, "variables": { "phone": fresh_phone() } }));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let body: Value = req.send().await.unwrap().json().await.unwrap();
+    body["data"]["requestLoginCode"].clone()
+}
+
+/// The count in the per-client login-code bucket of `subject`, if it has one.
+async fn client_bucket(app: &TestApp, subject: &str) -> Option<i64> {
+    use redis::AsyncCommands;
+    let mut redis = app.core.redis.conn().await.unwrap();
+    let key = shared::redis_conn::key(
+        app.core.redis.prefix(),
+        ["rl", "login_code_client", subject],
+    );
+    redis.get(&key).await.unwrap()
+}
+
+async fn exhaust_client_bucket(app: &TestApp, subject: &str) {
+    use redis::AsyncCommands;
+    let mut redis = app.core.redis.conn().await.unwrap();
+    let key = shared::redis_conn::key(
+        app.core.redis.prefix(),
+        ["rl", "login_code_client", subject],
+    );
+    let _: () = redis.set_ex(&key, 1000, 600).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_forged_x_forwarded_for_from_an_untrusted_peer_is_ignored() {
+    // No trusted proxies (the default): the test client (127.0.0.1) is the client, whatever
+    // it writes in its headers.
+    let app = TestApp::spawn().await;
+    let forged = [
+        ("X-Forwarded-For", "198.51.100.1"),
+        ("X-Real-IP", "198.51.100.2"),
+    ];
+    assert_eq!(user_errors(&request_code_with(&app, &forged).await), vec![]);
+    assert_eq!(client_bucket(&app, "127.0.0.1").await, Some(1));
+    assert_eq!(client_bucket(&app, "198.51.100.1").await, None);
+    assert_eq!(client_bucket(&app, "198.51.100.2").await, None);
+
+    // Once the address has used its allowance, a new forged address every time does not help.
+    exhaust_client_bucket(&app, "127.0.0.1").await;
+    for i in 0..3 {
+        let hop = format!("203.0.113.{i}");
+        let sent = request_code_with(&app, &[("X-Forwarded-For", &hop)]).await;
+        assert_eq!(
+            user_errors(&sent),
+            vec![(String::new(), "RATE_LIMITED".into())],
+            "{hop}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_trusted_proxys_x_forwarded_for_names_the_client() {
+    // The test client plays the load balancer.
+    let app = TestApp::spawn_with(|s| {
+        s.http.trusted_proxies = vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
+    })
+    .await;
+    exhaust_client_bucket(&app, "127.0.0.1").await;
+    // A client forged the first hop; the proxies appended the real address and their own.
+    let chain = [("X-Forwarded-For", "198.51.100.1, 203.0.113.7, 10.0.0.3")];
+    assert_eq!(user_errors(&request_code_with(&app, &chain).await), vec![]);
+    assert_eq!(client_bucket(&app, "203.0.113.7").await, Some(1));
+    assert_eq!(client_bucket(&app, "198.51.100.1").await, None);
+    assert_eq!(client_bucket(&app, "10.0.0.3").await, None);
+
+    // X-Real-IP from a trusted proxy, when there is no X-Forwarded-For.
+    let real = [("X-Real-IP", "203.0.113.8")];
+    assert_eq!(user_errors(&request_code_with(&app, &real).await), vec![]);
+    assert_eq!(client_bucket(&app, "203.0.113.8").await, Some(1));
+
+    // That client's own allowance is its own.
+    exhaust_client_bucket(&app, "203.0.113.7").await;
+    let sent = request_code_with(&app, &[("X-Forwarded-For", "203.0.113.7")]).await;
+    assert_eq!(
+        user_errors(&sent),
+        vec![(String::new(), "RATE_LIMITED".into())]
+    );
+    let other = request_code_with(&app, &[("X-Forwarded-For", "203.0.113.9")]).await;
+    assert_eq!(user_errors(&other), vec![]);
+}
+
+async fn set_bucket(app: &TestApp, bucket: &str, subject: &str, count: i64) {
+    use redis::AsyncCommands;
+    let mut redis = app.core.redis.conn().await.unwrap();
+    let key = shared::redis_conn::key(app.core.redis.prefix(), ["rl", bucket, subject]);
+    let _: () = redis.set_ex(&key, count, 600).await.unwrap();
+}
+
+async fn bucket(app: &TestApp, bucket: &str, subject: &str) -> Option<i64> {
+    use redis::AsyncCommands;
+    let mut redis = app.core.redis.conn().await.unwrap();
+    let key = shared::redis_conn::key(app.core.redis.prefix(), ["rl", bucket, subject]);
+    redis.get(&key).await.unwrap()
+}
+
+#[tokio::test]
+async fn code_guesses_are_limited_per_client_and_over_the_service() {
+    let app = TestApp::spawn().await;
+    // A wrong guess uses up one failure of the client and of the service; a sign-in does not.
+    let phone = fresh_phone();
+    let code = app.login_code_for(&phone).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let failed = verify(&app, &phone, wrong).await;
+    assert!(failed["token"].is_null(), "{failed}");
+    assert_eq!(
+        bucket(&app, "verify_failures_client", "127.0.0.1").await,
+        Some(1)
+    );
+    assert_eq!(bucket(&app, "verify_failures_global", "all").await, Some(1));
+    let ok = verify(&app, &phone, &code).await;
+    assert!(ok["token"].is_string(), "{ok}");
+    assert_eq!(
+        bucket(&app, "verify_failures_client", "127.0.0.1").await,
+        Some(1)
+    );
+    assert_eq!(bucket(&app, "verify_failures_global", "all").await, Some(1));
+
+    // A client that has failed too often is refused, even with a right code for a new phone.
+    set_bucket(&app, "verify_failures_client", "127.0.0.1", 30).await;
+    let phone = fresh_phone();
+    let code = app.login_code_for(&phone).await;
+    let refused = verify(&app, &phone, &code).await;
+    assert_eq!(
+        user_errors(&refused),
+        vec![(String::new(), "RATE_LIMITED".into())]
+    );
+    assert!(refused["token"].is_null());
+    assert!(refused["retryAfterSeconds"].as_i64().unwrap() > 0);
+
+    // So is everyone once the service's failure budget is spent.
+    set_bucket(&app, "verify_failures_client", "127.0.0.1", 0).await;
+    set_bucket(&app, "verify_failures_global", "all", 1000).await;
+    let refused = verify(&app, &phone, &code).await;
+    assert_eq!(
+        user_errors(&refused),
+        vec![(String::new(), "RATE_LIMITED".into())]
+    );
+    set_bucket(&app, "verify_failures_global", "all", 0).await;
+    let ok = verify(&app, &phone, &code).await;
+    assert!(ok["token"].is_string(), "{ok}");
+}
+
+#[tokio::test]
+async fn without_redis_no_code_is_checked() {
+    // Nothing listens on the discard port: the budgets cannot be counted.
+    let app =
+        TestApp::spawn_with(|s| s.redis.url = shared::Secret::new("redis://127.0.0.1:9/0")).await;
+    let phone = fresh_phone();
+    let code = app.login_code_for(&phone).await;
+    let (status, body) = app
+        .gql_as(
+            &Auth::Anonymous,
+            VERIFY_LOGIN_CODE,
+            json!({ "phone": phone, "code": code }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["data"]["verifyLoginCode"]["token"].is_null(), "{body}");
+    assert!(
+        body["errors"][0]["extensions"]["code"].is_string(),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("127.0.0.1:9"), "{body}");
+}

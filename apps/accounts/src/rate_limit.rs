@@ -49,6 +49,27 @@ pub const VERIFY_PER_PHONE: Policy = Policy {
     window: Duration::from_secs(15 * 60),
 };
 
+/// Failed code verifications from one client address, over every phone: bounds one client
+/// guessing the codes of many numbers. Counted when an attempt starts and given back when it
+/// signs in ([`give_back_policy`]), so only failures use it up.
+pub const VERIFY_FAILURES_PER_CLIENT: Policy = Policy {
+    bucket: "verify_failures_client",
+    limit: 30,
+    window: Duration::from_secs(15 * 60),
+};
+
+/// Failed code verifications over the whole deployment: a breaker for guessing spread over many
+/// addresses and numbers (each six-digit guess is one in a million; this caps the guesses an
+/// attacker gets, whatever the spread). Counted like [`VERIFY_FAILURES_PER_CLIENT`].
+pub const VERIFY_FAILURES_GLOBAL: Policy = Policy {
+    bucket: "verify_failures_global",
+    limit: 1_000,
+    window: Duration::from_secs(5 * 60),
+};
+
+/// The subject of the deployment-wide budgets.
+pub const GLOBAL_SUBJECT: &str = "all";
+
 /// Failed staff sign-ins for one email (password guessing). Each attempt is counted when it
 /// starts (so concurrent guesses cannot slip past the limit together) and given back when it
 /// succeeds ([`give_back_policy`]): only failures use up the allowance.

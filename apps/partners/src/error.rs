@@ -49,9 +49,20 @@ pub enum PartnersError {
         /// Events allowed.
         max: usize,
     },
-    /// A webhook URL that is not http(s) or is too long. `INVALID_URL`, field `url`.
+    /// A webhook URL that is not https (http for a test-mode endpoint), has credentials in it
+    /// or is too long. `INVALID_URL`, field `url`.
     #[error("invalid url")]
     InvalidUrl,
+    /// A webhook URL whose host is, or resolves to, an address that is not public (loopback,
+    /// private, link-local, …). `URL_NOT_ALLOWED`, field `url`.
+    #[error("url not allowed")]
+    UrlNotAllowed,
+    /// The partner has as many endpoints as it may register. `TOO_MANY_ENDPOINTS`, field `url`.
+    #[error("at most {max} webhook endpoints")]
+    TooManyEndpoints {
+        /// Endpoints allowed per partner.
+        max: u32,
+    },
     /// No event types, or an unknown one. `INVALID_EVENT_TYPES`, field `eventTypes`.
     #[error("invalid event types")]
     InvalidEventTypes,
@@ -144,7 +155,23 @@ impl PartnersError {
             InvalidUrl => (
                 "url",
                 "INVALID_URL",
-                "Use an http or https URL of at most 2000 characters.".into(),
+                "Use an https URL of at most 2000 characters, without a user name or password \
+                 (plain http only for test-mode endpoints)."
+                    .into(),
+            ),
+            UrlNotAllowed => (
+                "url",
+                "URL_NOT_ALLOWED",
+                "Webhooks go only to public internet addresses; this host is, or resolves to, a \
+                 private, loopback or reserved one."
+                    .into(),
+            ),
+            TooManyEndpoints { max } => (
+                "url",
+                "TOO_MANY_ENDPOINTS",
+                format!(
+                    "A partner may register at most {max} webhook endpoints; remove or reuse one."
+                ),
             ),
             InvalidEventTypes => (
                 "eventTypes",

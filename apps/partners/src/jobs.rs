@@ -2,13 +2,15 @@
 //!
 //! - [`DeliverPartnerWebhook`]: one attempt at one webhook delivery (queue `partners`). The
 //!   handler re-reads the delivery and its endpoint, signs the body, POSTs it with the endpoint's
-//!   own timeout, and logs the attempt. A 2xx completes it; anything else is retried with the
+//!   own timeout through a client that dials only allowed addresses, follows no redirect and
+//!   reads at most [`MAX_ANSWER_BYTES`] of the answer ([`crate::egress`]), and logs the attempt. A 2xx completes it; anything else is retried with the
 //!   queue's backoff until the delivery's `give_up_at` (three days after the event or the
 //!   replay), when it is marked `failed` and dead-lettered for ops. A job of an earlier round
 //!   (before a replay) does nothing. A delivery may reach an endpoint more than once (an answer
 //!   lost on the way back): receivers drop repeats by the event id.
 //! - [`NotifyEndedPartnerSessions`] and [`FlagStaleLinks`]: for the workers' cron.
 
+use crate::egress;
 use crate::error::PartnersError;
 use crate::ids::WebhookDeliveryId;
 use crate::links::{DEFAULT_STALE_AFTER_DAYS, flag_stale_links};
@@ -24,7 +26,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use shared::jobs::{JobContext, JobError};
 use shared::outbox::Job;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// The queue of partner jobs.
 pub const QUEUE: &str = "partners";
@@ -50,36 +52,47 @@ impl Job for DeliverPartnerWebhook {
     }
 }
 
-static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+/// The delivery clients: one that dials only public addresses, one that also dials loopback
+/// (`partner_webhooks.allow_loopback`, development and tests). See [`crate::egress`].
+static PUBLIC_ONLY: OnceLock<reqwest::Client> = OnceLock::new();
+static WITH_LOOPBACK: OnceLock<reqwest::Client> = OnceLock::new();
 
-fn client() -> anyhow::Result<reqwest::Client> {
-    if let Some(client) = CLIENT.get() {
+fn client(allow_loopback: bool) -> anyhow::Result<reqwest::Client> {
+    let cell = if allow_loopback {
+        &WITH_LOOPBACK
+    } else {
+        &PUBLIC_ONLY
+    };
+    if let Some(client) = cell.get() {
         return Ok(client.clone());
     }
-    // The binary installs the ring provider at start; do it here too (a no-op when done).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("shiftcover-webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()?;
-    Ok(CLIENT.get_or_init(|| client).clone())
+    let client = egress::build_client(Arc::new(egress::SystemResolver), allow_loopback)?;
+    Ok(cell.get_or_init(|| client).clone())
 }
 
 fn internal(e: PartnersError) -> JobError {
     JobError::Retry(e.into())
 }
 
+/// The most of an endpoint's answer that is read.
+pub const MAX_ANSWER_BYTES: usize = 4 * 1024;
+
 /// What one POST gave.
-struct Answer {
-    status_code: Option<i32>,
-    snippet: Option<String>,
-    error: Option<String>,
-    latency_ms: i32,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The HTTP status, when the endpoint answered.
+    pub status_code: Option<i32>,
+    /// The start of the answer's body.
+    pub snippet: Option<String>,
+    /// Why there was no answer (including a refused address).
+    pub error: Option<String>,
+    /// How long it took.
+    pub latency_ms: i32,
 }
 
 impl Answer {
-    fn succeeded(&self) -> bool {
+    /// Whether the endpoint accepted it (2xx).
+    pub fn succeeded(&self) -> bool {
         self.status_code.is_some_and(|c| (200..300).contains(&c))
     }
 
@@ -92,28 +105,72 @@ impl Answer {
     }
 }
 
-async fn post(
+/// Posts `body` to `url` with `http` (a client from [`egress::build_client`]), reading at most
+/// [`MAX_ANSWER_BYTES`] of the answer. A URL whose host is written as an address that is not
+/// allowed is refused here, unsent: the client's resolver sees only names.
+pub async fn post(
+    http: &reqwest::Client,
+    allow_loopback: bool,
     url: &str,
     timeout_ms: i32,
     headers: &[(&str, String)],
     body: Vec<u8>,
-) -> Result<Answer, JobError> {
-    let http = client().map_err(JobError::Retry)?;
+) -> Answer {
+    let started = std::time::Instant::now();
+    let result = send(http, allow_loopback, url, timeout_ms, headers, body).await;
+    let latency_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+    Answer {
+        latency_ms,
+        ..result
+    }
+}
+
+async fn send(
+    http: &reqwest::Client,
+    allow_loopback: bool,
+    url: &str,
+    timeout_ms: i32,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Answer {
+    let failed = |error: String| Answer {
+        status_code: None,
+        snippet: None,
+        error: Some(error),
+        latency_ms: 0,
+    };
+    let parsed = match reqwest::Url::parse(url) {
+        Ok(parsed) => parsed,
+        Err(_) => return failed("the endpoint URL does not parse".to_owned()),
+    };
+    if let Some(refused) = egress::refuse_literal_host(&parsed, allow_loopback) {
+        return failed(format!("refused: {refused}"));
+    }
     let timeout = std::time::Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(5_000));
     let mut request = http
-        .post(url)
+        .post(parsed)
         .timeout(timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body);
     for (name, value) in headers {
         request = request.header(*name, value);
     }
-    let started = std::time::Instant::now();
-    let sent = request.send().await;
-    let result = match sent {
-        Ok(response) => {
+    match request.send().await {
+        Ok(mut response) => {
             let status = i32::from(response.status().as_u16());
-            let text = response.text().await.unwrap_or_default();
+            // At most a few KiB of the answer: an endpoint cannot make us hold more.
+            let mut kept: Vec<u8> = Vec::new();
+            while kept.len() < MAX_ANSWER_BYTES {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        let room = MAX_ANSWER_BYTES - kept.len();
+                        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            drop(response);
+            let text = String::from_utf8_lossy(&kept);
             Answer {
                 status_code: Some(status),
                 snippet: (!text.is_empty()).then(|| truncate(&text, SNIPPET_CHARS)),
@@ -121,27 +178,16 @@ async fn post(
                 latency_ms: 0,
             }
         }
-        Err(e) => {
-            let error = if e.is_timeout() {
-                format!("timed out after {timeout_ms} ms")
-            } else if e.is_connect() {
-                "could not connect".to_owned()
-            } else {
-                truncate(&format!("request failed: {e}"), SNIPPET_CHARS)
-            };
-            Answer {
-                status_code: None,
-                snippet: None,
-                error: Some(error),
-                latency_ms: 0,
-            }
-        }
-    };
-    let latency_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
-    Ok(Answer {
-        latency_ms,
-        ..result
-    })
+        Err(e) => failed(if let Some(refused) = egress::refusal_in(&e) {
+            format!("refused: {refused}")
+        } else if e.is_timeout() {
+            format!("timed out after {timeout_ms} ms")
+        } else if e.is_connect() {
+            "could not connect".to_owned()
+        } else {
+            truncate(&format!("request failed: {e}"), SNIPPET_CHARS)
+        }),
+    }
 }
 
 async fn mark_failed(
@@ -207,7 +253,17 @@ pub async fn deliver_partner_webhook(
         ("ShiftCover-Event-Type", delivery.event_type.clone()),
         ("ShiftCover-Delivery-Id", id.to_string()),
     ];
-    let answer = post(&endpoint.url, endpoint.timeout_ms, &headers, body).await?;
+    let allow_loopback = ctx.settings.partner_webhooks.allow_loopback;
+    let http = client(allow_loopback).map_err(JobError::Retry)?;
+    let answer = post(
+        &http,
+        allow_loopback,
+        &endpoint.url,
+        endpoint.timeout_ms,
+        &headers,
+        body,
+    )
+    .await;
     let attempted_at = now;
     let done = ctx.clock.now();
     let succeeded = answer.succeeded();

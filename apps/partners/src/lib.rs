@@ -14,7 +14,8 @@
 //!   a signed proof-of-cover token.
 //! - [`webhooks`] and [`jobs`]: endpoints per partner, signed deliveries of `cover.started`,
 //!   `cover.ended`, `cover.not_covered` and `driver.unlinked`, retried for three days, each
-//!   attempt logged, replayable by the partner or ops.
+//!   attempt logged, replayable by the partner or ops; [`egress`] keeps them to public
+//!   addresses (checked at registration and for the address each attempt dials).
 //! - [`scope`]: [`PartnerScope`] carries the partner and its key's mode: test keys act on test
 //!   data only (links, events, endpoints, deliveries), and test events start no real cover.
 //!
@@ -29,6 +30,7 @@
 
 #![warn(missing_docs)]
 
+pub mod egress;
 pub mod error;
 pub mod events;
 pub mod ids;

@@ -15,6 +15,7 @@
 //!   short timeout, never inside a request or a domain transaction;
 //! - test-mode endpoints get test-mode events only, live endpoints live events only.
 
+use crate::egress;
 use crate::error::PartnersError;
 use crate::ids::{WebhookDeliveryId, WebhookEndpointId};
 use crate::jobs::DeliverPartnerWebhook;
@@ -30,6 +31,7 @@ use rand::Rng;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use shared::Clock;
+use shared::settings::PartnerWebhookSettings;
 use std::fmt;
 use std::str::FromStr;
 
@@ -339,17 +341,24 @@ fn new_secret() -> String {
     format!("{SECRET_PREFIX}{body}")
 }
 
-fn check_url(url: &str) -> Result<String, PartnersError> {
+/// The URL as stored, when it is one a webhook may go to (see [`crate::egress`]): https (or
+/// http for a test-mode endpoint), at most 2000 characters, and a public host.
+async fn check_url(
+    url: &str,
+    live: bool,
+    settings: &PartnerWebhookSettings,
+) -> Result<String, PartnersError> {
     let url = url.trim();
-    let ok = (url.starts_with("https://") || url.starts_with("http://"))
-        && url.len() > "http://".len()
-        && url.chars().count() <= 2000
-        && !url.chars().any(|c| c.is_control() || c.is_whitespace())
-        && reqwest::Url::parse(url).is_ok();
-    if ok {
-        Ok(url.to_owned())
-    } else {
-        Err(PartnersError::InvalidUrl)
+    let well_formed =
+        url.chars().count() <= 2000 && !url.chars().any(|c| c.is_control() || c.is_whitespace());
+    let parsed = reqwest::Url::parse(url)
+        .ok()
+        .filter(|_| well_formed)
+        .ok_or(PartnersError::InvalidUrl)?;
+    match egress::check_endpoint_url(&parsed, live, settings.allow_loopback).await {
+        Ok(()) => Ok(url.to_owned()),
+        Err(egress::Refusal::Invalid) => Err(PartnersError::InvalidUrl),
+        Err(egress::Refusal::NotPublic) => Err(PartnersError::UrlNotAllowed),
     }
 }
 
@@ -364,18 +373,22 @@ fn check_event_types(types: &[EventType]) -> Result<Vec<String>, PartnersError> 
 }
 
 /// Registers a webhook endpoint for the partner (in the scope's mode) and returns its signing
-/// secret, shown only here. `timeout_ms` defaults to [`DEFAULT_TIMEOUT_MS`].
+/// secret, shown only here. `timeout_ms` defaults to [`DEFAULT_TIMEOUT_MS`]. The URL must be
+/// https (http only in test mode) on a public host, per [`crate::egress`] and `settings`; a
+/// partner has at most `settings.max_endpoints_per_partner` endpoints, both modes together.
 ///
-/// Errors: `INVALID_URL`, `INVALID_EVENT_TYPES`, `INVALID_TIMEOUT`.
+/// Errors: `INVALID_URL`, `URL_NOT_ALLOWED`, `TOO_MANY_ENDPOINTS`, `INVALID_EVENT_TYPES`,
+/// `INVALID_TIMEOUT`.
 pub async fn register_webhook_endpoint(
     conn: &mut AsyncPgConnection,
     clock: &dyn Clock,
+    settings: &PartnerWebhookSettings,
     scope: PartnerScope,
     url: &str,
     event_types: &[EventType],
     timeout_ms: Option<i32>,
 ) -> Result<EndpointWithSecret, PartnersError> {
-    let url = check_url(url)?;
+    let url = check_url(url, !scope.test_mode, settings).await?;
     let types = check_event_types(event_types)?;
     let timeout_ms = timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
     if !(100..=10_000).contains(&timeout_ms) {
@@ -397,7 +410,21 @@ pub async fn register_webhook_endpoint(
         created_at: now,
         updated_at: now,
     };
+    let max = settings.max_endpoints_per_partner;
     conn.transaction::<_, PartnersError, _>(async |conn| {
+        // Registrations of one partner take turns, so two at once cannot both pass the cap.
+        shared::sql::prepared("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind::<diesel::sql_types::Text, _>(format!("webhook_endpoints:{}", scope.partner_id))
+            .execute(conn)
+            .await?;
+        let existing: i64 = webhook_endpoints::table
+            .filter(webhook_endpoints::partner_id.eq(scope.partner_id))
+            .count()
+            .get_result(conn)
+            .await?;
+        if existing >= i64::from(max) {
+            return Err(PartnersError::TooManyEndpoints { max });
+        }
         let stored: EndpointRow = diesel::insert_into(webhook_endpoints::table)
             .values(&row)
             .returning(EndpointRow::as_returning())
@@ -893,12 +920,28 @@ mod tests {
         assert_eq!(event_id_for("a").len(), 4 + 32);
     }
 
-    #[test]
-    fn urls_and_types_are_checked() {
-        assert!(check_url("https://hooks.example.com/x").is_ok());
-        assert!(check_url("http://127.0.0.1:8080/hook").is_ok());
-        assert!(check_url("ftp://example.com").is_err());
-        assert!(check_url("https://").is_err());
+    #[tokio::test]
+    async fn urls_and_types_are_checked() {
+        let strict = PartnerWebhookSettings::default();
+        let local = PartnerWebhookSettings {
+            allow_loopback: true,
+            ..PartnerWebhookSettings::default()
+        };
+        assert!(check_url("https://8.8.8.8/x", true, &strict).await.is_ok());
+        assert!(
+            check_url("http://127.0.0.1:8080/hook", true, &local)
+                .await
+                .is_ok()
+        );
+        assert!(matches!(
+            check_url("http://127.0.0.1:8080/hook", true, &strict).await,
+            Err(PartnersError::UrlNotAllowed)
+        ));
+        assert!(matches!(
+            check_url("ftp://example.com", true, &strict).await,
+            Err(PartnersError::InvalidUrl)
+        ));
+        assert!(check_url("https://", true, &strict).await.is_err());
         assert!(check_event_types(&[]).is_err());
         assert_eq!(
             check_event_types(&[

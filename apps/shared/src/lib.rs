@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod batch;
+pub mod client_addr;
 pub mod clock;
 pub mod core;
 pub mod db;

@@ -5,6 +5,7 @@
 //! Unknown keys are refused, so a typo stops the process with a message naming the key instead of
 //! being silently ignored. Secrets are [`Secret`]s and never appear in logs.
 
+use crate::client_addr::Cidr;
 use crate::secret::Secret;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -55,6 +56,8 @@ pub struct Settings {
     pub cover: CoverSettings,
     /// Claims (photo storage).
     pub claims: ClaimsSettings,
+    /// Webhooks sent to partners.
+    pub partner_webhooks: PartnerWebhookSettings,
     /// Stand-ins for a developer's machine (never in production).
     pub dev: DevSettings,
 }
@@ -69,6 +72,28 @@ pub struct DevSettings {
     /// `{public_url}/dev/mailgun` to use it (`infra/dev/run.sh` does). Answered only when
     /// `environment` is `development`; refused in production.
     pub inbox: bool,
+}
+
+/// Webhooks sent to partners: where they may go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PartnerWebhookSettings {
+    /// Let endpoints be on this host: loopback addresses (`127.0.0.0/8`, `::1`, in any spelling)
+    /// and `localhost`, over plain http too. For the development inbox's receiver
+    /// (`infra/dev/dev.env`) and the test suite's local receivers; refused in production. Every
+    /// other non-public address (private, link-local, CGNAT, …) stays refused either way.
+    pub allow_loopback: bool,
+    /// Most endpoints one partner may register (test and live together, disabled ones included).
+    pub max_endpoints_per_partner: u32,
+}
+
+impl Default for PartnerWebhookSettings {
+    fn default() -> Self {
+        Self {
+            allow_loopback: false,
+            max_endpoints_per_partner: 10,
+        }
+    }
 }
 
 /// Claims settings.
@@ -242,6 +267,13 @@ pub struct HttpSettings {
     pub workers: usize,
     /// The public base URL, used in links sent to drivers.
     pub public_url: String,
+    /// The proxies (load balancers, ingress) in front of the server, as CIDR networks or
+    /// addresses; a list in a file, comma-separated in the environment. Only a request whose TCP
+    /// peer is one of them has its `X-Forwarded-For` / `X-Real-IP` read, and the client is the
+    /// right-most hop that is not one of them ([`crate::client_addr`]). Empty (the default):
+    /// the peer is always the client.
+    #[serde(deserialize_with = "crate::client_addr::deserialize_cidrs")]
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Default for HttpSettings {
@@ -251,6 +283,7 @@ impl Default for HttpSettings {
             max_body_bytes: 256 * 1024,
             workers: 0,
             public_url: "http://127.0.0.1:8080".into(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -532,14 +565,6 @@ impl Settings {
                 return Err(invalid(key, "expected an http(s) URL"));
             }
         }
-        if self.environment == Environment::Production
-            && self.accounts.login_code_pepper.expose() == "development-only-login-code-pepper"
-        {
-            return Err(invalid(
-                "accounts.login_code_pepper",
-                "set a real secret in production",
-            ));
-        }
         if self.cover.max_session_hours <= 0 || self.cover.max_session_hours > 24 {
             return Err(invalid(
                 "cover.max_session_hours",
@@ -561,15 +586,26 @@ impl Settings {
                 "the GraphQL IDE must be off in production",
             ));
         }
-        if self.environment == Environment::Production
-            && self.cover.signing_key.expose() == DEVELOPMENT_COVER_SIGNING_KEY
-        {
+        if self.partner_webhooks.max_endpoints_per_partner == 0 {
             return Err(invalid(
-                "cover.signing_key",
-                "set a real signing key in production",
+                "partner_webhooks.max_endpoints_per_partner",
+                "must be at least 1",
             ));
         }
         if self.environment == Environment::Production {
+            if self.graphql.introspection {
+                return Err(invalid(
+                    "graphql.introspection",
+                    "introspection must be off in production (the SDL is published instead)",
+                ));
+            }
+            self.refuse_development_secrets()?;
+            if self.partner_webhooks.allow_loopback {
+                return Err(invalid(
+                    "partner_webhooks.allow_loopback",
+                    "partner webhooks must not reach this host in production",
+                ));
+            }
             if self.dev.inbox {
                 return Err(invalid(
                     "dev.inbox",
@@ -577,6 +613,63 @@ impl Settings {
                 ));
             }
             self.refuse_development_endpoints()?;
+        }
+        Ok(())
+    }
+
+    /// In production, no secret keeps a development default or an example's placeholder, Stripe
+    /// is in live mode, and the cover signing seed is 32 bytes.
+    fn refuse_development_secrets(&self) -> Result<(), SettingsError> {
+        let secrets: [(&'static str, &str); 9] = [
+            (
+                "accounts.login_code_pepper",
+                self.accounts.login_code_pepper.expose(),
+            ),
+            ("cover.signing_key", self.cover.signing_key.expose()),
+            ("stripe.secret_key", self.stripe.secret_key.expose()),
+            ("stripe.webhook_secret", self.stripe.webhook_secret.expose()),
+            ("twilio.auth_token", self.twilio.auth_token.expose()),
+            ("mailgun.api_key", self.mailgun.api_key.expose()),
+            (
+                "mailgun.webhook_signing_key",
+                self.mailgun.webhook_signing_key.expose(),
+            ),
+            ("database.url", self.database.url.expose()),
+            ("redis.url", self.redis.url.expose()),
+        ];
+        for (key, value) in secrets {
+            if is_placeholder(value) {
+                return Err(invalid(
+                    key,
+                    "set a real secret in production (this is a development default or a placeholder)",
+                ));
+            }
+        }
+        if self.cover.signing_key.expose() == DEVELOPMENT_COVER_SIGNING_KEY {
+            return Err(invalid(
+                "cover.signing_key",
+                "set a real signing key in production",
+            ));
+        }
+        if decoded_len(self.cover.signing_key.expose()) != Some(32) {
+            return Err(invalid(
+                "cover.signing_key",
+                "must be 32 bytes, base64-encoded",
+            ));
+        }
+        if self.stripe.secret_key.expose().starts_with("sk_test_") {
+            return Err(invalid(
+                "stripe.secret_key",
+                "a test-mode key (sk_test_…) cannot take real payments",
+            ));
+        }
+        if self.stripe.publishable_key.starts_with("pk_test_")
+            || is_placeholder(&self.stripe.publishable_key)
+        {
+            return Err(invalid(
+                "stripe.publishable_key",
+                "set the live publishable key (pk_live_…) in production",
+            ));
         }
         Ok(())
     }
@@ -612,6 +705,30 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// Whether a secret is empty, a development default (`development-…`, `…_development`) or an
+/// example's placeholder (`CHANGE_ME…`, in any case or spelling).
+fn is_placeholder(value: &str) -> bool {
+    let lower = value.trim().to_ascii_lowercase();
+    lower.is_empty()
+        || lower.starts_with("development")
+        || lower.ends_with("_development")
+        || ["change_me", "change-me", "changeme", "placeholder"]
+            .iter()
+            .any(|p| lower.contains(p))
+}
+
+/// The length of a base64 value (standard or URL-safe alphabet), if it is base64.
+fn decoded_len(value: &str) -> Option<usize> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let value = value.trim();
+    STANDARD
+        .decode(value)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(value.trim_end_matches('=')))
+        .ok()
+        .map(|bytes| bytes.len())
 }
 
 #[cfg(test)]
@@ -726,6 +843,7 @@ mod tests {
             env(&[
                 ("SHIFTCOVER__ENVIRONMENT", "production"),
                 ("SHIFTCOVER__GRAPHQL__IDE", "false"),
+                ("SHIFTCOVER__GRAPHQL__INTROSPECTION", "false"),
             ]),
         )
         .unwrap_err();
@@ -740,6 +858,7 @@ mod tests {
         let mut pairs = vec![
             ("SHIFTCOVER__ENVIRONMENT", "production"),
             ("SHIFTCOVER__GRAPHQL__IDE", "false"),
+            ("SHIFTCOVER__GRAPHQL__INTROSPECTION", "false"),
             (
                 "SHIFTCOVER__ACCOUNTS__LOGIN_CODE_PEPPER",
                 "a-real-production-pepper",
@@ -750,6 +869,38 @@ mod tests {
                 "cHJvZHVjdGlvbi1zaWduaW5nLWtleS0zMi1ieXRlcyE=",
             ),
             ("SHIFTCOVER__STRIPE__BASE_URL", "https://api.stripe.com"),
+            (
+                "SHIFTCOVER__STRIPE__SECRET_KEY",
+                "sk_live_51RealKeyForTests",
+            ),
+            (
+                "SHIFTCOVER__STRIPE__PUBLISHABLE_KEY",
+                "pk_live_51RealKeyForTests",
+            ),
+            (
+                "SHIFTCOVER__STRIPE__WEBHOOK_SECRET",
+                "whsec_1RealSecretForTests",
+            ),
+            (
+                "SHIFTCOVER__TWILIO__AUTH_TOKEN",
+                "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6",
+            ),
+            (
+                "SHIFTCOVER__MAILGUN__API_KEY",
+                "key-0123456789abcdef0123456789abcdef",
+            ),
+            (
+                "SHIFTCOVER__MAILGUN__WEBHOOK_SIGNING_KEY",
+                "0123456789abcdef0123456789abcdef",
+            ),
+            (
+                "SHIFTCOVER__DATABASE__URL",
+                "postgres://shiftcover:s3cret@db.internal:5432/shiftcover",
+            ),
+            (
+                "SHIFTCOVER__REDIS__URL",
+                "redis://:s3cret@redis.internal:6379/0",
+            ),
         ];
         pairs.extend_from_slice(extra);
         Settings::load_from(None, env(&pairs))
@@ -794,6 +945,160 @@ mod tests {
             env(&[("SHIFTCOVER__STRIPE__BASE_URL", "http://127.0.0.1:8420")]),
         )
         .expect("development may use localstripe");
+    }
+
+    #[test]
+    fn production_refuses_each_development_or_placeholder_secret() {
+        for (key, value, named) in [
+            (
+                "SHIFTCOVER__STRIPE__WEBHOOK_SECRET",
+                "whsec_development",
+                "stripe.webhook_secret",
+            ),
+            (
+                "SHIFTCOVER__STRIPE__WEBHOOK_SECRET",
+                "whsec_CHANGE_ME",
+                "stripe.webhook_secret",
+            ),
+            (
+                "SHIFTCOVER__STRIPE__SECRET_KEY",
+                "sk_test_development",
+                "stripe.secret_key",
+            ),
+            (
+                "SHIFTCOVER__STRIPE__SECRET_KEY",
+                "sk_test_51AbCdEf",
+                "stripe.secret_key",
+            ),
+            (
+                "SHIFTCOVER__STRIPE__SECRET_KEY",
+                "sk_live_CHANGE_ME",
+                "stripe.secret_key",
+            ),
+            (
+                "SHIFTCOVER__STRIPE__PUBLISHABLE_KEY",
+                "pk_test_development",
+                "stripe.publishable_key",
+            ),
+            (
+                "SHIFTCOVER__STRIPE__PUBLISHABLE_KEY",
+                "pk_live_CHANGE_ME",
+                "stripe.publishable_key",
+            ),
+            (
+                "SHIFTCOVER__TWILIO__AUTH_TOKEN",
+                "development-twilio-token",
+                "twilio.auth_token",
+            ),
+            (
+                "SHIFTCOVER__TWILIO__AUTH_TOKEN",
+                "CHANGE_ME",
+                "twilio.auth_token",
+            ),
+            (
+                "SHIFTCOVER__MAILGUN__API_KEY",
+                "development-mailgun-key",
+                "mailgun.api_key",
+            ),
+            (
+                "SHIFTCOVER__MAILGUN__API_KEY",
+                "change-me",
+                "mailgun.api_key",
+            ),
+            (
+                "SHIFTCOVER__MAILGUN__WEBHOOK_SIGNING_KEY",
+                "development-mailgun-signing-key",
+                "mailgun.webhook_signing_key",
+            ),
+            (
+                "SHIFTCOVER__ACCOUNTS__LOGIN_CODE_PEPPER",
+                "development-only-login-code-pepper",
+                "accounts.login_code_pepper",
+            ),
+            (
+                "SHIFTCOVER__ACCOUNTS__LOGIN_CODE_PEPPER",
+                "CHANGE_ME_AT_LEAST_16_BYTES",
+                "accounts.login_code_pepper",
+            ),
+            (
+                "SHIFTCOVER__COVER__SIGNING_KEY",
+                DEVELOPMENT_COVER_SIGNING_KEY,
+                "cover.signing_key",
+            ),
+            (
+                "SHIFTCOVER__COVER__SIGNING_KEY",
+                "CHANGE_ME_32_BYTES_BASE64",
+                "cover.signing_key",
+            ),
+            // 31 and 33 bytes, and not base64 at all.
+            (
+                "SHIFTCOVER__COVER__SIGNING_KEY",
+                "cHJvZHVjdGlvbi1zaWduaW5nLWtleS0zMS1ieXRlcw==",
+                "cover.signing_key",
+            ),
+            (
+                "SHIFTCOVER__COVER__SIGNING_KEY",
+                "cHJvZHVjdGlvbi1zaWduaW5nLWtleS0zMy1ieXRlcyEh",
+                "cover.signing_key",
+            ),
+            (
+                "SHIFTCOVER__COVER__SIGNING_KEY",
+                "not base64 at all!",
+                "cover.signing_key",
+            ),
+            (
+                "SHIFTCOVER__DATABASE__URL",
+                "postgres://shiftcover:CHANGE_ME@postgres.internal:5432/shiftcover",
+                "database.url",
+            ),
+            (
+                "SHIFTCOVER__REDIS__URL",
+                "redis://:CHANGE_ME@redis.internal:6379/0",
+                "redis.url",
+            ),
+            (
+                "SHIFTCOVER__GRAPHQL__INTROSPECTION",
+                "true",
+                "graphql.introspection",
+            ),
+        ] {
+            let err = production(&[(key, value)]).unwrap_err();
+            assert!(err.to_string().contains(named), "{key}={value}: {err}");
+            assert!(!err.to_string().contains(value) || value == "true", "{err}");
+        }
+        // Each default, left unset, is refused too.
+        type Reset = fn(&mut Settings);
+        let defaults: [(&str, Reset); 7] = [
+            ("stripe.webhook_secret", |s| {
+                s.stripe.webhook_secret = StripeSettings::default().webhook_secret
+            }),
+            ("stripe.secret_key", |s| {
+                s.stripe.secret_key = StripeSettings::default().secret_key
+            }),
+            ("twilio.auth_token", |s| {
+                s.twilio.auth_token = TwilioSettings::default().auth_token
+            }),
+            ("mailgun.api_key", |s| {
+                s.mailgun.api_key = MailgunSettings::default().api_key
+            }),
+            ("mailgun.webhook_signing_key", |s| {
+                s.mailgun.webhook_signing_key = MailgunSettings::default().webhook_signing_key
+            }),
+            ("cover.signing_key", |s| {
+                s.cover.signing_key = CoverSettings::default().signing_key
+            }),
+            ("graphql.introspection", |s| {
+                s.graphql.introspection = GraphqlSettings::default().introspection
+            }),
+        ];
+        for (named, reset) in defaults {
+            let mut settings = production(&[]).expect("complete production settings");
+            reset(&mut settings);
+            let err = settings.validate().unwrap_err();
+            assert!(err.to_string().contains(named), "{named}: {err}");
+        }
+        // Development keeps every default.
+        Settings::load_from(None, env(&[])).expect("development defaults load");
     }
 
     /// The settings `infra/dev/run.sh` gives its processes (`infra/dev/dev.env`), each
@@ -845,6 +1150,10 @@ mod tests {
         // And each stand-in alone, named in the refusal.
         for (key, named) in [
             ("SHIFTCOVER__DEV__INBOX", "dev.inbox"),
+            (
+                "SHIFTCOVER__PARTNER_WEBHOOKS__ALLOW_LOOPBACK",
+                "partner_webhooks.allow_loopback",
+            ),
             ("SHIFTCOVER__TWILIO__BASE_URL", "twilio.base_url"),
             ("SHIFTCOVER__MAILGUN__BASE_URL", "mailgun.base_url"),
             ("SHIFTCOVER__STRIPE__BASE_URL", "stripe.base_url"),
@@ -857,6 +1166,42 @@ mod tests {
             let err = production(&[(key, value)]).unwrap_err();
             assert!(err.to_string().contains(named), "{key}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn trusted_proxies_are_read_from_the_environment_or_a_file() {
+        let s = Settings::load_from(
+            None,
+            env(&[(
+                "SHIFTCOVER__HTTP__TRUSTED_PROXIES",
+                "10.0.0.0/8, 192.168.1.7,2001:db8::/32",
+            )]),
+        )
+        .unwrap();
+        let shown: Vec<String> = s
+            .http
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            shown,
+            ["10.0.0.0/8", "192.168.1.7/32", "2001:db8::/32"].map(String::from)
+        );
+        assert!(Settings::default().http.trusted_proxies.is_empty());
+        let err = Settings::load_from(
+            None,
+            env(&[("SHIFTCOVER__HTTP__TRUSTED_PROXIES", "10.0.0.0/40")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("trusted_proxies"), "{err}");
+
+        let dir = std::env::temp_dir().join(format!("sc-proxies-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.toml");
+        std::fs::write(&path, "[http]\ntrusted_proxies = [\"172.16.0.0/12\"]\n").unwrap();
+        let s = Settings::load_from(Some(&path), env(&[])).unwrap();
+        assert_eq!(s.http.trusted_proxies.len(), 1);
     }
 
     #[test]

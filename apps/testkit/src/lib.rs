@@ -252,6 +252,8 @@ pub fn settings_for(db: &TestDb) -> Settings {
     s.jobs.relay_idle_ms = 20;
     s.jobs.requeue_after_secs = 5;
     s.jobs.stalled_after_secs = 5;
+    // The suite's webhook receivers (wiremock) listen on 127.0.0.1.
+    s.partner_webhooks.allow_loopback = true;
     s
 }
 

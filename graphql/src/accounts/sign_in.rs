@@ -234,7 +234,9 @@ impl SignInMutation {
     }
 
     /// Checks a sign-in code and opens a driver session, creating the driver on their first
-    /// sign-in. Open to anyone without a session and to drivers.
+    /// sign-in. Open to anyone without a session and to drivers; failures are limited per
+    /// client address and over the whole service, tries per phone; without Redis to count them
+    /// no code is checked.
     async fn verify_login_code(
         &self,
         ctx: &Context<'_>,
@@ -251,20 +253,29 @@ impl SignInMutation {
                 });
             }
         };
-        if let Some(l) = over_limit(
-            ctx,
-            core,
-            &rate_limit::VERIFY_PER_PHONE,
-            phone.as_str(),
-            WhenRedisDown::Allow,
-        )
-        .await?
-        {
-            return Ok(VerifyLoginCodePayload {
-                retry_after_seconds: Some(retry_after(l.retry_after_secs)),
-                user_errors: vec![l.user_error().into()],
-                ..Default::default()
-            });
+        // Per client and deployment-wide failure budgets, then the phone's own: all fail closed,
+        // so an outage of Redis never opens guessing without limits.
+        let client = ctx
+            .data_opt::<ClientAddr>()
+            .copied()
+            .unwrap_or_default()
+            .rate_limit_subject();
+        let budgets = [
+            (&rate_limit::VERIFY_FAILURES_PER_CLIENT, client.as_str()),
+            (
+                &rate_limit::VERIFY_FAILURES_GLOBAL,
+                rate_limit::GLOBAL_SUBJECT,
+            ),
+            (&rate_limit::VERIFY_PER_PHONE, phone.as_str()),
+        ];
+        for (policy, subject) in budgets {
+            if let Some(l) = over_limit(ctx, core, policy, subject, WhenRedisDown::Refuse).await? {
+                return Ok(VerifyLoginCodePayload {
+                    retry_after_seconds: Some(retry_after(l.retry_after_secs)),
+                    user_errors: vec![l.user_error().into()],
+                    ..Default::default()
+                });
+            }
         }
         let mut conn = conn(ctx).await?;
         let signed_in = match accounts::verify_login_code(
@@ -284,6 +295,14 @@ impl SignInMutation {
                 });
             }
         };
+        // Signed in: not a failure.
+        give_back(core, &rate_limit::VERIFY_FAILURES_PER_CLIENT, &client).await;
+        give_back(
+            core,
+            &rate_limit::VERIFY_FAILURES_GLOBAL,
+            rate_limit::GLOBAL_SUBJECT,
+        )
+        .await;
         let driver = accounts::get_driver(&mut conn, signed_in.driver_id)
             .await
             .map_err(|e| internal(ctx, e))?;

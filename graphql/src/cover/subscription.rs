@@ -194,7 +194,7 @@ pub async fn graphql_ws(
         .get::<RequestId>()
         .cloned()
         .unwrap_or_else(|| RequestId::from_header(None));
-    let addr = ClientAddr(req.peer_addr().map(|a| a.ip()));
+    let addr = ClientAddr::of(&req, &state.core.settings.http.trusted_proxies);
     GraphQLSubscription::new(state.schema.clone())
         .on_connection_init(move |value| async move {
             let viewer = authenticate_init(&core, &value).await?;

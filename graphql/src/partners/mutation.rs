@@ -139,7 +139,8 @@ pub struct RecordShiftEventsPayload {
 /// Input of `registerWebhookEndpoint`.
 #[derive(InputObject)]
 pub struct RegisterWebhookEndpointInput {
-    /// Where to POST deliveries (https; at most 2000 characters).
+    /// Where to POST deliveries: https (plain http only for test-mode keys), at most 2000
+    /// characters, on a host that is and resolves to public internet addresses only.
     pub url: String,
     /// What to send (at least one).
     pub event_types: Vec<WebhookEventType>,
@@ -154,8 +155,10 @@ pub struct WebhookEndpointSecretPayload {
     pub endpoint: Option<WebhookEndpoint>,
     /// The signing secret (`whsec_…`), shown this once: give it to the receiver.
     pub secret: Option<String>,
-    /// `INVALID_URL` (`url`), `INVALID_EVENT_TYPES` (`eventTypes`), `INVALID_TIMEOUT`
-    /// (`timeoutMs`), `ENDPOINT_NOT_FOUND` (`endpointId`), `INVALID_OVERLAP` (`overlapHours`).
+    /// `INVALID_URL` (`url`), `URL_NOT_ALLOWED` (`url`: a private, loopback or reserved
+    /// address), `TOO_MANY_ENDPOINTS` (`url`: the partner's cap is reached), `INVALID_EVENT_TYPES`
+    /// (`eventTypes`), `INVALID_TIMEOUT` (`timeoutMs`), `ENDPOINT_NOT_FOUND` (`endpointId`),
+    /// `INVALID_OVERLAP` (`overlapHours`).
     pub user_errors: Vec<UserError>,
 }
 
@@ -388,6 +391,7 @@ impl PartnersMutation {
         match partners::register_webhook_endpoint(
             &mut conn,
             core.clock.as_ref(),
+            &core.settings.partner_webhooks,
             scope,
             &input.url,
             &types,

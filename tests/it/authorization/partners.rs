@@ -36,6 +36,7 @@ pub(super) async fn fixture(
     let endpoint = partners::register_webhook_endpoint(
         &mut conn,
         clock,
+        &app.core.settings.partner_webhooks,
         scope,
         "https://hooks.example.com/shiftcover",
         &partners::EventType::ALL,

@@ -34,6 +34,7 @@ async fn a_day_out_of_order_with_duplicates_gives_the_sessions_and_charges_of_th
     let endpoint = partners::register_webhook_endpoint(
         &mut conn,
         &h.clock,
+        &h.settings.partner_webhooks,
         h.partner,
         &format!("{}/hooks", receiver.uri()),
         &[EventType::CoverStarted, EventType::CoverEnded],
@@ -342,6 +343,7 @@ async fn events_for_drivers_who_cannot_be_covered_answer_not_covered_and_tell_th
     partners::register_webhook_endpoint(
         &mut conn,
         &h.clock,
+        &h.settings.partner_webhooks,
         h.partner,
         &receiver.uri(),
         &[EventType::CoverNotCovered],

@@ -136,6 +136,7 @@ async fn either_side_unlinks_and_the_partner_is_told() {
     partners::register_webhook_endpoint(
         &mut conn,
         &h.clock,
+        &h.settings.partner_webhooks,
         h.partner,
         &receiver.uri(),
         &[EventType::DriverUnlinked],

@@ -20,6 +20,7 @@ async fn one_delivery(
     let endpoint = partners::register_webhook_endpoint(
         &mut conn,
         &h.clock,
+        &h.settings.partner_webhooks,
         h.partner,
         url,
         &EventType::ALL,
@@ -308,6 +309,7 @@ async fn endpoints_are_checked_scoped_and_can_be_disabled() {
         bad(partners::register_webhook_endpoint(
             &mut conn,
             &h.clock,
+            &h.settings.partner_webhooks,
             h.partner,
             "ftp://x",
             &[EventType::CoverStarted],
@@ -321,6 +323,7 @@ async fn endpoints_are_checked_scoped_and_can_be_disabled() {
         bad(partners::register_webhook_endpoint(
             &mut conn,
             &h.clock,
+            &h.settings.partner_webhooks,
             h.partner,
             "https://hooks.example.com",
             &[],
@@ -334,6 +337,7 @@ async fn endpoints_are_checked_scoped_and_can_be_disabled() {
         bad(partners::register_webhook_endpoint(
             &mut conn,
             &h.clock,
+            &h.settings.partner_webhooks,
             h.partner,
             "https://hooks.example.com",
             &[EventType::CoverStarted],
@@ -346,6 +350,7 @@ async fn endpoints_are_checked_scoped_and_can_be_disabled() {
     let e = partners::register_webhook_endpoint(
         &mut conn,
         &h.clock,
+        &h.settings.partner_webhooks,
         h.partner,
         "https://hooks.example.com/sc",
         &[EventType::CoverEnded],
