@@ -14,7 +14,8 @@ server starts, and changes nothing else about how localstripe decides outcomes:
 - Charge: amount_captured, billing_details, disputed;
 - Event: pending_webhooks, request;
 - BalanceTransaction: balance_type;
-- lists of balance transactions and payouts: the `created` filter.
+- lists of balance transactions and payouts: the `created` filter; lists of PaymentIntents: the
+  `customer` and `created` filters.
 
 Three more behaviours follow real Stripe, because code under test relies on them:
 
@@ -131,6 +132,27 @@ def _with_created_filter(cls):
 
 _with_created_filter(resources.BalanceTransaction)
 _with_created_filter(resources.Payout)
+
+
+# Lists of PaymentIntents take Stripe's `customer` and `created` filters (a top-up retried after
+# Stripe's 24-hour idempotency window looks for its PaymentIntent among the customer's), newest
+# first as Stripe lists them.
+def _payment_intent_filters():
+    cls = resources.PaymentIntent
+    _with_created_filter(cls)
+    with_created = cls._api_list_all.__func__
+
+    def _api_list_all(klass, url, customer=None, **kwargs):
+        li = with_created(klass, url, **kwargs)
+        if customer is not None:
+            li._list = [o for o in li._list if getattr(o, 'customer', None) == customer]
+        li._list.sort(key=lambda o: o.created, reverse=True)
+        return li
+
+    cls._api_list_all = classmethod(_api_list_all)
+
+
+_payment_intent_filters()
 
 
 # A declined confirmation: Stripe answers a card_error whose body carries the PaymentIntent.

@@ -336,7 +336,7 @@ pub async fn resolve_dispute(
         let (status, amount) = match resolution {
             Resolution::Uphold => (DisputeStatus::Upheld, None),
             Resolution::Refund | Resolution::Adjust { .. } => {
-                let refundable = payments::refundable_amount(conn, target)
+                let refundable = payments::refundable_amount(conn, target, now)
                     .await
                     .map_err(payments_error)?;
                 if refundable.minor <= 0 {
@@ -429,7 +429,7 @@ pub async fn resolve_dispute(
 fn payments_error(e: PaymentsError) -> ClaimsError {
     match e {
         PaymentsError::Database(e) => ClaimsError::Database(e),
-        PaymentsError::RefundTooLarge { refundable } => {
+        PaymentsError::RefundTooLarge { refundable, .. } => {
             ClaimsError::InvalidAdjustment { refundable }
         }
         PaymentsError::NotRefundable(_) => ClaimsError::NothingToRefund,

@@ -344,8 +344,8 @@ pub(crate) async fn open_session_of_enrolment(
 }
 
 /// What an active session would be charged if it ended at `now`, priced as
-/// [`end_sessions`] would price it. Reads only.
-pub(crate) async fn preview_charge(
+/// [`crate::end_sessions`] would price it (a deadline already passed ends it there). Reads only.
+pub async fn preview_charge(
     conn: &mut AsyncPgConnection,
     session: &CoverSession,
     now: DateTime<Utc>,
@@ -357,6 +357,64 @@ pub(crate) async fn preview_charge(
         .await?;
     let (at, _) = effective_end(&row, now, EndReason::Driver);
     crate::engine::price_ending(conn, &row, at).await
+}
+
+/// The ended sessions of these drivers whose charge has not been taken yet, with what each will
+/// take: `(driver, session, total)`. Sessions priced nothing are left out. Reads only.
+pub async fn uncharged_sessions(
+    conn: &mut AsyncPgConnection,
+    driver_ids: &[DriverId],
+) -> Result<Vec<(DriverId, CoverSessionId, Money)>, CoverError> {
+    let rows: Vec<(DriverId, CoverSessionId, Option<i64>, String)> = cover_sessions::table
+        .filter(cover_sessions::driver_id.eq_any(driver_ids))
+        .filter(cover_sessions::status.eq(SessionStatus::Ended.as_str()))
+        .filter(cover_sessions::total_minor.gt(0))
+        .select((
+            cover_sessions::driver_id,
+            cover_sessions::id,
+            cover_sessions::total_minor,
+            cover_sessions::currency,
+        ))
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .map(|(driver_id, id, total, currency)| {
+            Ok((driver_id, id, money(total.unwrap_or(0), &currency)?))
+        })
+        .collect()
+}
+
+/// Ended sessions whose charge has not been taken, ended before `ended_before`, oldest first, at
+/// most `limit` (for the payments app's sweep of charges left behind). Reads only.
+pub async fn sessions_awaiting_charge(
+    conn: &mut AsyncPgConnection,
+    ended_before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<CoverSessionId>, CoverError> {
+    Ok(cover_sessions::table
+        .filter(cover_sessions::status.eq(SessionStatus::Ended.as_str()))
+        .filter(cover_sessions::ended_at.lt(ended_before))
+        .order((cover_sessions::ended_at.asc(), cover_sessions::id.asc()))
+        .limit(limit.max(0))
+        .select(cover_sessions::id)
+        .load(conn)
+        .await?)
+}
+
+/// Every session on cover now, oldest first (for the payments app's overdraft review). Reads
+/// only.
+pub async fn active_sessions(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<CoverSession>, CoverError> {
+    cover_sessions::table
+        .filter(cover_sessions::status.eq(SessionStatus::Active.as_str()))
+        .order((cover_sessions::started_at.asc(), cover_sessions::id.asc()))
+        .select(SessionRow::as_select())
+        .load(conn)
+        .await?
+        .into_iter()
+        .map(CoverSession::try_from)
+        .collect()
 }
 
 /// What ending the driver's active session now would cost, if they have one. Reads only.

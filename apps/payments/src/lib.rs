@@ -9,6 +9,11 @@
 //! - [`auto_top_up`]: [`set_auto_top_up`], [`maybe_schedule_auto_top_up`] and the off-session
 //!   [`ChargeAutoTopUp`] job; a card that needs the driver makes the top-up `needs_driver` and
 //!   the driver is told by SMS and email.
+//! - [`holds`]: what is promised out of a wallet, and the available balance
+//!   ([`wallet_position`]: posted − holds); [`lock_wallet`], taken by every spender.
+//! - [`overdraft`]: [`enforce_overdraft`], ending running sessions at the overdraft limit.
+//! - [`limbo`]: [`sweep_limbo`], finishing refunds, charges and top-ups left unfinished, and
+//!   [`unresolved`], what is still unfinished.
 //! - [`wallet`]: the balance, [`charge_session`] (a session's charge posted to the ledger once),
 //!   [`WalletFunds`] (cover's [`cover::FundsCheck`]), the overdraft limit and suspension for lack
 //!   of funds.
@@ -40,8 +45,11 @@ pub mod checks;
 pub mod env;
 pub mod error;
 pub mod history;
+pub mod holds;
 pub mod ids;
 pub mod jobs;
+pub mod limbo;
+pub mod overdraft;
 pub mod refunds;
 pub mod schema;
 pub mod stripe;
@@ -50,9 +58,9 @@ pub mod wallet;
 pub mod webhooks;
 
 pub use auto_top_up::{
-    AutoTopUp, ChargeAutoTopUp, MAX_THRESHOLD, auto_top_up, auto_top_up_available,
-    charge_auto_top_up, maybe_schedule_auto_top_up, schedule_due_auto_top_ups, set_auto_top_up,
-    waiting_auto_top_up,
+    AutoTopUp, ChargeAutoTopUp, MAX_THRESHOLD, Prospect, STUCK_AFTER_MINUTES, auto_top_up,
+    auto_top_up_available, charge_auto_top_up, maybe_schedule_auto_top_up,
+    schedule_due_auto_top_ups, set_auto_top_up, top_up_prospect, waiting_auto_top_up,
 };
 pub use cards::{
     CardSetup, PaymentMethod, confirm_card_setup, create_card_setup, default_payment_method,
@@ -66,10 +74,15 @@ pub use history::{
     TopUpPage, WalletEntry, WalletEntryKind, WalletPage, get_top_ups, list_top_ups_page,
     wallet_history,
 };
+pub use holds::{Hold, HoldKind, WalletPosition, lock_wallet, wallet_position};
 pub use ids::{CardSetupId, PaymentMethodId, RefundId, StripeEventRowId, TopUpId};
 pub use jobs::{
-    ChargeSession, JOB_TYPES, run_apply_stripe_event, run_charge_auto_top_up, run_charge_session,
+    ChargeSession, JOB_TYPES, ScheduleDueAutoTopUps, run_apply_stripe_event,
+    run_charge_auto_top_up, run_charge_session, run_enforce_overdraft,
+    run_schedule_due_auto_top_ups, run_sweep_payments_limbo,
 };
+pub use limbo::{LimboSweep, SweepPaymentsLimbo, sweep_limbo, unresolved};
+pub use overdraft::{EnforceOverdraft, OverdraftReview, WARNING_BP, enforce_overdraft};
 pub use refunds::{
     KeyedRefundRequest, Refund, RefundRequest, RefundStatus, RefundTarget, get_refund,
     list_refunds, refund, refund_with_key, refundable_amount, refunds_of_top_ups, retry_refund,

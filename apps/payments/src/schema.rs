@@ -56,6 +56,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         succeeded_at -> Nullable<Timestamptz>,
+        stripe_requested_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -17,7 +17,8 @@ use std::time::Duration;
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_core::customer::CreateCustomer;
 use stripe_core::payment_intent::{
-    CancelPaymentIntent, CreatePaymentIntent, CreatePaymentIntentOffSession, RetrievePaymentIntent,
+    CancelPaymentIntent, CreatePaymentIntent, CreatePaymentIntentOffSession, ListPaymentIntent,
+    RetrievePaymentIntent,
 };
 use stripe_core::refund::{CreateRefund, RetrieveRefund};
 use stripe_core::setup_intent::{CreateSetupIntent, CreateSetupIntentUsage, RetrieveSetupIntent};
@@ -421,6 +422,44 @@ impl StripeApi {
             .await
             .map_err(StripeFailure::from_error)?;
         Ok(Intent::from_stripe(&pi))
+    }
+
+    /// The customer's PaymentIntent created since `since` whose metadata has `key` = `value`,
+    /// if any: how a top-up finds the PaymentIntent an earlier request made once Stripe's
+    /// idempotency keys (24 hours) can no longer. Reads at most ten pages of a hundred.
+    pub async fn find_payment_intent(
+        &self,
+        customer: &str,
+        since: i64,
+        key: &str,
+        value: &str,
+    ) -> Result<Option<Intent>, StripeFailure> {
+        let mut after: Option<String> = None;
+        for _ in 0..10 {
+            let mut req = ListPaymentIntent::new()
+                .customer(customer)
+                .created(stripe_types::RangeQueryTs::gte(since))
+                .limit(100);
+            if let Some(a) = &after {
+                req = req.starting_after(a.clone());
+            }
+            let page = req
+                .send(&self.client)
+                .await
+                .map_err(StripeFailure::from_error)?;
+            if let Some(pi) = page
+                .data
+                .iter()
+                .find(|pi| pi.metadata.get(key).is_some_and(|v| v == value))
+            {
+                return Ok(Some(Intent::from_stripe(pi)));
+            }
+            match page.data.last() {
+                Some(last) if page.has_more => after = Some(last.id.as_str().to_owned()),
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     /// Cancels a PaymentIntent that has not succeeded.

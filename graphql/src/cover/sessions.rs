@@ -55,6 +55,8 @@ pub enum CoverEndReason {
     EnrolmentCancelled,
     /// An ops user ended it.
     Ops,
+    /// The wallet reached its overdraft limit and could not be topped up.
+    OverdraftLimit,
 }
 
 /// Who started a session.

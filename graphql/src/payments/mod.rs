@@ -258,6 +258,68 @@ fn loader_failed(ctx: &Context<'_>, e: LoadError) -> async_graphql::Error {
 pub struct Wallet {
     pub(crate) driver_id: DriverId,
     pub(crate) viewer: Principal,
+    /// The balances and holds, read once per wallet in a response.
+    pub(crate) position: Arc<tokio::sync::OnceCell<payments::WalletPosition>>,
+}
+
+impl Wallet {
+    async fn position(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<&payments::WalletPosition> {
+        self.check()?;
+        self.position
+            .get_or_try_init(|| async {
+                let mut conn = crate::accounts::conn(ctx).await?;
+                let now = payments_env(ctx)?.clock.now();
+                payments::wallet_position(&mut conn, self.driver_id, now)
+                    .await
+                    .map_err(|e| internal(ctx, e))
+            })
+            .await
+    }
+}
+
+/// What a hold on a wallet is for.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "payments::HoldKind")]
+pub enum WalletHoldKind {
+    /// The charge so far of the session on cover now.
+    RunningSession,
+    /// An ended session whose charge has not been taken yet.
+    UnchargedSession,
+    /// A refund to the card that the card network has not confirmed.
+    PendingRefund,
+    /// A chargeback under review; the bank has not taken the money yet.
+    Chargeback,
+}
+
+/// Money the wallet already owes to something not yet booked; it is not available to spend.
+pub struct WalletHold {
+    inner: payments::Hold,
+}
+
+#[Object]
+impl WalletHold {
+    /// What it is for.
+    async fn kind(&self) -> WalletHoldKind {
+        self.inner.kind.into()
+    }
+    /// How much it holds back.
+    async fn amount(&self) -> Money {
+        self.inner.amount.into()
+    }
+    /// The global id of its cause (a `CoverSession`, a `Refund`, …).
+    async fn cause_id(&self) -> ID {
+        let type_name = match self.inner.kind {
+            payments::HoldKind::RunningSession | payments::HoldKind::UnchargedSession => {
+                "CoverSession"
+            }
+            payments::HoldKind::PendingRefund => "Refund",
+            payments::HoldKind::Chargeback => "Chargeback",
+        };
+        to_global_id(type_name, &self.inner.cause_id)
+    }
 }
 
 /// A driver's prepaid balance, what it is topped up with, and what moved it. Visible to the
@@ -269,14 +331,37 @@ impl Wallet {
         load_driver(ctx, &self.viewer, self.driver_id).await
     }
 
-    /// What the driver holds (negative when they owe for cover already given).
+    /// The posted balance: what the driver holds once everything booked is counted (negative
+    /// when they owe for cover already given). What can be spent is `available`.
     async fn balance(&self, ctx: &Context<'_>) -> async_graphql::Result<Money> {
-        self.check()?;
-        let mut conn = crate::accounts::conn(ctx).await?;
-        let balance = payments::wallet_balance(&mut conn, self.driver_id)
-            .await
-            .map_err(|e| internal(ctx, e))?;
-        Ok(balance.into())
+        Ok(self.position(ctx).await?.posted.into())
+    }
+
+    /// What can be spent or refunded now: `balance` less `held`. A running session, sessions not
+    /// yet charged, refunds on their way and chargebacks under review are held back.
+    async fn available(&self, ctx: &Context<'_>) -> async_graphql::Result<Money> {
+        Ok(self.position(ctx).await?.available.into())
+    }
+
+    /// The total of `holds`.
+    async fn held(&self, ctx: &Context<'_>) -> async_graphql::Result<Money> {
+        Ok(self.position(ctx).await?.held.into())
+    }
+
+    /// What is held back from the balance, largest first.
+    async fn holds(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WalletHold>> {
+        Ok(self
+            .position(ctx)
+            .await?
+            .holds
+            .iter()
+            .map(|h| WalletHold { inner: h.clone() })
+            .collect())
+    }
+
+    /// How far below zero the wallet may go while a session runs; cover ends there.
+    async fn overdraft_limit(&self) -> Money {
+        payments::OVERDRAFT_LIMIT.into()
     }
 
     /// The automatic top-up settings; null until the driver first sets them.

@@ -9,6 +9,8 @@ extern crate shiftcover_payments as payments;
 
 mod auto_top_up;
 mod cards;
+mod holds;
+mod limbo;
 mod refunds;
 mod sessions;
 mod support;
