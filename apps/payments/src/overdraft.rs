@@ -84,6 +84,15 @@ fn warning_line(available: Money) -> i64 {
     available.minor + OVERDRAFT_LIMIT.minor * WARNING_BP / 10_000
 }
 
+/// An upper bound of what the session can cost, read from the session alone: its locked hourly
+/// rate over its whole maximum length (the minimum charge and per-minute billing never bill
+/// more minutes than the session may last; the day cap only lowers it), plus a penny of
+/// rounding. A wallet that covers it needs no pricing.
+fn most_it_can_cost(session: &CoverSession) -> i64 {
+    let minutes = (session.max_end_at - session.started_at).num_minutes().max(60);
+    session.hourly_rate.minor.saturating_mul(minutes) / 60 + 1
+}
+
 /// Reviews every running session as of `now` (see the module documentation). Each session's
 /// ending commits on its own; an error on one is logged and the others go on.
 pub async fn enforce_overdraft(
@@ -101,6 +110,9 @@ pub async fn enforce_overdraft(
         let Some(&funds) = available.get(&session.driver_id) else {
             continue;
         };
+        if most_it_can_cost(&session) <= warning_line(funds) {
+            continue;
+        }
         let so_far = cover::preview_charge(conn, &session, now)
             .await
             .map_err(|e| anyhow::anyhow!("pricing session {}: {e}", session.id))?
