@@ -60,9 +60,10 @@ pub use certificate::{Certificate, certificate, render_certificate_html, render_
 pub use continuation::continuations;
 pub use eligibility::{Eligible, check_eligibility};
 pub use ending::{
-    ClosedSessions, SessionEndScheduled, active_sessions, backdate_session_start,
+    ChargeChange, ClosedSessions, SessionEndScheduled, active_sessions, backdate_session_start,
     close_due_sessions, current_charge, end_session, end_session_as, mark_session_charged,
-    preview_charge, schedule_session_end, sessions_awaiting_charge, uncharged_sessions,
+    preview_charge, record_charge_change, schedule_session_end, sessions_awaiting_charge,
+    uncharged_sessions,
 };
 pub use engine::{
     EndRequest, SessionEnded, StartRequest, end_cover, end_sessions, start_cover, start_sessions,

@@ -89,7 +89,9 @@ fn warning_line(available: Money) -> i64 {
 /// more minutes than the session may last; the day cap only lowers it), plus a penny of
 /// rounding. A wallet that covers it needs no pricing.
 fn most_it_can_cost(session: &CoverSession) -> i64 {
-    let minutes = (session.max_end_at - session.started_at).num_minutes().max(60);
+    let minutes = (session.max_end_at - session.started_at)
+        .num_minutes()
+        .max(60);
     session.hourly_rate.minor.saturating_mul(minutes) / 60 + 1
 }
 

@@ -10,6 +10,8 @@
 //!   original proportions, so IPT goes back at the rate it was charged. No card is involved.
 //!
 //! Invariants:
+//! - a refund of a session charge makes the session `adjusted` (cover's
+//!   [`cover::record_charge_change`]) in the same transaction;
 //! - a refund row is written (`pending`, which holds its amount in the wallet) before Stripe
 //!   is asked, under the wallet's lock and then the top-up's, so concurrent refunds, of one
 //!   top-up or of several, cannot together exceed what is refundable;
@@ -825,6 +827,16 @@ async fn refund_session_charge(
             }
             other => other?,
         };
+        // The session's charge was lowered: it is `adjusted` from now on.
+        cover::record_charge_change(
+            conn,
+            env.clock.as_ref(),
+            session_id,
+            cover::ChargeChange::Lowered,
+            request.actor,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("recording session {session_id} adjusted: {e}"))?;
         let updated: RefundRow = diesel::update(refunds::table.find(row.id))
             .set((
                 refunds::status.eq(RefundStatus::Succeeded.as_str()),
