@@ -81,8 +81,8 @@ pub use events::{
 pub use funds::{Funding, FundsCheck};
 pub use ids::{CoverSessionId, EnrolmentId};
 pub use proof::{
-    CoverCheck, CoverStatus, ProofClaims, ProofKey, TokenError, VerifyingKey, cover_status,
-    public_key_from_base64, sign_token, verify_token,
+    CoverCheck, CoverStatus, ProofClaims, ProofKey, TOKEN_LIFETIME_MINUTES, TokenError,
+    VerifyingKey, cover_status, public_key_from_base64, sign_token, verify_token,
 };
 pub use sessions::{
     CoverSession, EndReason, MAX_PAGE_SIZE, SessionCursor, SessionEdge, SessionFilter, SessionPage,

@@ -755,12 +755,11 @@ pub async fn partner_cover_status(
         .next()
         .and_then(|v| v.registration.map(|r| r.as_str().to_owned()));
     let key = cover::ProofKey::from_settings(&settings.cover)?;
-    let token = key.sign_token(&cover::ProofClaims {
-        certificate_number: session.certificate_number.clone(),
+    let token = key.sign_token(&cover::ProofClaims::for_session(
+        &session,
         registration,
-        valid_from: session.started_at,
-        valid_until: session.covered_until(),
-    })?;
+        clock.now(),
+    ))?;
     answer.covered = true;
     answer.certificate_number = Some(session.certificate_number.clone());
     answer.proof_token = Some(token);
