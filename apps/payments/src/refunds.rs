@@ -413,6 +413,7 @@ async fn record_top_up_refund(
 ) -> Result<RefundRow, PaymentsError> {
     let now = env.clock.now();
     conn.transaction::<_, PaymentsError, _>(async |conn| {
+        crate::chargebacks::ensure_not_disputed(conn, top_up_id).await?;
         let top_up: TopUpRow = top_ups::table
             .find(top_up_id)
             .select(TopUpRow::as_select())
