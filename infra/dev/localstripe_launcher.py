@@ -252,7 +252,8 @@ _EVIDENCE_FIELDS = (
     'uncategorized_file', 'uncategorized_text')
 
 
-def _balance_transaction(amount, fee, currency, category, source, description):
+def _balance_transaction(amount, fee, currency, category, source, description,
+                         type='adjustment'):
     """A balance transaction of a kind localstripe's constructor refuses (disputes, refund
     failures), stored like its own."""
     txn = resources.BalanceTransaction.__new__(resources.BalanceTransaction)
@@ -268,7 +269,7 @@ def _balance_transaction(amount, fee, currency, category, source, description):
     txn.reporting_category = category
     txn.source = source
     txn.status = 'available'
-    txn.type = 'adjustment'
+    txn.type = type
     return txn
 
 
@@ -431,7 +432,7 @@ async def _fail_refund(request):
     refund.status = 'failed'
     refund.failure_reason = data.get('failure_reason', 'lost_or_stolen_card')
     txn = _balance_transaction(refund.amount, 0, refund.currency, 'refund_failure', refund.id,
-                               'REFUND FAILURE')
+                               'REFUND FAILURE', type='refund_failure')
     refund.failure_balance_transaction = txn.id
     return server.json_response(refund._export())
 

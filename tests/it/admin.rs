@@ -123,6 +123,7 @@ async fn every_page_and_action_is_refused_to_a_role_without_it() {
         ("/admin/finance".into(), &[Role::Finance]),
         ("/admin/claims".into(), &[Role::Ops]),
         ("/admin/disputes".into(), &[Role::Ops]),
+        ("/admin/chargebacks".into(), &[Role::Ops, Role::Finance]),
     ];
     for (path, allowed) in &pages {
         for (role, auth) in [(Role::Ops, &ops), (Role::Finance, &finance)] {

@@ -20,7 +20,7 @@ pub(super) type Query = web::Query<HashMap<String, String>>;
 
 /// Registers `/admin` and everything under it.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::claims::routes(
+    cfg.service(super::chargebacks::routes(super::claims::routes(
         web::scope("/admin")
             .route("", web::get().to(home))
             .route("/", web::get().to(home))
@@ -71,7 +71,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/finance/exceptions/{id}/resolve",
                 web::post().to(resolve_exception),
             ),
-    ));
+    )));
 }
 
 /// The page's context: the layout plus a notice or error carried by the redirect.

@@ -16,6 +16,7 @@
 //! entry) go through one [`PaymentsLoader`] made for that page, so a page costs one query per
 //! kind of edge, not one per row.
 
+pub mod chargebacks;
 pub mod mutation;
 pub mod query;
 
@@ -34,6 +35,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use crate::money::Money;
+pub use chargebacks::ChargebacksQuery;
 pub use mutation::{PaymentsAdjustMutation, PaymentsMutation};
 pub use query::PaymentsQuery;
 
@@ -477,7 +479,7 @@ impl WalletTransaction {
     async fn cause_id(&self) -> ID {
         let type_name = match self.inner.cause_type.as_str() {
             "top_up" => "Payment",
-            "refund" => "Refund",
+            "refund" | "refund_failure" => "Refund",
             "cover_session" => "CoverSession",
             other => other,
         };
