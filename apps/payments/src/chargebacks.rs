@@ -2,8 +2,8 @@
 //!
 //! A cardholder's bank may dispute a top-up. Stripe then withdraws the disputed amount and its
 //! fee from our balance, and returns the amount (sometimes the fee) if the dispute is won. The
-//! driver spent that money as wallet credit, so the wallet bears the disputed amount: it is held
-//! while the dispute is open and nothing has moved yet ([`chargeback_holds`]), debited when
+//! driver spent that money as wallet credit, so the wallet bears the disputed amount: it counts
+//! as held while the dispute is open and nothing has moved yet ([`chargeback_holds`]), debited when
 //! Stripe withdraws it (the wallet may go negative: that is the driver's debt), and credited
 //! back when Stripe reinstates it. Stripe's fee is ShiftCover's, booked to the dispute fees
 //! account.

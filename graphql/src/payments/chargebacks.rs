@@ -92,9 +92,9 @@ pub struct FlaggedStripeEvent {
 }
 
 /// A chargeback: a cardholder's bank disputing a wallet top-up through Stripe. While it is open
-/// and nothing has been withdrawn, its amount is held from the wallet; Stripe's withdrawal is
-/// taken from the wallet (which may go negative) and its fee is ShiftCover's; a reinstatement
-/// gives the money back.
+/// and nothing has been withdrawn, its amount is held; Stripe's withdrawal is taken from the
+/// wallet (which may go negative) and its fee is ShiftCover's; a reinstatement gives the money
+/// back.
 pub struct Chargeback {
     inner: payments::Chargeback,
     viewer: Principal,
@@ -123,7 +123,8 @@ impl Chargeback {
     async fn amount(&self) -> Money {
         self.inner.amount.into()
     }
-    /// What the wallet holds back for it now.
+    /// The amount held for it now: the disputed amount while it is open and Stripe has not
+    /// withdrawn it, else zero.
     async fn held(&self) -> Money {
         self.inner.held().into()
     }
