@@ -8,7 +8,8 @@
 //! - settles our pending refunds ([`crate::refunds`] does, as for its own calls);
 //! - books a succeeded refund that is not ours (made in the Stripe dashboard: no `refund_id` in
 //!   its metadata) as a system refund of the top-up, with its ledger reversal (the wallet is
-//!   debited and may go negative), once: Stripe's refund id is unique on our refunds;
+//!   debited and may go negative), once: Stripe's refund id is unique on our refunds; then writes
+//!   our refund's id into its metadata at Stripe, as ours carry it, for finance's reconciliation;
 //! - undoes the booking of a refund Stripe reported succeeded and now reports failed or
 //!   canceled (the card's bank returned it): the refund is marked failed and the wallet
 //!   credited back, once (the undoing's cause is the refund);
@@ -110,12 +111,47 @@ async fn apply_one(
             undo_failed_refund(conn, env, id, refund).await?;
             Ok(Ok(()))
         }
-        // Ours otherwise: settled by the refunds module (pending) or final already.
-        (Some(_), _) => Ok(Ok(())),
-        (None, "succeeded") => book_outside_refund(conn, env, payment_intent_id, refund).await,
+        // Ours otherwise: settled by the refunds module (pending) or final already. One made
+        // outside whose tagging failed before is tagged now.
+        (Some((id, _)), _) => {
+            if refund.metadata.get("refund_id") != Some(&id.to_string()) {
+                tag_refund(env, refund, id).await?;
+            }
+            Ok(Ok(()))
+        }
+        (None, "succeeded") => {
+            let booked = book_outside_refund(conn, env, payment_intent_id, refund).await?;
+            if booked.is_ok() {
+                let id: RefundId = refunds::table
+                    .filter(refunds::stripe_refund_id.eq(&refund.id))
+                    .select(refunds::id)
+                    .first(conn)
+                    .await?;
+                tag_refund(env, refund, id).await?;
+            }
+            Ok(booked)
+        }
         // Not ours and not (yet) money moved: nothing to book until it succeeds.
         (None, _) => Ok(Ok(())),
     }
+}
+
+/// Writes our refund's id into the metadata of a refund made outside ShiftCover, as our own
+/// refunds carry it, so that finance's reconciliation pairs Stripe's balance transaction with its
+/// ledger reversal. Idempotent (the key names our refund).
+async fn tag_refund(
+    env: &PaymentsEnv,
+    refund: &StripeRefund,
+    id: RefundId,
+) -> Result<(), PaymentsError> {
+    env.stripe
+        .tag_refund(
+            &refund.id,
+            vec![("refund_id", id.to_string())],
+            &format!("refund_tag:{id}"),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Marks a refund that had succeeded as failed and credits the wallet back, once.

@@ -3,7 +3,7 @@
 //! the payments code decides on.
 //!
 //! Invariants:
-//! - every write (customer, SetupIntent, PaymentIntent, detach, refund) carries an
+//! - every write (customer, SetupIntent, PaymentIntent, detach, refund, refund metadata) carries an
 //!   `Idempotency-Key` derived from one of our row ids, so a retry after a timeout or a crash gets
 //!   Stripe's first answer back instead of a second charge;
 //! - the base URL comes from settings (`stripe.base_url`): localstripe in tests and development;
@@ -20,7 +20,7 @@ use stripe_core::dispute::RetrieveDispute;
 use stripe_core::payment_intent::{
     CancelPaymentIntent, CreatePaymentIntent, CreatePaymentIntentOffSession, RetrievePaymentIntent,
 };
-use stripe_core::refund::{CreateRefund, ListRefund, RetrieveRefund};
+use stripe_core::refund::{CreateRefund, ListRefund, RetrieveRefund, UpdateRefund};
 use stripe_core::setup_intent::{CreateSetupIntent, CreateSetupIntentUsage, RetrieveSetupIntent};
 use stripe_payment::payment_method::{DetachPaymentMethod, RetrievePaymentMethod};
 
@@ -513,6 +513,28 @@ impl StripeApi {
     /// Reads a refund.
     pub async fn retrieve_refund(&self, id: &str) -> Result<StripeRefund, StripeFailure> {
         let refund = RetrieveRefund::new(id)
+            .send(&self.client)
+            .await
+            .map_err(StripeFailure::from_error)?;
+        Ok(refund_of(&refund))
+    }
+
+    /// Adds `metadata` to a refund (keys not given are kept).
+    pub async fn tag_refund(
+        &self,
+        id: &str,
+        metadata: Vec<(&str, String)>,
+        idempotency_key: &str,
+    ) -> Result<StripeRefund, StripeFailure> {
+        let refund = UpdateRefund::new(id)
+            .metadata(
+                metadata
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect::<HashMap<_, _>>(),
+            )
+            .customize()
+            .request_strategy(key(idempotency_key)?)
             .send(&self.client)
             .await
             .map_err(StripeFailure::from_error)?;

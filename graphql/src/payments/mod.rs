@@ -158,6 +158,9 @@ pub enum WalletTransactionKind {
     SessionCharge,
     /// Money given back (to the card, or a session's price back to the wallet).
     Refund,
+    /// Money the card's bank took back for a disputed top-up (a chargeback), or gave back when
+    /// the dispute was won.
+    Chargeback,
     /// Any other correction.
     Adjustment,
 }

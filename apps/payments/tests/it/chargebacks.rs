@@ -258,6 +258,15 @@ async fn a_chargeback_is_held_then_taken_suspends_cover_and_is_given_back_when_w
     .await;
     assert_eq!(applied.status, "processed", "{:?}", applied.flagged_reason);
     assert_eq!(w.balance(&mut conn, driver).await, Money::gbp(-price));
+    // The driver's statement shows the money taken back as a chargeback.
+    let statement = payments::wallet_history(&mut conn, driver, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        statement.entries[0].kind,
+        payments::WalletEntryKind::Chargeback
+    );
+    assert_eq!(statement.entries[0].amount, Money::gbp(-2000));
     assert!(
         payments::chargeback_holds(&mut conn, &[driver])
             .await
@@ -559,6 +568,12 @@ async fn a_dashboard_refund_debits_the_wallet_once_and_one_too_large_is_flagged(
     assert_eq!(refunds[0].status, RefundStatus::Succeeded);
     assert_eq!(refunds[0].amount, Money::gbp(500));
     assert_eq!(refunds[0].target, RefundTarget::TopUp(topped.id));
+    // Our id is written on Stripe's refund, as on our own, so finance pairs them.
+    let at_stripe = w.stripe.get(&format!("/v1/refunds/{re}")).await.unwrap();
+    assert_eq!(
+        at_stripe["metadata"]["refund_id"],
+        refunds[0].id.to_string()
+    );
 
     // The rest goes back by ops; then someone refunds again in the dashboard: there is nothing
     // left of the top-up to place it against, so a person is asked.
