@@ -6,8 +6,8 @@
 //! answers 200 at once. The job runs [`apply_stripe_event`].
 //!
 //! Events arrive duplicated and out of order, so applying one never trusts the object in its
-//! payload: it re-reads the SetupIntent, PaymentIntent, refunds or dispute from Stripe and hands the
-//! current state to the same idempotent functions the app's own calls use. An event about an
+//! payload: it re-reads the SetupIntent, PaymentIntent, refunds or dispute from Stripe and hands
+//! the current state to the same idempotent functions the app's own calls use. An event about an
 //! object that is not ours, or of a type we do not handle, is kept and flagged for people, never
 //! an error that would make Stripe (or the job) retry forever.
 
