@@ -1413,6 +1413,29 @@ async fn ops_and_finance_see_chargebacks_and_the_stripe_events_kept_for_them() {
         html.contains("href=\"/admin/chargebacks\""),
         "in the nav: {html}"
     );
+    // The driver's page shows it beside the wallet.
+    let page = format!("/admin/drivers/{}", global_id("Driver", &driver.id));
+    let (status, _, html) = get(&app, &ops, &page).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("class=\"chargeback\""), "{html}");
+    assert!(
+        html.contains(&dp) && html.contains("taken from the wallet"),
+        "{html}"
+    );
+    // The driver sees it on their wallet.
+    let (status, body) = app
+        .gql_as(
+            &driver.auth(),
+            "{ wallet { chargebacks { stripeStatus withdrawn amount { minor } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["data"]["wallet"]["chargebacks"][0],
+        json!({ "stripeStatus": "needs_response", "withdrawn": true, "amount": { "minor": 2000 } }),
+        "{body}"
+    );
     let finance = staff_cookie(&app, Role::Finance).await;
     let (status, _, html) = get(&app, &finance, "/admin/chargebacks").await;
     assert_eq!(status, 200, "{html}");

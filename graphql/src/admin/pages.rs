@@ -288,6 +288,8 @@ const DRIVER_ACTIVITY: &str = "query($id: ID!) { driverActivity(driverId: $id, f
 
 const DRIVER_WALLET: &str = "query($id: ID!) { driverWallet(driverId: $id) {
   balance { formatted }
+  chargebacks { stripeDisputeId stripeStatus open evidenceDueBy withdrawn reinstated
+    amount { formatted } }
   transactions(first: 30) { edges { node { kind amount { formatted } description at } } }
   payments(first: 15) { edges { node { id kind status createdAt amount { minor formatted }
     refundedAmount { minor formatted } refunds { amount { formatted } status reason } } } } } }";
@@ -332,7 +334,11 @@ async fn driver(
             &q,
             json!({
                 "driver": driver,
-                "wallet": { "balance": wallet["balance"], "payments": payments },
+                "wallet": {
+                    "balance": wallet["balance"],
+                    "payments": payments,
+                    "chargebacks": wallet["chargebacks"],
+                },
                 "timeline": timeline,
                 "notifications": activity["notifications"],
                 "sessions": sessions["edges"],

@@ -1,5 +1,5 @@
 //! Chargebacks (Stripe disputes on wallet top-ups) and the Stripe events kept for a person, for
-//! ops and finance (admin holds both). Not to be confused with `disputesQueue`: drivers
+//! ops and finance (admin holds both); a wallet's own chargebacks are on `Wallet.chargebacks`. Not to be confused with `disputesQueue`: drivers
 //! disputing a session's charge with us.
 
 use super::{Money, require_money_staff};
@@ -36,10 +36,7 @@ impl ChargebacksQuery {
         let viewer = guard::principal(ctx).clone();
         Ok(list
             .into_iter()
-            .map(|inner| Chargeback {
-                inner,
-                viewer: viewer.clone(),
-            })
+            .map(|inner| Chargeback::new(inner, viewer.clone()))
             .collect())
     }
 
@@ -98,6 +95,13 @@ pub struct FlaggedStripeEvent {
 pub struct Chargeback {
     inner: payments::Chargeback,
     viewer: Principal,
+}
+
+impl Chargeback {
+    /// A chargeback as `viewer` sees it.
+    pub(crate) fn new(inner: payments::Chargeback, viewer: Principal) -> Self {
+        Self { inner, viewer }
+    }
 }
 
 #[Object]

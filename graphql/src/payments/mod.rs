@@ -284,6 +284,22 @@ impl Wallet {
         Ok(balance.into())
     }
 
+    /// Chargebacks on the driver's top-ups (their bank disputing a payment), newest first.
+    async fn chargebacks(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<chargebacks::Chargeback>> {
+        self.check()?;
+        let mut conn = crate::accounts::conn(ctx).await?;
+        let list = payments::chargebacks_of_driver(&mut conn, self.driver_id)
+            .await
+            .map_err(|e| internal(ctx, e))?;
+        Ok(list
+            .into_iter()
+            .map(|c| chargebacks::Chargeback::new(c, self.viewer.clone()))
+            .collect())
+    }
+
     /// The automatic top-up settings; null until the driver first sets them.
     async fn auto_top_up(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AutoTopUp>> {
         self.check()?;
