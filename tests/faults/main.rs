@@ -13,13 +13,18 @@
 //! 3. SIGKILLs a worker process, then an API process, and starts them again;
 //! 4. makes Stripe slow (3 s per call), then failing (a quarter of calls refused before Stripe
 //!    sees them, a quarter failed after Stripe acted);
-//! 5. delivers every Stripe webhook event received so far ten more times, all at once.
+//! 5. delivers every Stripe webhook event received so far ten more times, all at once;
+//! 6. opens disputes on a dozen top-ups at Stripe (withdrawn, then reinstated) and delivers
+//!    each dispute's events ten times at once, half redelivered under their own ids, half as
+//!    new events.
 //!
 //! After a calm spell it stops the traffic, lets the workers drain, and checks: every session
 //! charged exactly once, for its price; every top-up asked for exists once, agrees with its
 //! PaymentIntent and is in the ledger once; no PaymentIntent without its top-up; every message
 //! sent exactly once (each text and email the providers got is the one our record names); every
-//! partner webhook event delivered; every ledger transaction balanced (`shiftcover ledger
+//! partner webhook event delivered; every chargeback recorded once with each of its Stripe
+//! balance transactions booked once and the wallets back where they were; every ledger
+//! transaction balanced (`shiftcover ledger
 //! check`); the day's Stripe ↔ ledger reconciliation fully matched; every outbox job done; no
 //! process died on its own; and the API answering normally within seconds of each fault, with
 //! no error at all in the calm spell. It prints the figures of every phase and exits non-zero on
@@ -411,6 +416,38 @@ async fn run() -> anyhow::Result<bool> {
         ),
     });
 
+    // Chargeback flood: disputes on some top-ups, withdrawn and reinstated at Stripe, each
+    // event delivered many times at once, in any order.
+    let start_ms = mark(&rec);
+    let disputed_intents: Vec<String> = pairs(
+        &pool,
+        "SELECT payment_intent_id AS a, id::text AS b FROM top_ups
+          WHERE status = 'succeeded' AND payment_intent_id IS NOT NULL
+          ORDER BY succeeded_at LIMIT 12",
+    )
+    .await
+    .into_iter()
+    .map(|(pi, _)| pi)
+    .collect();
+    let (disputes, chargeback_deliveries) = fakes.flood_chargebacks(&disputed_intents, 10).await?;
+    let flood_deadline = Instant::now() + Duration::from_secs(60);
+    while fakes.webhooks_pending() > 0 && Instant::now() < flood_deadline {
+        sleep(Duration::from_millis(100)).await;
+    }
+    let fault_over_ms = mark(&rec);
+    sleep(settle).await;
+    phases.push(Phase {
+        name: "chargeback flood",
+        start_ms,
+        fault_over_ms,
+        end_ms: mark(&rec),
+        note: format!(
+            "{} disputes withdrawn and reinstated, {chargeback_deliveries} deliveries of their events in {:.1} s",
+            disputes.len(),
+            (fault_over_ms - start_ms) as f64 / 1000.0
+        ),
+    });
+
     // Calm: everything must work.
     let start_ms = mark(&rec);
     sleep(settle + Duration::from_secs(2)).await;
@@ -548,6 +585,50 @@ async fn run() -> anyhow::Result<bool> {
             .await
                 == app_sessions,
         format!("{app_sessions} app sessions asked for and recorded"),
+    );
+
+    // Chargebacks: each dispute recorded once, each of its balance transactions booked once,
+    // and the wallets back where they were (each was reinstated).
+    let n_disputes = disputes.len() as i64;
+    let chargebacks = count(&pool, "SELECT count(*) AS n FROM chargebacks").await;
+    let settled = count(
+        &pool,
+        "SELECT count(*) AS n FROM chargebacks WHERE stripe_status = 'won'
+            AND withdrawn_transaction_id IS NOT NULL AND reinstated_transaction_id IS NOT NULL",
+    )
+    .await;
+    let booked = count(
+        &pool,
+        "SELECT count(*) AS n FROM ledger_transactions WHERE kind = 'chargeback'",
+    )
+    .await;
+    let unapplied = count(
+        &pool,
+        "SELECT count(*) AS n FROM stripe_events
+          WHERE event_type LIKE 'charge.dispute.%' AND status <> 'processed'",
+    )
+    .await;
+    let wallet_net = count(
+        &pool,
+        "SELECT coalesce(sum(p.amount), 0)::bigint AS n FROM ledger_postings p
+           JOIN ledger_transactions t ON t.id = p.transaction_id
+           JOIN ledger_accounts a ON a.id = p.account_id
+          WHERE t.kind = 'chargeback' AND a.kind = 'driver_wallet'",
+    )
+    .await;
+    check(
+        &mut checks,
+        "every chargeback booked once",
+        n_disputes > 0
+            && chargebacks == n_disputes
+            && settled == n_disputes
+            && booked == 2 * n_disputes
+            && unapplied == 0
+            && wallet_net == 0,
+        format!(
+            "{n_disputes} disputes: {chargebacks} chargebacks ({settled} won with both movements), {booked} ledger transactions (want {}), {unapplied} dispute events not applied, wallets moved by {wallet_net} net",
+            2 * n_disputes
+        ),
     );
 
     // Top-ups against Stripe and the ledger.

@@ -201,6 +201,13 @@ pub(crate) async fn settled_holds(
             },
         });
     }
+    for (id, driver_id, amount) in crate::chargebacks::open_chargebacks(conn, driver_ids).await? {
+        out.entry(driver_id).or_default().push(Hold {
+            kind: HoldKind::Chargeback,
+            cause_id: id.to_string(),
+            amount,
+        });
+    }
     Ok(out)
 }
 

@@ -20,6 +20,11 @@
 //! - [`webhooks`]: [`verify_stripe_signature`], [`record_event`] and [`apply_stripe_event`].
 //! - [`refunds`]: [`refund`] a top-up (to the card) or a session charge (to the wallet);
 //!   [`refund_with_key`] once per client idempotency key.
+//! - [`refund_sync`]: Stripe's refunds of a top-up applied from webhooks: ours settled, those
+//!   made in the Stripe dashboard booked, those that failed after succeeding undone.
+//! - [`chargebacks`]: Stripe disputes on top-ups: held, withdrawn from the wallet (which may go
+//!   negative), reinstated; fees booked; enrolments suspended while in chargeback debt;
+//!   [`chargeback_holds`] for the available balance.
 //! - [`checks`]: [`check_wallets`], every wallet against its entries and every top-up and refund
 //!   against the ledger (finance, the test suite's closing check).
 //! - [`history`]: the wallet's ledger entries and the driver's top-ups, a page at a time.
@@ -35,12 +40,13 @@
 //! - Stripe is never called inside a database transaction, and every Stripe write carries an
 //!   idempotency key derived from our row ids;
 //! - this crate writes only its own tables (`stripe_customers`, `payment_methods`, `card_setups`,
-//!   `top_ups`, `auto_top_up_settings`, `stripe_events`, `refunds`) plus the kernel's outbox and
+//!   `top_ups`, `auto_top_up_settings`, `stripe_events`, `refunds`, `chargebacks`) plus the kernel's outbox and
 //!   audit log; the ledger, cover (suspend, reactivate, mark charged) and notifications are
 //!   changed through their apps' public functions.
 
 pub mod auto_top_up;
 pub mod cards;
+pub mod chargebacks;
 pub mod checks;
 pub mod env;
 pub mod error;
@@ -50,6 +56,7 @@ pub mod ids;
 pub mod jobs;
 pub mod limbo;
 pub mod overdraft;
+pub mod refund_sync;
 pub mod refunds;
 pub mod schema;
 pub mod stripe;
@@ -67,6 +74,10 @@ pub use cards::{
     ensure_stripe_customer, find_payment_method, get_payment_method, payment_methods,
     remove_payment_method, set_default_payment_method, stripe_customer_id,
 };
+pub use chargebacks::{
+    CHARGEBACK_SUSPEND_REASON, Chargeback, chargeback_holds, chargebacks_of_driver,
+    ensure_not_disputed, list_chargebacks, review_chargeback_debt,
+};
 pub use checks::{WalletReport, check_wallets};
 pub use env::PaymentsEnv;
 pub use error::PaymentsError;
@@ -75,7 +86,7 @@ pub use history::{
     wallet_history,
 };
 pub use holds::{Hold, HoldKind, WalletPosition, lock_wallet, wallet_position};
-pub use ids::{CardSetupId, PaymentMethodId, RefundId, StripeEventRowId, TopUpId};
+pub use ids::{CardSetupId, ChargebackId, PaymentMethodId, RefundId, StripeEventRowId, TopUpId};
 pub use jobs::{
     ChargeSession, JOB_TYPES, ScheduleDueAutoTopUps, run_apply_stripe_event,
     run_charge_auto_top_up, run_charge_session, run_enforce_overdraft,
@@ -83,6 +94,7 @@ pub use jobs::{
 };
 pub use limbo::{LimboSweep, SweepPaymentsLimbo, sweep_limbo, unresolved};
 pub use overdraft::{EnforceOverdraft, OverdraftReview, WARNING_BP, enforce_overdraft};
+pub use refund_sync::OUTSIDE_REFUND_REASON;
 pub use refunds::{
     KeyedRefundRequest, Refund, RefundRequest, RefundStatus, RefundTarget, get_refund,
     list_refunds, refund, refund_with_key, refundable_amount, refunds_of_top_ups, retry_refund,
@@ -98,5 +110,5 @@ pub use wallet::{
 };
 pub use webhooks::{
     ApplyStripeEvent, EventOutcome, RecordedEvent, SignatureError, StripeEvent, apply_stripe_event,
-    get_event, record_event, sign_stripe_payload, verify_stripe_signature,
+    flagged_events, get_event, record_event, sign_stripe_payload, verify_stripe_signature,
 };

@@ -332,6 +332,7 @@ pub async fn refundable_amount(
             if top_up.status()? != TopUpStatus::Succeeded {
                 return Err(PaymentsError::NotRefundable("the top-up has not succeeded"));
             }
+            crate::chargebacks::ensure_not_disputed(conn, top_up_id).await?;
             Ok(top_up_refundable(conn, &top_up, now).await?.0)
         }
         RefundTarget::SessionCharge(session_id) => {
@@ -431,6 +432,8 @@ async fn record_top_up_refund(
         if top_up.status()? != TopUpStatus::Succeeded {
             return Err(PaymentsError::NotRefundable("the top-up has not succeeded"));
         }
+        // Under the top-up's lock: a chargeback recorded since cannot slip past.
+        crate::chargebacks::ensure_not_disputed(conn, top_up_id).await?;
         let amount = top_up.amount()?;
         if request.amount.currency != amount.currency {
             return Err(PaymentsError::UnsupportedCurrency);

@@ -602,6 +602,7 @@ pub async fn apply_intent(
     }
     if credited {
         crate::wallet::review_after_top_up(conn, env, top_up.driver_id).await?;
+        crate::chargebacks::review_after_top_up(conn, env, top_up.driver_id).await?;
     }
     Ok(top_up)
 }

@@ -16,6 +16,7 @@
 //! entry) go through one [`PaymentsLoader`] made for that page, so a page costs one query per
 //! kind of edge, not one per row.
 
+pub mod chargebacks;
 pub mod mutation;
 pub mod query;
 
@@ -34,6 +35,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use crate::money::Money;
+pub use chargebacks::ChargebacksQuery;
 pub use mutation::{PaymentsAdjustMutation, PaymentsMutation};
 pub use query::PaymentsQuery;
 
@@ -156,6 +158,9 @@ pub enum WalletTransactionKind {
     SessionCharge,
     /// Money given back (to the card, or a session's price back to the wallet).
     Refund,
+    /// Money the card's bank took back for a disputed top-up (a chargeback), or gave back when
+    /// the dispute was won.
+    Chargeback,
     /// Any other correction.
     Adjustment,
 }
@@ -364,6 +369,22 @@ impl Wallet {
         payments::OVERDRAFT_LIMIT.into()
     }
 
+    /// Chargebacks on the driver's top-ups (their bank disputing a payment), newest first.
+    async fn chargebacks(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<chargebacks::Chargeback>> {
+        self.check()?;
+        let mut conn = crate::accounts::conn(ctx).await?;
+        let list = payments::chargebacks_of_driver(&mut conn, self.driver_id)
+            .await
+            .map_err(|e| internal(ctx, e))?;
+        Ok(list
+            .into_iter()
+            .map(|c| chargebacks::Chargeback::new(c, self.viewer.clone()))
+            .collect())
+    }
+
     /// The automatic top-up settings; null until the driver first sets them.
     async fn auto_top_up(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AutoTopUp>> {
         self.check()?;
@@ -562,7 +583,7 @@ impl WalletTransaction {
     async fn cause_id(&self) -> ID {
         let type_name = match self.inner.cause_type.as_str() {
             "top_up" => "Payment",
-            "refund" => "Refund",
+            "refund" | "refund_failure" => "Refund",
             "cover_session" => "CoverSession",
             other => other,
         };
