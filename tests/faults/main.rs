@@ -448,6 +448,37 @@ async fn run() -> anyhow::Result<bool> {
         ),
     });
 
+    // Refunds during cover: finance refunds whole top-ups of drivers whose cover is running.
+    // The running sessions' charges so far are held, so no wallet can be refunded into debt.
+    let start_ms = mark(&rec);
+    let on_cover: Vec<(String, String)> = pairs(
+        &pool,
+        "SELECT DISTINCT ON (t.driver_id) t.id::text AS a, t.driver_id::text AS b
+           FROM top_ups t
+           JOIN cover_sessions c ON c.driver_id = t.driver_id AND c.status = 'active'
+          WHERE t.status = 'succeeded'
+            AND NOT EXISTS (SELECT 1 FROM chargebacks k WHERE k.top_up_id = t.id)
+          ORDER BY t.driver_id, t.succeeded_at DESC
+          LIMIT 8",
+    )
+    .await;
+    let mut refund_answers: Vec<String> = Vec::new();
+    for (top_up, _) in &on_cover {
+        refund_answers.push(refund_whole(&http, &bases[1], &finance_cookie, top_up, run_id).await);
+    }
+    let fault_over_ms = mark(&rec);
+    sleep(settle).await;
+    phases.push(Phase {
+        name: "refunds during cover",
+        start_ms,
+        fault_over_ms,
+        end_ms: mark(&rec),
+        note: format!(
+            "{} whole refunds asked of drivers on cover: {refund_answers:?}",
+            on_cover.len()
+        ),
+    });
+
     // Calm: everything must work.
     let start_ms = mark(&rec);
     sleep(settle + Duration::from_secs(2)).await;
@@ -628,6 +659,35 @@ async fn run() -> anyhow::Result<bool> {
         format!(
             "{n_disputes} disputes: {chargebacks} chargebacks ({settled} won with both movements), {booked} ledger transactions (want {}), {unapplied} dispute events not applied, wallets moved by {wallet_net} net",
             2 * n_disputes
+        ),
+    );
+
+    // Refunds during cover: answered, and no wallet past the overdraft limit once every session
+    // is charged.
+    let past_limit = count(
+        &pool,
+        &format!(
+            "SELECT count(*) AS n FROM (
+               SELECT -sum(p.amount) AS balance FROM ledger_postings p
+                 JOIN ledger_accounts a ON a.id = p.account_id
+                WHERE a.kind = 'driver_wallet' GROUP BY a.id) w
+              WHERE w.balance < -{}",
+            payments::OVERDRAFT_LIMIT.minor
+        ),
+    )
+    .await;
+    let refunded = refund_answers
+        .iter()
+        .filter(|a| a.starts_with("SUCCEEDED"))
+        .count();
+    check(
+        &mut checks,
+        "refunds during cover keep wallets within the overdraft",
+        past_limit == 0 && refund_answers.iter().all(|a| !a.starts_with("unanswered")),
+        format!(
+            "{refunded} of {} refunds succeeded ({refund_answers:?}); {past_limit} wallets past -{}",
+            refund_answers.len(),
+            payments::OVERDRAFT_LIMIT
         ),
     );
 
@@ -994,6 +1054,17 @@ async fn run() -> anyhow::Result<bool> {
             "unfinished outbox jobs at {}: {open:#?}",
             chrono::Utc::now().format("%H:%M:%S")
         );
+        let not_charged: Vec<(String, String)> = pairs(
+            &pool,
+            "SELECT id::text AS a,
+                    status || ' ' || source || ' end ' || coalesce(end_reason, '-')
+                    || ' total ' || coalesce(total_minor::text, '-')
+                    || ' started ' || to_char(started_at, 'HH24:MI:SS')
+                    || ' ended ' || coalesce(to_char(ended_at, 'HH24:MI:SS'), '-') AS b
+               FROM cover_sessions WHERE status <> 'charged' ORDER BY started_at LIMIT 20",
+        )
+        .await;
+        eprintln!("sessions not charged: {not_charged:#?}");
         for p in apis.iter().chain(workers.iter()) {
             eprintln!("{}", p.log_tail(30));
         }
@@ -1030,6 +1101,48 @@ async fn all_payment_intents(
             return Ok(out);
         }
     }
+}
+
+/// Refunds all that can be refunded of a top-up as finance staff, asking again (same key) when
+/// no answer came; the refund's status, a user error's code, or `unanswered`.
+async fn refund_whole(
+    http: &reqwest::Client,
+    base: &str,
+    cookie: &str,
+    top_up: &str,
+    run_id: u32,
+) -> String {
+    let doc = "mutation($input: RefundPaymentInput!) { refundPayment(input: $input) { refund { status amount { minor } } userErrors { code } } }";
+    let input = json!({
+        "paymentId": match top_up.parse::<uuid::Uuid>() {
+            Ok(id) => graphql::relay::to_global_id("Payment", &payments::TopUpId(id)),
+            Err(_) => return format!("unanswered: bad top-up id {top_up}"),
+        },
+        "reason": "Fault suite: refund while on cover",
+        "idempotencyKey": format!("fault-refund-{run_id}-{top_up}"),
+    });
+    for _ in 0..5 {
+        let sent = http
+            .post(format!("{base}/graphql"))
+            .header(
+                "cookie",
+                format!("{}={cookie}", graphql::viewer::STAFF_COOKIE),
+            )
+            .json(&json!({ "query": doc, "variables": { "input": input } }))
+            .send()
+            .await;
+        let Ok(response) = sent else { continue };
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let payload = &body["data"]["refundPayment"];
+        if let Some(status) = payload["refund"]["status"].as_str() {
+            return format!("{status} {}", payload["refund"]["amount"]["minor"]);
+        }
+        if let Some(code) = payload["userErrors"][0]["code"].as_str() {
+            return code.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    "unanswered".into()
 }
 
 /// Runs the day's reconciliation as finance staff; whether every line matched.
