@@ -101,6 +101,11 @@ pub enum LedgerCommand {
         /// suite checks every database it made).
         #[arg(long = "database-url")]
         database_urls: Vec<String>,
+        /// Also list what is unfinished (not an error): ended sessions not charged within an
+        /// hour, refunds pending for an hour, top-ups waiting past Stripe's idempotency window;
+        /// the payments limbo sweep settles them.
+        #[arg(long)]
+        unfinished: bool,
     },
 }
 
@@ -196,8 +201,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 },
         } => create_staff(&core, email, &role, name, password_stdin).await,
         Command::Ledger {
-            command: LedgerCommand::Check { database_urls },
-        } => check_ledger(&core, database_urls).await,
+            command:
+                LedgerCommand::Check {
+                    database_urls,
+                    unfinished,
+                },
+        } => check_ledger(&core, database_urls, unfinished).await,
         Command::SimulatePartner {
             url,
             api_key,
@@ -229,12 +238,16 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Runs the ledger and wallet checks over each database; fails when any is not clean.
-async fn check_ledger(core: &Core, database_urls: Vec<String>) -> anyhow::Result<()> {
+async fn check_ledger(
+    core: &Core,
+    database_urls: Vec<String>,
+    unfinished: bool,
+) -> anyhow::Result<()> {
     use diesel_async::{AsyncConnection, AsyncPgConnection};
     let mut failed = Vec::new();
     if database_urls.is_empty() {
         let mut conn = core.pool.get().await?;
-        if !check_one(&mut conn, "the configured database").await? {
+        if !check_one(&mut conn, "the configured database", unfinished).await? {
             failed.push("the configured database".to_owned());
         }
     }
@@ -244,7 +257,7 @@ async fn check_ledger(core: &Core, database_urls: Vec<String>) -> anyhow::Result
         let mut conn = AsyncPgConnection::establish(url)
             .await
             .map_err(|e| anyhow::anyhow!("connecting to {name}: {e}"))?;
-        if !check_one(&mut conn, &name).await? {
+        if !check_one(&mut conn, &name, unfinished).await? {
             failed.push(name);
         }
     }
@@ -262,7 +275,19 @@ async fn check_ledger(core: &Core, database_urls: Vec<String>) -> anyhow::Result
 }
 
 /// Checks one database and prints what is wrong; true when clean.
-async fn check_one(conn: &mut diesel_async::AsyncPgConnection, name: &str) -> anyhow::Result<bool> {
+async fn check_one(
+    conn: &mut diesel_async::AsyncPgConnection,
+    name: &str,
+    unfinished: bool,
+) -> anyhow::Result<bool> {
+    if unfinished {
+        for item in payments::unresolved(conn, chrono::Utc::now())
+            .await
+            .map_err(|e| anyhow::anyhow!("{name}: unfinished payments: {e}"))?
+        {
+            println!("{name}: unfinished: {item}");
+        }
+    }
     let ledger = ledger::check_integrity(conn)
         .await
         .map_err(|e| anyhow::anyhow!("{name}: ledger check: {e}"))?;

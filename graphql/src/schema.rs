@@ -17,6 +17,7 @@ pub struct Query(
     CoverQuery,
     crate::ops::OpsQuery,
     crate::payments::PaymentsQuery,
+    crate::payments::ChargebacksQuery,
     crate::partners::PartnersQuery,
     crate::claims::ClaimsQuery,
     crate::finance::FinanceQuery,

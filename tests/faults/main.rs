@@ -13,13 +13,18 @@
 //! 3. SIGKILLs a worker process, then an API process, and starts them again;
 //! 4. makes Stripe slow (3 s per call), then failing (a quarter of calls refused before Stripe
 //!    sees them, a quarter failed after Stripe acted);
-//! 5. delivers every Stripe webhook event received so far ten more times, all at once.
+//! 5. delivers every Stripe webhook event received so far ten more times, all at once;
+//! 6. opens disputes on a dozen top-ups at Stripe (withdrawn, then reinstated) and delivers
+//!    each dispute's events ten times at once, half redelivered under their own ids, half as
+//!    new events.
 //!
 //! After a calm spell it stops the traffic, lets the workers drain, and checks: every session
 //! charged exactly once, for its price; every top-up asked for exists once, agrees with its
 //! PaymentIntent and is in the ledger once; no PaymentIntent without its top-up; every message
 //! sent exactly once (each text and email the providers got is the one our record names); every
-//! partner webhook event delivered; every ledger transaction balanced (`shiftcover ledger
+//! partner webhook event delivered; every chargeback recorded once with each of its Stripe
+//! balance transactions booked once and the wallets back where they were; every ledger
+//! transaction balanced (`shiftcover ledger
 //! check`); the day's Stripe ↔ ledger reconciliation fully matched; every outbox job done; no
 //! process died on its own; and the API answering normally within seconds of each fault, with
 //! no error at all in the calm spell. It prints the figures of every phase and exits non-zero on
@@ -411,6 +416,69 @@ async fn run() -> anyhow::Result<bool> {
         ),
     });
 
+    // Chargeback flood: disputes on some top-ups, withdrawn and reinstated at Stripe, each
+    // event delivered many times at once, in any order.
+    let start_ms = mark(&rec);
+    let disputed_intents: Vec<String> = pairs(
+        &pool,
+        "SELECT payment_intent_id AS a, id::text AS b FROM top_ups
+          WHERE status = 'succeeded' AND payment_intent_id IS NOT NULL
+          ORDER BY succeeded_at LIMIT 12",
+    )
+    .await
+    .into_iter()
+    .map(|(pi, _)| pi)
+    .collect();
+    let (disputes, chargeback_deliveries) = fakes.flood_chargebacks(&disputed_intents, 10).await?;
+    let flood_deadline = Instant::now() + Duration::from_secs(60);
+    while fakes.webhooks_pending() > 0 && Instant::now() < flood_deadline {
+        sleep(Duration::from_millis(100)).await;
+    }
+    let fault_over_ms = mark(&rec);
+    sleep(settle).await;
+    phases.push(Phase {
+        name: "chargeback flood",
+        start_ms,
+        fault_over_ms,
+        end_ms: mark(&rec),
+        note: format!(
+            "{} disputes withdrawn and reinstated, {chargeback_deliveries} deliveries of their events in {:.1} s",
+            disputes.len(),
+            (fault_over_ms - start_ms) as f64 / 1000.0
+        ),
+    });
+
+    // Refunds during cover: finance refunds whole top-ups of drivers whose cover is running.
+    // The running sessions' charges so far are held, so no wallet can be refunded into debt.
+    let start_ms = mark(&rec);
+    let on_cover: Vec<(String, String)> = pairs(
+        &pool,
+        "SELECT DISTINCT ON (t.driver_id) t.id::text AS a, t.driver_id::text AS b
+           FROM top_ups t
+           JOIN cover_sessions c ON c.driver_id = t.driver_id AND c.status = 'active'
+          WHERE t.status = 'succeeded'
+            AND NOT EXISTS (SELECT 1 FROM chargebacks k WHERE k.top_up_id = t.id)
+          ORDER BY t.driver_id, t.succeeded_at DESC
+          LIMIT 8",
+    )
+    .await;
+    let mut refund_answers: Vec<String> = Vec::new();
+    for (top_up, _) in &on_cover {
+        refund_answers.push(refund_whole(&http, &bases[1], &finance_cookie, top_up, run_id).await);
+    }
+    let fault_over_ms = mark(&rec);
+    sleep(settle).await;
+    phases.push(Phase {
+        name: "refunds during cover",
+        start_ms,
+        fault_over_ms,
+        end_ms: mark(&rec),
+        note: format!(
+            "{} whole refunds asked of drivers on cover: {refund_answers:?}",
+            on_cover.len()
+        ),
+    });
+
     // Calm: everything must work.
     let start_ms = mark(&rec);
     sleep(settle + Duration::from_secs(2)).await;
@@ -548,6 +616,79 @@ async fn run() -> anyhow::Result<bool> {
             .await
                 == app_sessions,
         format!("{app_sessions} app sessions asked for and recorded"),
+    );
+
+    // Chargebacks: each dispute recorded once, each of its balance transactions booked once,
+    // and the wallets back where they were (each was reinstated).
+    let n_disputes = disputes.len() as i64;
+    let chargebacks = count(&pool, "SELECT count(*) AS n FROM chargebacks").await;
+    let settled = count(
+        &pool,
+        "SELECT count(*) AS n FROM chargebacks WHERE stripe_status = 'won'
+            AND withdrawn_transaction_id IS NOT NULL AND reinstated_transaction_id IS NOT NULL",
+    )
+    .await;
+    let booked = count(
+        &pool,
+        "SELECT count(*) AS n FROM ledger_transactions WHERE kind = 'chargeback'",
+    )
+    .await;
+    let unapplied = count(
+        &pool,
+        "SELECT count(*) AS n FROM stripe_events
+          WHERE event_type LIKE 'charge.dispute.%' AND status <> 'processed'",
+    )
+    .await;
+    let wallet_net = count(
+        &pool,
+        "SELECT coalesce(sum(p.amount), 0)::bigint AS n FROM ledger_postings p
+           JOIN ledger_transactions t ON t.id = p.transaction_id
+           JOIN ledger_accounts a ON a.id = p.account_id
+          WHERE t.kind = 'chargeback' AND a.kind = 'driver_wallet'",
+    )
+    .await;
+    check(
+        &mut checks,
+        "every chargeback booked once",
+        n_disputes > 0
+            && chargebacks == n_disputes
+            && settled == n_disputes
+            && booked == 2 * n_disputes
+            && unapplied == 0
+            && wallet_net == 0,
+        format!(
+            "{n_disputes} disputes: {chargebacks} chargebacks ({settled} won with both movements), {booked} ledger transactions (want {}), {unapplied} dispute events not applied, wallets moved by {wallet_net} net",
+            2 * n_disputes
+        ),
+    );
+
+    // Refunds during cover: answered, and no wallet past the overdraft limit once every session
+    // is charged.
+    let past_limit = count(
+        &pool,
+        &format!(
+            "SELECT count(*) AS n FROM (
+               SELECT -sum(p.amount) AS balance FROM ledger_postings p
+                 JOIN ledger_accounts a ON a.id = p.account_id
+                WHERE a.kind = 'driver_wallet' GROUP BY a.id) w
+              WHERE w.balance < -{}",
+            payments::OVERDRAFT_LIMIT.minor
+        ),
+    )
+    .await;
+    let refunded = refund_answers
+        .iter()
+        .filter(|a| a.starts_with("SUCCEEDED"))
+        .count();
+    check(
+        &mut checks,
+        "refunds during cover keep wallets within the overdraft",
+        past_limit == 0 && refund_answers.iter().all(|a| !a.starts_with("unanswered")),
+        format!(
+            "{refunded} of {} refunds succeeded ({refund_answers:?}); {past_limit} wallets past -{}",
+            refund_answers.len(),
+            payments::OVERDRAFT_LIMIT
+        ),
     );
 
     // Top-ups against Stripe and the ledger.
@@ -913,6 +1054,17 @@ async fn run() -> anyhow::Result<bool> {
             "unfinished outbox jobs at {}: {open:#?}",
             chrono::Utc::now().format("%H:%M:%S")
         );
+        let not_charged: Vec<(String, String)> = pairs(
+            &pool,
+            "SELECT id::text AS a,
+                    status || ' ' || source || ' end ' || coalesce(end_reason, '-')
+                    || ' total ' || coalesce(total_minor::text, '-')
+                    || ' started ' || to_char(started_at, 'HH24:MI:SS')
+                    || ' ended ' || coalesce(to_char(ended_at, 'HH24:MI:SS'), '-') AS b
+               FROM cover_sessions WHERE status <> 'charged' ORDER BY started_at LIMIT 20",
+        )
+        .await;
+        eprintln!("sessions not charged: {not_charged:#?}");
         for p in apis.iter().chain(workers.iter()) {
             eprintln!("{}", p.log_tail(30));
         }
@@ -949,6 +1101,48 @@ async fn all_payment_intents(
             return Ok(out);
         }
     }
+}
+
+/// Refunds all that can be refunded of a top-up as finance staff, asking again (same key) when
+/// no answer came; the refund's status, a user error's code, or `unanswered`.
+async fn refund_whole(
+    http: &reqwest::Client,
+    base: &str,
+    cookie: &str,
+    top_up: &str,
+    run_id: u32,
+) -> String {
+    let doc = "mutation($input: RefundPaymentInput!) { refundPayment(input: $input) { refund { status amount { minor } } userErrors { code } } }";
+    let input = json!({
+        "paymentId": match top_up.parse::<uuid::Uuid>() {
+            Ok(id) => graphql::relay::to_global_id("Payment", &payments::TopUpId(id)),
+            Err(_) => return format!("unanswered: bad top-up id {top_up}"),
+        },
+        "reason": "Fault suite: refund while on cover",
+        "idempotencyKey": format!("fault-refund-{run_id}-{top_up}"),
+    });
+    for _ in 0..5 {
+        let sent = http
+            .post(format!("{base}/graphql"))
+            .header(
+                "cookie",
+                format!("{}={cookie}", graphql::viewer::STAFF_COOKIE),
+            )
+            .json(&json!({ "query": doc, "variables": { "input": input } }))
+            .send()
+            .await;
+        let Ok(response) = sent else { continue };
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let payload = &body["data"]["refundPayment"];
+        if let Some(status) = payload["refund"]["status"].as_str() {
+            return format!("{status} {}", payload["refund"]["amount"]["minor"]);
+        }
+        if let Some(code) = payload["userErrors"][0]["code"].as_str() {
+            return code.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    "unanswered".into()
 }
 
 /// Runs the day's reconciliation as finance staff; whether every line matched.

@@ -337,6 +337,91 @@ impl Fakes {
         events.len() * copies
     }
 
+    /// Opens a dispute on each PaymentIntent at localstripe (its test-only routes), has Stripe
+    /// withdraw and then reinstate it (the fee kept), and queues each dispute's four events
+    /// (created, funds withdrawn, funds reinstated, closed) `copies` times, all due now: half
+    /// the copies under the event's own id (redeliveries), half under new ids (the same news in
+    /// other events). Returns the disputes and how many deliveries were queued.
+    pub async fn flood_chargebacks(
+        &self,
+        payment_intents: &[String],
+        copies: usize,
+    ) -> anyhow::Result<(Vec<String>, usize)> {
+        let http = &self.state.http;
+        let base = &self.state.localstripe;
+        let post = |path: String, form: Vec<(&'static str, String)>| async move {
+            let r = http
+                .post(format!("{base}{path}"))
+                .bearer_auth("sk_test_fault_suite")
+                .form(&form)
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().is_success(), "POST {path}: {}", r.status());
+            Ok::<Value, anyhow::Error>(r.json().await?)
+        };
+        let mut disputes = Vec::new();
+        let mut queued = 0;
+        for pi in payment_intents {
+            let opened = post(
+                "/_test/disputes".into(),
+                vec![("payment_intent", pi.clone())],
+            )
+            .await?;
+            let id = opened["id"]
+                .as_str()
+                .ok_or_else(|| anyhow::anyhow!("no dispute id in {opened}"))?
+                .to_owned();
+            post(format!("/_test/disputes/{id}/withdraw"), Vec::new()).await?;
+            let dispute = post(
+                format!("/_test/disputes/{id}/reinstate"),
+                vec![("return_fee", "false".into())],
+            )
+            .await?;
+            let now = chrono::Utc::now().timestamp();
+            for kind in [
+                "charge.dispute.created",
+                "charge.dispute.funds_withdrawn",
+                "charge.dispute.funds_reinstated",
+                "charge.dispute.closed",
+            ] {
+                let own_id = format!("evt_{}", uuid::Uuid::new_v4().simple());
+                for copy in 0..copies {
+                    let event_id = if copy % 2 == 0 {
+                        own_id.clone()
+                    } else {
+                        format!("evt_{}", uuid::Uuid::new_v4().simple())
+                    };
+                    let body = serde_json::to_vec(&json!({
+                        "id": event_id,
+                        "object": "event",
+                        "api_version": "2024-06-20",
+                        "created": now,
+                        "livemode": false,
+                        "pending_webhooks": 1,
+                        "request": { "id": null, "idempotency_key": null },
+                        "type": kind,
+                        "data": { "object": dispute },
+                    }))?;
+                    let signature =
+                        payments::sign_stripe_payload(STRIPE_WEBHOOK_SECRET, &body, now);
+                    lock(&self.state.outbound).push_back((
+                        Instant::now(),
+                        StripeEvent {
+                            id: event_id,
+                            kind: kind.to_owned(),
+                            body: web::Bytes::from(body),
+                            signature,
+                        },
+                        0,
+                    ));
+                    queued += 1;
+                }
+            }
+            disputes.push(id);
+        }
+        Ok((disputes, queued))
+    }
+
     pub fn webhooks_pending(&self) -> usize {
         lock(&self.state.outbound).len()
     }

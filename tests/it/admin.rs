@@ -123,6 +123,7 @@ async fn every_page_and_action_is_refused_to_a_role_without_it() {
         ("/admin/finance".into(), &[Role::Finance]),
         ("/admin/claims".into(), &[Role::Ops]),
         ("/admin/disputes".into(), &[Role::Ops]),
+        ("/admin/chargebacks".into(), &[Role::Ops, Role::Finance]),
     ];
     for (path, allowed) in &pages {
         for (role, auth) in [(Role::Ops, &ops), (Role::Finance, &finance)] {
@@ -1304,4 +1305,139 @@ async fn finance_builds_a_bordereau_file_by_job_and_downloads_it() {
     }
     let (status, _, _) = get(app, &finance, "/finance/exports/not-an-id.csv").await;
     assert_eq!(status, 404);
+}
+
+/// Delivers a Stripe event about `object` to the API, signed, and applies it as the worker
+/// would. Returns the stored event's status.
+async fn deliver_stripe(app: &TestApp, event_type: &str, object: serde_json::Value) -> String {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    let event_id = format!("evt_{}", uuid::Uuid::new_v4().simple());
+    let body = json!({
+        "id": event_id, "object": "event", "api_version": "2024-06-20",
+        "created": chrono::Utc::now().timestamp(), "livemode": false, "pending_webhooks": 1,
+        "request": { "id": null, "idempotency_key": null }, "type": event_type,
+        "data": { "object": object },
+    })
+    .to_string();
+    let secret = app.core.settings.stripe.webhook_secret.expose().to_owned();
+    let sig =
+        payments::sign_stripe_payload(&secret, body.as_bytes(), chrono::Utc::now().timestamp());
+    let res = app
+        .client
+        .post(format!("{}/webhooks/stripe", app.base))
+        .header("content-type", "application/json")
+        .header("stripe-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let mut conn = app.db.conn().await.unwrap();
+    use payments::schema::stripe_events as e;
+    let row: payments::StripeEventRowId = e::table
+        .filter(e::event_id.eq(&event_id))
+        .select(e::id)
+        .first(&mut conn)
+        .await
+        .unwrap();
+    let env =
+        payments::PaymentsEnv::from_settings(&app.core.settings, app.core.clock.clone()).unwrap();
+    payments::apply_stripe_event(&mut conn, &env, row, None)
+        .await
+        .unwrap();
+    payments::get_event(&mut conn, row).await.unwrap().status
+}
+
+#[tokio::test]
+async fn ops_and_finance_see_chargebacks_and_the_stripe_events_kept_for_them() {
+    let stripe = testkit::localstripe::LocalStripe::shared();
+    let app = crate::payments_flow::app().await;
+    let driver = app.driver().await;
+    save_card(&app, &driver.auth(), testkit::localstripe::cards::VISA).await;
+    let paid = top_up(&app, &driver.auth(), 2000, "cb-1").await;
+    assert_eq!(paid["payment"]["status"], "SUCCEEDED", "{paid}");
+    let pi: String = {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use payments::schema::top_ups as t;
+        let mut conn = app.db.conn().await.unwrap();
+        t::table
+            .select(t::payment_intent_id)
+            .first::<Option<String>>(&mut conn)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    // Due tomorrow: highlighted as due soon.
+    let due = (chrono::Utc::now() + chrono::Duration::days(1))
+        .timestamp()
+        .to_string();
+    let dispute = stripe
+        .open_dispute(&pi, &[("due_by", due.as_str())])
+        .await
+        .unwrap();
+    let dp = dispute["id"].as_str().unwrap().to_owned();
+    let withdrawn = stripe.move_dispute(&dp, "withdraw", &[]).await.unwrap();
+    assert_eq!(
+        deliver_stripe(&app, "charge.dispute.funds_withdrawn", withdrawn).await,
+        "processed"
+    );
+    let ghost = json!({ "id": "dp_notoursatall01", "object": "dispute" });
+    assert_eq!(
+        deliver_stripe(&app, "charge.dispute.created", ghost).await,
+        "flagged"
+    );
+    let (status, body) = app
+        .gql_as(
+            &driver.auth(),
+            "{ wallet { balance { minor } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["wallet"]["balance"]["minor"], 0, "{body}");
+
+    let ops = staff_cookie(&app, Role::Ops).await;
+    let (status, _, html) = get(&app, &ops, "/admin/chargebacks").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(&dp), "{html}");
+    assert!(html.contains("taken from the wallet"), "{html}");
+    assert!(html.contains("class=\"due_soon\""), "{html}");
+    assert!(html.contains("£20.00"), "{html}");
+    assert!(
+        html.contains("dp_notoursatall01"),
+        "the flagged event is listed: {html}"
+    );
+    assert!(
+        html.contains("href=\"/admin/chargebacks\""),
+        "in the nav: {html}"
+    );
+    // The driver's page shows it beside the wallet.
+    let page = format!("/admin/drivers/{}", global_id("Driver", &driver.id));
+    let (status, _, html) = get(&app, &ops, &page).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("class=\"chargeback\""), "{html}");
+    assert!(
+        html.contains(&dp) && html.contains("taken from the wallet"),
+        "{html}"
+    );
+    // The driver sees it on their wallet.
+    let (status, body) = app
+        .gql_as(
+            &driver.auth(),
+            "{ wallet { chargebacks { stripeStatus withdrawn amount { minor } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["data"]["wallet"]["chargebacks"][0],
+        json!({ "stripeStatus": "needs_response", "withdrawn": true, "amount": { "minor": 2000 } }),
+        "{body}"
+    );
+    let finance = staff_cookie(&app, Role::Finance).await;
+    let (status, _, html) = get(&app, &finance, "/admin/chargebacks").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(&dp), "{html}");
 }

@@ -180,6 +180,17 @@ fn raw_id(global: &str) -> String {
     graphql::relay::from_global_id(global).unwrap().1
 }
 
+async fn wallet_holds(app: &TestApp, auth: &Auth) -> Value {
+    let (_, body) = app
+        .gql_as(
+            auth,
+            "{ wallet { balance { minor } held { minor } available { minor } overdraftLimit { minor } holds { kind amount { minor } causeId } } }",
+            json!({}),
+        )
+        .await;
+    body["data"]["wallet"].clone()
+}
+
 async fn get_as(app: &TestApp, auth: &Auth, path: &str) -> reqwest::Response {
     auth.apply(app.client.get(format!("{}{path}", app.base)))
         .send()
@@ -277,6 +288,15 @@ async fn a_driver_quotes_enrols_covers_proves_and_stops_and_the_charge_is_queued
         body["data"]["me"]["activeSession"]["id"],
         session_id.as_str()
     );
+    // The wallet holds the running session's charge so far back from what can be spent.
+    let w = wallet_holds(&app, &auth).await;
+    assert_eq!(w["balance"]["minor"], 5_000, "{w}");
+    assert_eq!(w["holds"][0]["kind"], "RUNNING_SESSION", "{w}");
+    assert_eq!(w["holds"][0]["causeId"], session_id.as_str());
+    let held = w["held"]["minor"].as_i64().unwrap();
+    assert!(held > 0, "{w}");
+    assert_eq!(w["available"]["minor"].as_i64().unwrap(), 5_000 - held);
+    assert_eq!(w["overdraftLimit"]["minor"], 2_000);
 
     // The certificate documents, for this driver only.
     let certificate = &session["certificate"];
@@ -424,6 +444,10 @@ async fn a_driver_quotes_enrols_covers_proves_and_stops_and_the_charge_is_queued
         )
         .await;
     assert_eq!(body["data"]["node"]["status"], "ENDED", "{body}");
+    // Ended, its charge not yet taken: still held.
+    let w = wallet_holds(&app, &auth).await;
+    assert_eq!(w["holds"][0]["kind"], "UNCHARGED_SESSION", "{w}");
+    assert_eq!(w["held"]["minor"], total, "{w}");
 
     // Cancelling: the preview shows the uncharged session; then the enrolment is cancelled.
     let (_, body) = app

@@ -136,7 +136,8 @@ async fn verify_page_says_a_forged_token_is_not_covered() {
             certificate_number: "SC-FORGED-0001".into(),
             registration: Some("AB12CDE".into()),
             valid_from: now - chrono::Duration::minutes(5),
-            valid_until: now + chrono::Duration::hours(1),
+            issued_at: now,
+            valid_until: now + chrono::Duration::minutes(15),
         })
         .unwrap();
     for token in [token.as_str(), "not-a-token", "<script>alert(1)</script>"] {
@@ -163,6 +164,89 @@ async fn cover_key_is_published_as_a_jwk() {
     let key = cover::ProofKey::from_settings(&app.core.settings.cover).unwrap();
     assert_eq!(body["keys"][0], key.public_jwk());
     assert_eq!(body["keys"][0]["crv"], "Ed25519");
+}
+
+/// What `jose` (frontend-schema/verify-proof-token.mjs) makes of a token, checked against the
+/// app's published key set.
+fn jose_verify(app: &TestApp, token: &str) -> serde_json::Value {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("frontend-schema");
+    assert!(
+        root.join("node_modules/jose").exists(),
+        "jose is missing: run `npm ci` in frontend-schema (the test command does)"
+    );
+    let out = std::process::Command::new("node")
+        .arg(root.join("verify-proof-token.mjs"))
+        .arg(format!(
+            "{}/.well-known/shiftcover-cover-key.json",
+            app.base
+        ))
+        .arg(token)
+        .output()
+        .expect("node runs");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test]
+async fn a_standard_jose_library_checks_a_proof_token_and_refuses_it_once_cover_ended() {
+    use crate::cover_flow::{credit, driver, enrol, seed_products, start};
+    let app = TestApp::spawn().await;
+    let (food, _) = seed_products(&app).await;
+    let d = driver(&app).await;
+    credit(&app, d.who.id, shared::Money::gbp(5_000)).await;
+    enrol(&app, &d, &food).await;
+    let started = start(&app, &d, "jose-1", serde_json::json!({})).await;
+    let session = started["session"]["id"].as_str().unwrap().to_owned();
+    let token = started["session"]["certificate"]["proofToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = cover::ProofKey::from_settings(&app.core.settings.cover).unwrap();
+
+    // Genuine and fresh: verified offline, its claims those of the certificate.
+    let checked = jose_verify(&app, &token);
+    assert_eq!(checked["ok"], true, "{checked}");
+    assert_eq!(checked["header"]["alg"], "EdDSA");
+    assert_eq!(checked["header"]["kid"], key.key_id());
+    assert_eq!(
+        checked["claims"]["sub"],
+        started["session"]["certificate"]["number"]
+    );
+    assert_eq!(checked["claims"]["vrm"], d.registration.as_str());
+    let lifetime =
+        checked["claims"]["exp"].as_i64().unwrap() - checked["claims"]["iat"].as_i64().unwrap();
+    assert_eq!(lifetime, cover::TOKEN_LIFETIME_MINUTES * 60);
+
+    // Altered by one character of its claims: refused.
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let middle = parts[1].len() / 2;
+    let flipped = if &parts[1][middle..=middle] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    parts[1].replace_range(middle..=middle, flipped);
+    let forged = jose_verify(&app, &parts.join("."));
+    assert_eq!(forged["ok"], false);
+    assert_eq!(forged["code"], "ERR_JWS_SIGNATURE_VERIFICATION_FAILED");
+
+    // Cover ended: the certificate's token no longer proves anything offline.
+    let (_, body) = app
+        .gql_as(
+            &d.who.auth(),
+            "mutation($id: ID!) { endCover(input: { sessionId: $id }) { session { status certificate { proofToken proofExpiresAt validUntil } } } }",
+            serde_json::json!({ "id": session }),
+        )
+        .await;
+    let ended = &body["data"]["endCover"]["session"];
+    assert_eq!(ended["status"], "ENDED", "{body}");
+    assert_eq!(
+        ended["certificate"]["proofExpiresAt"],
+        ended["certificate"]["validUntil"]
+    );
+    let after = jose_verify(&app, ended["certificate"]["proofToken"].as_str().unwrap());
+    assert_eq!(after["ok"], false, "{after}");
+    assert_eq!(after["code"], "ERR_JWT_EXPIRED");
 }
 
 #[tokio::test]

@@ -88,6 +88,18 @@ pub const TIMETABLE: &[TimetableRow] = &[
         purpose: "flag partner driver links with no shift event for 30 days",
     },
     TimetableRow {
+        name: "enforce_overdraft",
+        expression: "45 * * * * *",
+        zone: Zone::Utc,
+        purpose: "end running sessions whose wallet reached the overdraft limit; warn at 75%",
+    },
+    TimetableRow {
+        name: "payments_limbo_sweep",
+        expression: "20 */10 * * * *",
+        zone: Zone::Utc,
+        purpose: "finish refunds, session charges and top-ups left unfinished; cancel expired ones",
+    },
+    TimetableRow {
         name: "auto_top_up_sweep",
         expression: "30 */5 * * * *",
         zone: Zone::Utc,

@@ -32,6 +32,21 @@ pub fn default_registry() -> Registry {
     r.register(payments::jobs::run_charge_auto_top_up);
     r.register(payments::jobs::run_apply_stripe_event);
     r.register(payments::jobs::run_charge_session);
+    r.register(payments::jobs::run_enforce_overdraft);
+    r.register(payments::jobs::run_schedule_due_auto_top_ups);
+    r.register(payments::jobs::run_sweep_payments_limbo);
+    r.schedule(
+        "payments_limbo_sweep",
+        payments::jobs::SweepPaymentsLimbo::for_tick,
+    );
+    r.schedule(
+        "enforce_overdraft",
+        payments::jobs::EnforceOverdraft::for_tick,
+    );
+    r.schedule(
+        "auto_top_up_sweep",
+        payments::jobs::ScheduleDueAutoTopUps::for_tick,
+    );
     // Partner webhooks: an endpoint that fails is retried for three days (the delivery's own
     // deadline), with a backoff that reaches an hour.
     r.queue(

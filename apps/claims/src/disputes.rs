@@ -11,7 +11,10 @@
 //!   locked, and the refund it makes carries the idempotency key `dispute:<id>`, so a retried
 //!   resolution never refunds twice; refund, dispute row, audit entry and text commit together;
 //! - the refund reverses the session's ledger charge at its original rates (payments' rule), so
-//!   the ledger stays balanced.
+//!   the ledger stays balanced;
+//! - the session shows it: `disputed` while its dispute is open, then `adjusted` when the charge
+//!   was lowered, else `charged` again (cover's [`cover::record_charge_change`], in the same
+//!   transactions).
 
 use crate::error::ClaimsError;
 use crate::ids::DisputeId;
@@ -251,6 +254,14 @@ pub async fn dispute_charge(
                 .get_result(conn)
                 .await?;
             let dispute = Dispute::try_from(stored)?;
+            cover::record_charge_change(
+                conn,
+                clock,
+                dispute.session_id,
+                cover::ChargeChange::Disputed,
+                Actor::Driver(driver_id),
+            )
+            .await?;
             audit(
                 conn,
                 Actor::Driver(driver_id),
@@ -336,7 +347,7 @@ pub async fn resolve_dispute(
         let (status, amount) = match resolution {
             Resolution::Uphold => (DisputeStatus::Upheld, None),
             Resolution::Refund | Resolution::Adjust { .. } => {
-                let refundable = payments::refundable_amount(conn, target)
+                let refundable = payments::refundable_amount(conn, target, now)
                     .await
                     .map_err(payments_error)?;
                 if refundable.minor <= 0 {
@@ -407,7 +418,14 @@ pub async fn resolve_dispute(
             }),
         )
         .await?;
-        let session = cover::get_session(conn, resolved.session_id).await?;
+        let session = cover::record_charge_change(
+            conn,
+            env.clock.as_ref(),
+            resolved.session_id,
+            cover::ChargeChange::DisputeSettled,
+            Actor::Staff(staff_id),
+        )
+        .await?;
         let outcome = match resolved.refunded {
             None => "the charge stands".to_owned(),
             Some(m) => format!("{m} refunded to your wallet"),
@@ -429,7 +447,7 @@ pub async fn resolve_dispute(
 fn payments_error(e: PaymentsError) -> ClaimsError {
     match e {
         PaymentsError::Database(e) => ClaimsError::Database(e),
-        PaymentsError::RefundTooLarge { refundable } => {
+        PaymentsError::RefundTooLarge { refundable, .. } => {
             ClaimsError::InvalidAdjustment { refundable }
         }
         PaymentsError::NotRefundable(_) => ClaimsError::NothingToRefund,

@@ -73,12 +73,7 @@ pub async fn certificate(
     let version = pricing::get_version(conn, session.product_version_id).await?;
     let product = pricing::get_product(conn, version.product_id).await?;
     let registration = vehicle.registration.as_ref().map(|r| r.as_str().to_owned());
-    let claims = ProofClaims {
-        certificate_number: session.certificate_number.clone(),
-        registration: registration.clone(),
-        valid_from: session.started_at,
-        valid_until: session.covered_until(),
-    };
+    let claims = ProofClaims::for_session(session, registration.clone(), clock.now());
     let key = ProofKey::from_settings(&settings.cover)?;
     let token = key.sign_token(&claims)?;
     let verify_url = format!(
@@ -106,7 +101,7 @@ pub async fn certificate(
         product_version_number: version.version_number,
         wording_version: version.terms.wording_version,
         valid_from: claims.valid_from,
-        valid_until: claims.valid_until,
+        valid_until: session.covered_until(),
         issued_at: clock.now(),
         token,
         verify_url,

@@ -327,6 +327,102 @@ pub async fn mark_session_charged(
     .await
 }
 
+/// What happened to a charged session's charge after it was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChargeChange {
+    /// Its driver disputed it (claims): `charged`/`adjusted` → `disputed`.
+    Disputed,
+    /// Part or all of it was given back (payments' refund of a session charge): `charged` →
+    /// `adjusted`; a disputed session stays `disputed` until its dispute is settled, remembered
+    /// as adjusted.
+    Lowered,
+    /// Its dispute was settled (claims): `disputed` → `adjusted` when the charge was lowered,
+    /// else back to `charged`.
+    DisputeSettled,
+}
+
+impl ChargeChange {
+    fn as_str(self) -> &'static str {
+        match self {
+            ChargeChange::Disputed => "disputed",
+            ChargeChange::Lowered => "lowered",
+            ChargeChange::DisputeSettled => "dispute_settled",
+        }
+    }
+}
+
+/// Records what happened to a session's charge after it was taken (see [`ChargeChange`]), on
+/// the caller's connection so it commits with its cause, with an audit entry. A change that
+/// is already recorded changes nothing.
+///
+/// Errors: `SESSION_NOT_FOUND`; `INVALID_SESSION_STATUS` for a session not yet charged (and, to
+/// dispute, one already disputed; to settle, one not disputed).
+pub async fn record_charge_change(
+    conn: &mut AsyncPgConnection,
+    clock: &dyn Clock,
+    session_id: CoverSessionId,
+    change: ChargeChange,
+    actor: Actor,
+) -> Result<CoverSession, CoverError> {
+    let now = clock.now();
+    conn.transaction::<_, CoverError, _>(async |conn| {
+        let row: SessionRow = cover_sessions::table
+            .find(session_id)
+            .select(SessionRow::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or(CoverError::SessionNotFound)?;
+        let status: SessionStatus = row.status.parse()?;
+        use SessionStatus::{Adjusted, Charged, Disputed};
+        let (next, disputed_at, adjusted_at) = match (change, status) {
+            (ChargeChange::Disputed, Charged | Adjusted) => (Disputed, Some(now), row.adjusted_at),
+            (ChargeChange::Lowered, Charged | Adjusted) => (Adjusted, row.disputed_at, Some(now)),
+            (ChargeChange::Lowered, Disputed) => (Disputed, row.disputed_at, Some(now)),
+            (ChargeChange::DisputeSettled, Disputed) => (
+                if row.adjusted_at.is_some() {
+                    Adjusted
+                } else {
+                    Charged
+                },
+                row.disputed_at,
+                row.adjusted_at,
+            ),
+            (ChargeChange::DisputeSettled, Charged | Adjusted) => {
+                return CoverSession::try_from(row);
+            }
+            (_, other) => return Err(CoverError::InvalidSessionStatus(other.as_str())),
+        };
+        let updated: SessionRow = diesel::update(cover_sessions::table.find(session_id))
+            .set((
+                cover_sessions::status.eq(next.as_str()),
+                cover_sessions::disputed_at.eq(disputed_at),
+                cover_sessions::adjusted_at.eq(adjusted_at),
+            ))
+            .returning(SessionRow::as_returning())
+            .get_result(conn)
+            .await?;
+        let session = CoverSession::try_from(updated)?;
+        audit(
+            conn,
+            actor,
+            "cover.session_charge_changed",
+            "cover_session",
+            session.id.to_string(),
+            None,
+            serde_json::json!({
+                "change": change.as_str(),
+                "from": status.as_str(),
+                "to": next.as_str(),
+            }),
+        )
+        .await?;
+        Ok(session)
+    })
+    .await
+}
+
 /// The enrolment's active session, if any.
 pub(crate) async fn open_session_of_enrolment(
     conn: &mut AsyncPgConnection,
@@ -344,8 +440,8 @@ pub(crate) async fn open_session_of_enrolment(
 }
 
 /// What an active session would be charged if it ended at `now`, priced as
-/// [`end_sessions`] would price it. Reads only.
-pub(crate) async fn preview_charge(
+/// [`crate::end_sessions`] would price it (a deadline already passed ends it there). Reads only.
+pub async fn preview_charge(
     conn: &mut AsyncPgConnection,
     session: &CoverSession,
     now: DateTime<Utc>,
@@ -357,6 +453,64 @@ pub(crate) async fn preview_charge(
         .await?;
     let (at, _) = effective_end(&row, now, EndReason::Driver);
     crate::engine::price_ending(conn, &row, at).await
+}
+
+/// The ended sessions of these drivers whose charge has not been taken yet, with what each will
+/// take: `(driver, session, total)`. Sessions priced nothing are left out. Reads only.
+pub async fn uncharged_sessions(
+    conn: &mut AsyncPgConnection,
+    driver_ids: &[DriverId],
+) -> Result<Vec<(DriverId, CoverSessionId, Money)>, CoverError> {
+    let rows: Vec<(DriverId, CoverSessionId, Option<i64>, String)> = cover_sessions::table
+        .filter(cover_sessions::driver_id.eq_any(driver_ids))
+        .filter(cover_sessions::status.eq(SessionStatus::Ended.as_str()))
+        .filter(cover_sessions::total_minor.gt(0))
+        .select((
+            cover_sessions::driver_id,
+            cover_sessions::id,
+            cover_sessions::total_minor,
+            cover_sessions::currency,
+        ))
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .map(|(driver_id, id, total, currency)| {
+            Ok((driver_id, id, money(total.unwrap_or(0), &currency)?))
+        })
+        .collect()
+}
+
+/// Ended sessions whose charge has not been taken, ended before `ended_before`, oldest first, at
+/// most `limit` (for the payments app's sweep of charges left behind). Reads only.
+pub async fn sessions_awaiting_charge(
+    conn: &mut AsyncPgConnection,
+    ended_before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<CoverSessionId>, CoverError> {
+    Ok(cover_sessions::table
+        .filter(cover_sessions::status.eq(SessionStatus::Ended.as_str()))
+        .filter(cover_sessions::ended_at.lt(ended_before))
+        .order((cover_sessions::ended_at.asc(), cover_sessions::id.asc()))
+        .limit(limit.max(0))
+        .select(cover_sessions::id)
+        .load(conn)
+        .await?)
+}
+
+/// Every session on cover now, oldest first (for the payments app's overdraft review). Reads
+/// only.
+pub async fn active_sessions(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<CoverSession>, CoverError> {
+    cover_sessions::table
+        .filter(cover_sessions::status.eq(SessionStatus::Active.as_str()))
+        .order((cover_sessions::started_at.asc(), cover_sessions::id.asc()))
+        .select(SessionRow::as_select())
+        .load(conn)
+        .await?
+        .into_iter()
+        .map(CoverSession::try_from)
+        .collect()
 }
 
 /// What ending the driver's active session now would cost, if they have one. Reads only.

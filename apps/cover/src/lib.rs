@@ -60,8 +60,10 @@ pub use certificate::{Certificate, certificate, render_certificate_html, render_
 pub use continuation::continuations;
 pub use eligibility::{Eligible, check_eligibility};
 pub use ending::{
-    ClosedSessions, SessionEndScheduled, backdate_session_start, close_due_sessions,
-    current_charge, end_session, end_session_as, mark_session_charged, schedule_session_end,
+    ChargeChange, ClosedSessions, SessionEndScheduled, active_sessions, backdate_session_start,
+    close_due_sessions, current_charge, end_session, end_session_as, mark_session_charged,
+    preview_charge, record_charge_change, schedule_session_end, sessions_awaiting_charge,
+    uncharged_sessions,
 };
 pub use engine::{
     EndRequest, SessionEnded, StartRequest, end_cover, end_sessions, start_cover, start_sessions,
@@ -79,8 +81,8 @@ pub use events::{
 pub use funds::{Funding, FundsCheck};
 pub use ids::{CoverSessionId, EnrolmentId};
 pub use proof::{
-    CoverCheck, CoverStatus, ProofClaims, ProofKey, TokenError, VerifyingKey, cover_status,
-    public_key_from_base64, sign_token, verify_token,
+    CoverCheck, CoverStatus, ProofClaims, ProofKey, TOKEN_LIFETIME_MINUTES, TokenError,
+    VerifyingKey, cover_status, public_key_from_base64, sign_token, verify_token,
 };
 pub use sessions::{
     CoverSession, EndReason, MAX_PAGE_SIZE, SessionCursor, SessionEdge, SessionFilter, SessionPage,

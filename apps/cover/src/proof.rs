@@ -1,15 +1,23 @@
 //! Signed proof of cover: a token anyone can check, online or offline.
 //!
-//! A token is `base64url(payload) "." base64url(signature)`: the payload is compact JSON
-//! `{"v":1,"c":"SC-7K4Q-9XM2","r":"AB12CDE","f":1795424400,"u":1795482000}` (version,
-//! certificate number, registration — absent for pedal cycles —, valid from and valid until in
-//! Unix seconds), and the signature is Ed25519 over the payload bytes, with the key derived from
-//! the `cover.signing_key` seed. The public key is published ([`ProofKey::public_key_base64`],
-//! [`ProofKey::public_jwk`]) so the police or a partner can check a token without asking us.
+//! A token is a compact JWS (RFC 7515) signed with EdDSA over Ed25519 (RFC 8037), a JWT any JOSE
+//! library checks against the published JWK set (`/.well-known/shiftcover-cover-key.json`):
 //!
-//! [`cover_status`] answers the roadside question "is this vehicle covered now?" from a token:
-//! a forged or damaged token is `NotCovered`; a genuine one is `Covered` only while its session
-//! is active and inside the token's validity, and `Expired` after.
+//! - header `{"alg":"EdDSA","kid":"…","typ":"JWT"}`, the `kid` naming the key
+//!   ([`ProofKey::key_id`]);
+//! - claims `{"iss":"shiftcover","sub":"SC-7K4Q-9XM2","vrm":"AB12CDE","nbf":…,"iat":…,"exp":…}`:
+//!   the certificate number, the registration (absent for pedal cycles), when cover started,
+//!   when the token was issued and when it stops proving anything, in Unix seconds.
+//!
+//! A token proves cover offline for [`TOKEN_LIFETIME_MINUTES`] at most, and never past the
+//! session's own end ([`ProofClaims::for_session`]): the app fetches a fresh one while cover
+//! runs, so a token shown after cover ended does not keep claiming it. The key is derived from
+//! the `cover.signing_key` seed.
+//!
+//! [`cover_status`] answers the roadside question "is this vehicle covered now?" online, from a
+//! genuine token of any age (it names the certificate): `Covered` only while its session is
+//! active and inside its own deadlines, `Expired` after; a forged or damaged token is
+//! `NotCovered`.
 
 use crate::error::CoverError;
 use crate::sessions::find_by_certificate_number;
@@ -25,33 +33,67 @@ use std::fmt;
 
 pub use ed25519_dalek::VerifyingKey;
 
-/// The payload format version tokens carry.
-pub const TOKEN_VERSION: u8 = 1;
-/// The longest token accepted, in bytes (a real one is about 170).
+/// The issuer every token names (`iss`).
+pub const ISSUER: &str = "shiftcover";
+/// How long a token proves cover offline after it is issued, at most.
+pub const TOKEN_LIFETIME_MINUTES: i64 = 15;
+/// The longest token accepted, in bytes (a real one is about 300).
 pub const MAX_TOKEN_BYTES: usize = 1024;
 
 /// What a proof-of-cover token states.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProofClaims {
-    /// The certificate number.
+    /// The certificate number (`sub`).
     pub certificate_number: String,
-    /// The vehicle's registration; `None` for bicycles and e-bikes.
+    /// The vehicle's registration (`vrm`); `None` for bicycles and e-bikes.
     pub registration: Option<String>,
-    /// Cover starts (the session's start).
+    /// Cover started (the session's start; `nbf`).
     pub valid_from: DateTime<Utc>,
-    /// Cover ends at the latest (the session's end, or its latest end while active).
+    /// When the token was issued (`iat`).
+    pub issued_at: DateTime<Utc>,
+    /// When the token stops proving cover offline (`exp`): [`TOKEN_LIFETIME_MINUTES`] after it
+    /// was issued, or the session's end when that comes first.
     pub valid_until: DateTime<Utc>,
 }
 
+impl ProofClaims {
+    /// The claims of a token issued at `now` for a session: offline proof for
+    /// [`TOKEN_LIFETIME_MINUTES`] at most and never past the session's end (or latest end while
+    /// it runs); a token of an ended session is already expired.
+    pub fn for_session(
+        session: &crate::sessions::CoverSession,
+        registration: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let lifetime = now + chrono::Duration::minutes(TOKEN_LIFETIME_MINUTES);
+        ProofClaims {
+            certificate_number: session.certificate_number.clone(),
+            registration,
+            valid_from: session.started_at,
+            issued_at: now,
+            valid_until: lifetime.min(session.covered_until()),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Wire {
-    v: u8,
-    c: String,
+struct Header {
+    alg: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    r: Option<String>,
-    f: i64,
-    u: i64,
+    kid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    typ: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    iss: String,
+    sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vrm: Option<String>,
+    nbf: i64,
+    iat: i64,
+    exp: i64,
 }
 
 /// Why a token was refused.
@@ -125,10 +167,10 @@ impl ProofKey {
         STANDARD.encode(self.public_key().as_bytes())
     }
 
-    /// A short name for the key, to tell keys apart after a rotation: the first 8 bytes of the
-    /// public key, base64url.
+    /// A short name for the key, to tell keys apart after a rotation (the tokens' `kid`): the
+    /// first 8 bytes of the public key, base64url.
     pub fn key_id(&self) -> String {
-        URL_SAFE_NO_PAD.encode(&self.public_key().as_bytes()[..8])
+        key_id_of(&self.public_key())
     }
 
     /// The public key as a JSON Web Key (RFC 8037: `kty` OKP, `crv` Ed25519), for publishing.
@@ -143,19 +185,29 @@ impl ProofKey {
         })
     }
 
-    /// Signs claims into a token.
+    /// Signs claims into a compact JWS.
     pub fn sign_token(&self, claims: &ProofClaims) -> anyhow::Result<String> {
-        let payload = serde_json::to_vec(&Wire {
-            v: TOKEN_VERSION,
-            c: claims.certificate_number.clone(),
-            r: claims.registration.clone(),
-            f: claims.valid_from.timestamp(),
-            u: claims.valid_until.timestamp(),
+        let header = serde_json::to_vec(&Header {
+            alg: "EdDSA".into(),
+            kid: Some(self.key_id()),
+            typ: Some("JWT".into()),
         })?;
-        let signature = self.signing.sign(&payload);
-        Ok(format!(
+        let payload = serde_json::to_vec(&Wire {
+            iss: ISSUER.into(),
+            sub: claims.certificate_number.clone(),
+            vrm: claims.registration.clone(),
+            nbf: claims.valid_from.timestamp(),
+            iat: claims.issued_at.timestamp(),
+            exp: claims.valid_until.timestamp(),
+        })?;
+        let signing_input = format!(
             "{}.{}",
-            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(&header),
+            URL_SAFE_NO_PAD.encode(&payload)
+        );
+        let signature = self.signing.sign(signing_input.as_bytes());
+        Ok(format!(
+            "{signing_input}.{}",
             URL_SAFE_NO_PAD.encode(signature.to_bytes())
         ))
     }
@@ -164,6 +216,10 @@ impl ProofKey {
 /// Signs claims into a token with `key` (same as [`ProofKey::sign_token`]).
 pub fn sign_token(key: &ProofKey, claims: &ProofClaims) -> anyhow::Result<String> {
     key.sign_token(claims)
+}
+
+fn key_id_of(public_key: &VerifyingKey) -> String {
+    URL_SAFE_NO_PAD.encode(&public_key.as_bytes()[..8])
 }
 
 /// Reads a public key published by [`ProofKey::public_key_base64`].
@@ -175,36 +231,51 @@ pub fn public_key_from_base64(text: &str) -> anyhow::Result<VerifyingKey> {
     Ok(VerifyingKey::from_bytes(&bytes)?)
 }
 
-/// Checks a token's signature with `public_key` and returns what it states. It says nothing
-/// about whether the cover is still on: see [`cover_status`].
+/// Checks a token's signature with `public_key` and returns what it states, whatever its
+/// `exp`: an offline verifier also checks that (any JOSE library does). It says nothing about
+/// whether the cover is still on: see [`cover_status`].
 pub fn verify_token(public_key: &VerifyingKey, token: &str) -> Result<ProofClaims, TokenError> {
     let token = token.trim();
     if token.len() > MAX_TOKEN_BYTES {
         return Err(TokenError::Malformed);
     }
-    let (payload, signature) = token.split_once('.').ok_or(TokenError::Malformed)?;
-    if signature.contains('.') {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let decode = |part: &str| {
+        URL_SAFE_NO_PAD
+            .decode(part)
+            .map_err(|_| TokenError::Malformed)
+    };
+    let head: Header =
+        serde_json::from_slice(&decode(header)?).map_err(|_| TokenError::Malformed)?;
+    if head.alg != "EdDSA" {
         return Err(TokenError::Malformed);
     }
-    let payload = URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|_| TokenError::Malformed)?;
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|_| TokenError::Malformed)?;
-    let signature = Signature::from_slice(&signature).map_err(|_| TokenError::Malformed)?;
+    if head.kid.is_some_and(|kid| kid != key_id_of(public_key)) {
+        return Err(TokenError::BadSignature);
+    }
+    let signature =
+        Signature::from_slice(&decode(signature)?).map_err(|_| TokenError::Malformed)?;
+    let signing_input = &token[..header.len() + 1 + payload.len()];
     public_key
-        .verify_strict(&payload, &signature)
+        .verify_strict(signing_input.as_bytes(), &signature)
         .map_err(|_| TokenError::BadSignature)?;
-    let wire: Wire = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
-    if wire.v != TOKEN_VERSION {
+    let wire: Wire =
+        serde_json::from_slice(&decode(payload)?).map_err(|_| TokenError::Malformed)?;
+    if wire.iss != ISSUER {
         return Err(TokenError::Malformed);
     }
+    let time = |t: i64| DateTime::from_timestamp(t, 0).ok_or(TokenError::Malformed);
     Ok(ProofClaims {
-        certificate_number: wire.c,
-        registration: wire.r,
-        valid_from: DateTime::from_timestamp(wire.f, 0).ok_or(TokenError::Malformed)?,
-        valid_until: DateTime::from_timestamp(wire.u, 0).ok_or(TokenError::Malformed)?,
+        certificate_number: wire.sub,
+        registration: wire.vrm,
+        valid_from: time(wire.nbf)?,
+        issued_at: time(wire.iat)?,
+        valid_until: time(wire.exp)?,
     })
 }
 
@@ -226,7 +297,8 @@ pub struct CoverCheck {
     /// The answer.
     pub status: CoverStatus,
     /// Why, when not covered: `malformed_token`, `bad_signature`, `unknown_certificate`,
-    /// `registration_mismatch`, `not_yet_valid`, `session_ended`, `past_validity`.
+    /// `registration_mismatch`, `not_yet_valid`, `session_ended`, `past_validity` (past the
+    /// session's deadline, not yet closed).
     pub reason: Option<&'static str>,
     /// The certificate number (only from a genuine token).
     pub certificate_number: Option<String>,
@@ -251,11 +323,12 @@ impl CoverCheck {
     }
 }
 
-/// Whether the token's vehicle is covered now.
+/// Whether the token's vehicle is covered now, asked online.
 ///
 /// `NotCovered` (with the reason) for a token that fails [`verify_token`] or names no session
-/// of ours; `Covered` while the session is active and now is inside both the token's validity and
-/// the session's own deadlines; `Expired` otherwise, with the session's real end when it ended.
+/// of ours; `Covered` while the session is active and now is between its start and its own
+/// deadlines, however old the token (the session decides, not the token's offline lifetime);
+/// `Expired` otherwise, with the session's real end when it ended.
 pub async fn cover_status(
     conn: &mut AsyncPgConnection,
     clock: &dyn Clock,
@@ -279,7 +352,7 @@ pub async fn cover_status(
         return Ok(CoverCheck::not_covered("registration_mismatch"));
     }
     let now = clock.now();
-    let until = claims.valid_until.min(session.covered_until());
+    let until = session.covered_until();
     let (status, reason) = if !session.is_active() {
         (CoverStatus::Expired, Some("session_ended"))
     } else if now < claims.valid_from {
@@ -309,21 +382,42 @@ mod tests {
             certificate_number: "SC-7K4Q-9XM2".into(),
             registration: Some("AB12CDE".into()),
             valid_from: DateTime::from_timestamp(1_795_424_400, 0).unwrap(),
-            valid_until: DateTime::from_timestamp(1_795_482_000, 0).unwrap(),
+            issued_at: DateTime::from_timestamp(1_795_428_000, 0).unwrap(),
+            valid_until: DateTime::from_timestamp(1_795_428_900, 0).unwrap(),
         }
     }
 
+    fn part(token: &str, i: usize) -> serde_json::Value {
+        let raw = URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(i).unwrap())
+            .unwrap();
+        serde_json::from_slice(&raw).unwrap()
+    }
+
     #[test]
-    fn development_key_derives_and_round_trips() {
+    fn a_token_is_a_compact_jws_with_the_key_id_and_registered_claims() {
         let key =
             ProofKey::from_seed_base64(shared::settings::DEVELOPMENT_COVER_SIGNING_KEY).unwrap();
         let token = key.sign_token(&claims()).unwrap();
+        assert_eq!(token.split('.').count(), 3);
+        assert_eq!(
+            part(&token, 0),
+            serde_json::json!({ "alg": "EdDSA", "kid": key.key_id(), "typ": "JWT" })
+        );
+        assert_eq!(
+            part(&token, 1),
+            serde_json::json!({
+                "iss": "shiftcover", "sub": "SC-7K4Q-9XM2", "vrm": "AB12CDE",
+                "nbf": 1_795_424_400, "iat": 1_795_428_000, "exp": 1_795_428_900,
+            })
+        );
         assert_eq!(verify_token(&key.public_key(), &token).unwrap(), claims());
         let published = public_key_from_base64(&key.public_key_base64()).unwrap();
         assert_eq!(published, key.public_key());
         let jwk = key.public_jwk();
         assert_eq!(jwk["kty"], "OKP");
         assert_eq!(jwk["crv"], "Ed25519");
+        assert_eq!(jwk["kid"], key.key_id());
         assert!(!format!("{key:?}").contains(shared::settings::DEVELOPMENT_COVER_SIGNING_KEY));
         assert!(ProofKey::from_seed_base64("c2hvcnQ=").is_err());
     }
@@ -333,35 +427,35 @@ mod tests {
         let key = ProofKey::from_seed(&[7; 32]);
         let other = ProofKey::from_seed(&[8; 32]);
         let token = key.sign_token(&claims()).unwrap();
-        let (payload, signature) = token.split_once('.').unwrap();
+        let pieces: Vec<&str> = token.split('.').collect();
+        let (header, payload, signature) = (pieces[0], pieces[1], pieces[2]);
 
         let mut altered = claims();
         altered.valid_until += chrono::Duration::days(30);
-        let forged_payload = URL_SAFE_NO_PAD.encode(
-            serde_json::to_vec(&Wire {
-                v: 1,
-                c: altered.certificate_number.clone(),
-                r: altered.registration.clone(),
-                f: altered.valid_from.timestamp(),
-                u: altered.valid_until.timestamp(),
-            })
-            .unwrap(),
-        );
+        let forged_payload = key.sign_token(&altered).unwrap();
+        let forged_payload = forged_payload.split('.').nth(1).unwrap();
         let pk = key.public_key();
         assert_eq!(
-            verify_token(&pk, &format!("{forged_payload}.{signature}")),
+            verify_token(&pk, &format!("{header}.{forged_payload}.{signature}")),
             Err(TokenError::BadSignature)
         );
         assert_eq!(
             verify_token(&other.public_key(), &token),
             Err(TokenError::BadSignature)
         );
+        // Another algorithm named in the header (the "none" trick) is not ours.
+        let none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
         for bad in [
             "",
             "abc",
+            "a.b",
             "a.b.c",
-            &format!("{payload}."),
-            &format!("{payload}.!!"),
+            &format!("{header}.{payload}"),
+            &format!("{header}.{payload}."),
+            &format!("{header}.{payload}.!!"),
+            &format!("{header}.{payload}.{signature}.x"),
+            &format!("{none}.{payload}.{signature}"),
+            &format!("{none}.{payload}."),
         ] {
             assert_eq!(verify_token(&pk, bad), Err(TokenError::Malformed), "{bad}");
         }

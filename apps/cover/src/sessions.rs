@@ -107,6 +107,8 @@ pub enum EndReason {
     EnrolmentCancelled,
     /// An ops user ended it.
     Ops,
+    /// The wallet reached its overdraft limit and could not be topped up.
+    OverdraftLimit,
 }
 
 impl EndReason {
@@ -119,6 +121,7 @@ impl EndReason {
             EndReason::MaxLength => "max_length",
             EndReason::EnrolmentCancelled => "enrolment_cancelled",
             EndReason::Ops => "ops",
+            EndReason::OverdraftLimit => "overdraft_limit",
         }
     }
 }
@@ -139,6 +142,7 @@ impl FromStr for EndReason {
             "max_length" => Ok(EndReason::MaxLength),
             "enrolment_cancelled" => Ok(EndReason::EnrolmentCancelled),
             "ops" => Ok(EndReason::Ops),
+            "overdraft_limit" => Ok(EndReason::OverdraftLimit),
             other => Err(anyhow::anyhow!("unknown end reason {other:?}")),
         }
     }

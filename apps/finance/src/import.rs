@@ -43,11 +43,12 @@ pub const PAGE_SIZE: i64 = 100;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Balance-transaction types reconciliation knows how to match.
-pub const KNOWN_TYPES: [&str; 9] = [
+pub const KNOWN_TYPES: [&str; 10] = [
     "charge",
     "payment",
     "refund",
     "payment_refund",
+    "refund_failure",
     "payout",
     "payout_cancel",
     "payout_failure",
@@ -299,8 +300,14 @@ pub fn balance_transaction_row(
         }
         Some(BalanceTransactionSource::Refund(refund)) => {
             payment_intent_id = refund.payment_intent.as_ref().map(|p| p.id().to_string());
-            key =
-                our_id(refund.metadata.as_ref(), "refund_id").map(|id| ("reversal", "refund", id));
+            // A refund that failed after it succeeded comes back as its own balance
+            // transaction; payments undoes the refund's reversal, caused by the refund.
+            let cause = if type_ == "refund_failure" {
+                "refund_failure"
+            } else {
+                "refund"
+            };
+            key = our_id(refund.metadata.as_ref(), "refund_id").map(|id| ("reversal", cause, id));
         }
         _ => {}
     }
@@ -310,6 +317,20 @@ pub fn balance_transaction_row(
                 source_id.clone().map(|id| ("payout", "stripe_payout", id))
             }
             "stripe_fee" => Some(("fee", "stripe_fee", txn.id.to_string())),
+            // A dispute's withdrawal or reinstatement: payments books each balance transaction
+            // as a `chargeback` caused by its id.
+            "adjustment"
+                if matches!(
+                    txn.reporting_category.as_str(),
+                    "dispute" | "dispute_reversal"
+                ) =>
+            {
+                Some((
+                    "chargeback",
+                    "stripe_balance_transaction",
+                    txn.id.to_string(),
+                ))
+            }
             _ => None,
         };
     }

@@ -76,11 +76,16 @@ pub enum SystemAccount {
     /// Refunds decided but not yet paid back to a card by Stripe: credited when a refund is made
     /// from a wallet, debited when Stripe pays it out of clearing. A liability, credit-normal.
     Refunds,
+    /// Stripe's fees for disputes (chargebacks) on card payments: debited when Stripe withdraws
+    /// a disputed payment with its fee, credited when Stripe returns the fee. An expense,
+    /// debit-normal. The disputed amount itself is taken from the driver's wallet, not booked
+    /// here.
+    DisputeFees,
 }
 
 impl SystemAccount {
     /// Every system account.
-    pub const ALL: [SystemAccount; 7] = [
+    pub const ALL: [SystemAccount; 8] = [
         SystemAccount::StripeClearing,
         SystemAccount::StripeFees,
         SystemAccount::PremiumReceivable,
@@ -88,6 +93,7 @@ impl SystemAccount {
         SystemAccount::CommissionIncome,
         SystemAccount::IptPayable,
         SystemAccount::Refunds,
+        SystemAccount::DisputeFees,
     ];
 
     /// The account kind.
@@ -100,6 +106,7 @@ impl SystemAccount {
             SystemAccount::CommissionIncome => AccountKind::CommissionIncome,
             SystemAccount::IptPayable => AccountKind::IptPayable,
             SystemAccount::Refunds => AccountKind::Refunds,
+            SystemAccount::DisputeFees => AccountKind::DisputeFees,
         }
     }
 }
@@ -125,11 +132,13 @@ pub enum AccountKind {
     IptPayable,
     /// See [`SystemAccount::Refunds`].
     Refunds,
+    /// See [`SystemAccount::DisputeFees`].
+    DisputeFees,
 }
 
 impl AccountKind {
     /// Every kind.
-    pub const ALL: [AccountKind; 8] = [
+    pub const ALL: [AccountKind; 9] = [
         AccountKind::DriverWallet,
         AccountKind::StripeClearing,
         AccountKind::StripeFees,
@@ -138,6 +147,7 @@ impl AccountKind {
         AccountKind::CommissionIncome,
         AccountKind::IptPayable,
         AccountKind::Refunds,
+        AccountKind::DisputeFees,
     ];
 
     /// The stored name, e.g. `driver_wallet`.
@@ -151,6 +161,7 @@ impl AccountKind {
             AccountKind::CommissionIncome => "commission_income",
             AccountKind::IptPayable => "ipt_payable",
             AccountKind::Refunds => "refunds",
+            AccountKind::DisputeFees => "dispute_fees",
         }
     }
 
@@ -159,7 +170,8 @@ impl AccountKind {
         match self {
             AccountKind::StripeClearing
             | AccountKind::StripeFees
-            | AccountKind::PremiumReceivable => NormalBalance::Debit,
+            | AccountKind::PremiumReceivable
+            | AccountKind::DisputeFees => NormalBalance::Debit,
             AccountKind::DriverWallet
             | AccountKind::InsurerPayable
             | AccountKind::CommissionIncome

@@ -35,6 +35,21 @@
 //! (the driver then owes us, and the wallet account itself is the receivable), so a charge is
 //! always collectable at once. Premium receivable is kept for premium that is recognised before it
 //! can be collected from anyone's wallet (e.g. billed to a partner), posted as its own transaction.
+//!
+//! # Chargeback (kind `chargeback`)
+//! One Stripe balance transaction of a dispute: Stripe withdraws the disputed `amount` and its
+//! `fee` from our balance, and returns the amount (and sometimes the fee) when the dispute is won.
+//! The lines follow Stripe's signs (`amount` negative when withdrawn, `fee` positive when
+//! charged), so a withdrawal and its reinstatement are mirror images:
+//!
+//! | account         | withdrawal           | reinstatement        |
+//! |-----------------|----------------------|----------------------|
+//! | driver_wallet   | debit amount         | credit amount        |
+//! | dispute_fees    | debit fee            | credit fee returned  |
+//! | stripe_clearing | credit amount + fee  | debit amount + fee   |
+//!
+//! The driver bears the disputed amount (the wallet may go negative: that is their debt);
+//! ShiftCover bears the fee.
 
 use crate::accounts::{AccountRef, SystemAccount};
 use crate::error::LedgerError;
@@ -113,6 +128,47 @@ pub fn stripe_fee_lines(fee: Money) -> Result<Vec<Line>, LedgerError> {
     ])
 }
 
+/// The lines of one balance transaction of a dispute on a top-up into `wallet_owner`'s wallet,
+/// with Stripe's signs: `amount` negative when Stripe withdrew it, positive when it returned it;
+/// `fee` positive when Stripe charged it, negative when it returned it, zero when none.
+///
+/// Errors: `INVALID_AMOUNT` (a zero amount, or a fee that moves the same way as the amount),
+/// `CURRENCY_MISMATCH`.
+pub fn chargeback_lines(
+    wallet_owner: &str,
+    amount: Money,
+    fee: Money,
+) -> Result<Vec<Line>, LedgerError> {
+    same_currency(amount, &[fee])?;
+    if amount.minor == 0 {
+        return Err(LedgerError::InvalidAmount("amount"));
+    }
+    if fee.minor != 0 && fee.minor.signum() == amount.minor.signum() {
+        return Err(LedgerError::InvalidAmount("fee"));
+    }
+    let currency = amount.currency;
+    let clearing = amount
+        .minor
+        .checked_sub(fee.minor)
+        .ok_or(LedgerError::InvalidAmount("amount"))?;
+    let mut lines = Vec::with_capacity(3);
+    lines.push((
+        AccountRef::driver_wallet(wallet_owner, currency),
+        -amount.minor,
+    ));
+    push_nonzero(
+        &mut lines,
+        AccountRef::system(SystemAccount::DisputeFees, currency),
+        fee.minor,
+    );
+    push_nonzero(
+        &mut lines,
+        AccountRef::system(SystemAccount::StripeClearing, currency),
+        clearing,
+    );
+    Ok(lines)
+}
+
 /// The lines of paying a cover session's `total` from `owner`'s wallet, split into `net` premium
 /// for the insurer, ShiftCover's `commission` and `ipt` for HMRC.
 ///
@@ -170,6 +226,43 @@ mod tests {
 
     fn code(e: LedgerError) -> &'static str {
         e.code().unwrap_or("INTERNAL")
+    }
+
+    #[test]
+    fn a_chargeback_and_its_reinstatement_mirror_each_other() {
+        let wallet = AccountRef::driver_wallet("drv_1", Currency::Gbp);
+        let fees = AccountRef::system(SystemAccount::DisputeFees, Currency::Gbp);
+        let clearing = AccountRef::system(SystemAccount::StripeClearing, Currency::Gbp);
+        let withdrawn = chargeback_lines("drv_1", Money::gbp(-1000), Money::gbp(1500)).unwrap();
+        assert_eq!(
+            withdrawn,
+            vec![
+                (wallet.clone(), 1000),
+                (fees.clone(), 1500),
+                (clearing.clone(), -2500)
+            ]
+        );
+        validate_lines(Currency::Gbp, &withdrawn).unwrap();
+        let back = chargeback_lines("drv_1", Money::gbp(1000), Money::gbp(-1500)).unwrap();
+        assert_eq!(
+            back,
+            vec![
+                (wallet.clone(), -1000),
+                (fees, -1500),
+                (clearing.clone(), 2500)
+            ]
+        );
+        let fee_kept = chargeback_lines("drv_1", Money::gbp(1000), Money::gbp(0)).unwrap();
+        assert_eq!(fee_kept, vec![(wallet, -1000), (clearing, 1000)]);
+        validate_lines(Currency::Gbp, &fee_kept).unwrap();
+        assert_eq!(
+            code(chargeback_lines("d", Money::gbp(0), Money::gbp(0)).unwrap_err()),
+            "INVALID_AMOUNT"
+        );
+        assert_eq!(
+            code(chargeback_lines("d", Money::gbp(-10), Money::gbp(-1)).unwrap_err()),
+            "INVALID_AMOUNT"
+        );
     }
 
     #[test]

@@ -78,6 +78,10 @@ pub enum LedgerError {
     /// field `transactionId`.
     #[error("a reversal cannot be reversed")]
     NotReversible,
+    /// [`crate::undo_reversal`] of a transaction that is not a reversal. `NOT_A_REVERSAL`,
+    /// field `transactionId`.
+    #[error("the transaction is not a reversal")]
+    NotAReversal,
     /// Earlier reversals have already undone the whole transaction. `ALREADY_REVERSED`,
     /// field `transactionId`.
     #[error("transaction already fully reversed")]
@@ -201,6 +205,11 @@ impl LedgerError {
                 Some("transactionId"),
                 "NOT_REVERSIBLE",
                 "A reversal cannot be reversed; post an adjustment instead.".into(),
+            ),
+            NotAReversal => (
+                Some("transactionId"),
+                "NOT_A_REVERSAL",
+                "Only a reversal can be undone.".into(),
             ),
             AlreadyReversed => (
                 Some("transactionId"),

@@ -173,14 +173,20 @@ pub async fn check_integrity(conn: &mut AsyncPgConnection) -> Result<IntegrityRe
     .load(conn)
     .await?;
 
-    // Per original and account: what the reversals took back must point the other way and not
-    // exceed what was posted.
+    // Per original and account: what the reversals took back (net of the undoings of those
+    // reversals) must point the other way and not exceed what was posted.
     let over_reversed: Vec<IdRow> = diesel::sql_query(
-        "WITH reversed AS ( \
-             SELECT r.reverses_id AS original, p.account_id, sum(p.amount) AS amount \
-             FROM ledger_transactions r JOIN ledger_postings p ON p.transaction_id = r.id \
+        "WITH reversing AS ( \
+             SELECT r.id, r.reverses_id AS original FROM ledger_transactions r \
              WHERE r.reverses_id IS NOT NULL \
-             GROUP BY r.reverses_id, p.account_id) \
+             UNION ALL \
+             SELECT u.id, r.reverses_id FROM ledger_transactions u \
+             JOIN ledger_transactions r ON u.reverses_id = r.id \
+             WHERE r.reverses_id IS NOT NULL), \
+         reversed AS ( \
+             SELECT rv.original, p.account_id, sum(p.amount) AS amount \
+             FROM reversing rv JOIN ledger_postings p ON p.transaction_id = rv.id \
+             GROUP BY rv.original, p.account_id) \
          SELECT DISTINCT rv.original AS id \
          FROM reversed rv \
          LEFT JOIN ledger_postings o \

@@ -6,9 +6,10 @@
 //! - [`accounts`]: driver wallets (one per owner and currency) and the system accounts (one per
 //!   kind and currency), created on first use;
 //! - [`transactions`]: [`post`] a balanced transaction, idempotent by (kind, cause);
-//! - [`reversal`]: [`reverse`] an earlier transaction in whole or in part;
+//! - [`reversal`]: [`reverse`] an earlier transaction in whole or in part, and undo a reversal
+//!   once, wholly;
 //! - [`balances`] and [`history`]: balances and account histories, derived from postings;
-//! - [`builders`]: the lines of a top-up and of a session charge;
+//! - [`builders`]: the lines of a top-up, of a session charge and of a chargeback;
 //! - [`integrity`]: [`check_integrity`], the full check finance and the tests run.
 //!
 //! Invariants across the crate:
@@ -42,14 +43,14 @@ pub use accounts::{
     get_accounts, lock_account,
 };
 pub use balances::{balance, balances_by_id, trial_balance, wallet_balance, wallet_balances};
-pub use builders::{session_charge_lines, stripe_fee_lines, top_up_lines};
+pub use builders::{chargeback_lines, session_charge_lines, stripe_fee_lines, top_up_lines};
 pub use error::LedgerError;
 pub use history::{
     AccountEntry, EntryCursor, EntryPage, MAX_PAGE_SIZE, Page, PageOrder, transactions_for_account,
 };
 pub use ids::{AccountId, TransactionId};
 pub use integrity::{IntegrityReport, UnbalancedTransaction, check_integrity, wallet_accounts};
-pub use reversal::{Portion, reverse, scale_balanced};
+pub use reversal::{Portion, reverse, scale_balanced, undo_reversal};
 pub use transactions::{
     Cause, LedgerTransaction, Line, MAX_LINE_MINOR, NewTransaction, Posted, Posting,
     TransactionKind, find_by_cause, get_transaction, post, validate_lines,

@@ -24,6 +24,11 @@
 //!
 //! Reversals of one original are serialised by a row lock on the original, so two concurrent
 //! partial refunds cannot together exceed it.
+//!
+//! # Undoing a reversal
+//! A reversal is never reversed by [`reverse`]; [`undo_reversal`] undoes one wholly, once (a
+//! refund that failed after it was booked). What it gives back counts as not reversed on the
+//! original again, so the original can be reversed by that much later. Undoings are not undone.
 
 use crate::accounts::{Account, AccountRow};
 use crate::error::LedgerError;
@@ -142,138 +147,201 @@ pub async fn reverse(
     conn.transaction::<_, LedgerError, _>(async |conn| {
         // Serialises reversals of one original (FOR NO KEY UPDATE leaves the reversal's own
         // foreign-key check free to take its key-share lock).
-        let row = ledger_transactions::table
-            .find(original)
-            .select(TransactionRow::as_select())
-            .for_no_key_update()
-            .first(conn)
-            .await
-            .optional()?
-            .ok_or(LedgerError::NotFound)?;
+        let row = lock_transaction(conn, original).await?;
         if row.reverses_id.is_some() {
             return Err(LedgerError::NotReversible);
         }
-        // A repeat of this cause must answer ALREADY_POSTED even once nothing is left to reverse.
-        if let Some(existing) =
-            crate::transactions::find_by_cause(conn, TransactionKind::Reversal, &cause).await?
-        {
-            return Err(LedgerError::AlreadyPosted(existing.id()));
-        }
-        let currency = crate::accounts::parse_currency(&row.currency)?;
-
-        let lines: Vec<(i64, AccountRow)> = ledger_postings::table
-            .inner_join(ledger_accounts::table)
-            .filter(ledger_postings::transaction_id.eq(original))
-            .order(ledger_postings::line_no.asc())
-            .select((ledger_postings::amount, AccountRow::as_select()))
-            .load(conn)
-            .await?;
-        let reversed: Vec<(AccountId, i64)> = ledger_postings::table
-            .inner_join(ledger_transactions::table)
-            .filter(ledger_transactions::reverses_id.eq(original))
-            .select((ledger_postings::account_id, ledger_postings::amount))
-            .load(conn)
-            .await?;
-        let mut reversed_by_account: HashMap<AccountId, i64> = HashMap::new();
-        for (account, amount) in reversed {
-            *reversed_by_account.entry(account).or_default() += amount;
-        }
-
-        let mut accounts = Vec::with_capacity(lines.len());
-        let mut remaining = Vec::with_capacity(lines.len());
-        let mut original_gross: i64 = 0;
-        for (amount, account) in lines {
-            let left = amount + reversed_by_account.get(&account.id).copied().unwrap_or(0);
-            // Scaling never overshoots, so what is left keeps the original's sign or is zero.
-            if left != 0 && left.signum() != amount.signum() {
-                return Err(anyhow::anyhow!(
-                    "transaction {original} is over-reversed on account {}",
-                    account.id
-                )
-                .into());
-            }
-            if amount > 0 {
-                original_gross += amount;
-            }
-            remaining.push(left);
-            accounts.push(Account::try_from(account)?);
-        }
-        let remaining_gross: i64 = remaining.iter().filter(|a| **a > 0).sum();
-        if remaining_gross == 0 {
-            return Err(LedgerError::AlreadyReversed);
-        }
-        let target = match portion {
-            Portion::Whole => remaining_gross,
-            Portion::Amount(amount) => amount,
-            Portion::Fraction {
-                numerator,
-                denominator,
-            } => round_div(
-                i128::from(original_gross) * i128::from(numerator),
-                i128::from(denominator),
-                Rounding::Down,
-            )
-            .ok_or_else(|| anyhow::anyhow!("fraction of {original} out of range"))?,
-        };
-        if target < 1 {
-            return Err(LedgerError::InvalidPortion(
-                "the fraction is less than one minor unit",
-            ));
-        }
-        if target > remaining_gross {
-            return Err(LedgerError::ReversalExceedsRemaining {
-                requested: Money {
-                    minor: target,
-                    currency,
-                },
-                remaining: Money {
-                    minor: remaining_gross,
-                    currency,
-                },
-            });
-        }
-        let scaled = scale_balanced(&remaining, target).ok_or_else(|| {
-            anyhow::anyhow!("what is left of transaction {original} does not balance")
-        })?;
-        let reversal_lines: Vec<(Account, i64)> = accounts
-            .into_iter()
-            .zip(scaled)
-            .filter(|(_, amount)| *amount != 0)
-            .map(|(account, amount)| (account, -amount))
-            .collect();
-
-        let whole = target == original_gross;
-        let description = if whole {
-            format!("Reversal of {original}")
-        } else {
-            format!(
-                "Partial reversal of {original}: {}",
-                Money {
-                    minor: target,
-                    currency
-                }
-            )
-        };
-        let portion_json = serde_json::to_value(portion)
-            .map_err(|e| anyhow::anyhow!("portion not serialisable: {e}"))?;
-        let metadata = serde_json::json!({
-            "reverses": original.to_string(),
-            "original_kind": row.kind,
-            "portion": portion_json,
-            "gross_minor": target,
-        });
-        let header = Header {
-            kind: TransactionKind::Reversal,
-            cause: &cause,
-            currency,
-            description: &description,
-            metadata: &metadata,
-            reverses: Some(original),
-        };
-        let inserted = insert_header(conn, &header).await?;
-        insert_postings(conn, inserted, &reversal_lines).await
+        post_reversal(conn, original, row, &cause, portion).await
     })
     .await
+}
+
+/// Undoes a reversal, wholly and once: a refund that Stripe reported succeeded and then failed
+/// gives its money back. The undoing is a `reversal` of the reversal, caused by `cause`, and
+/// what it puts back counts as not reversed on the original again (a later reversal of the
+/// original may take it), so the original's accounts end where they would have been without
+/// the undone reversal. An undoing cannot itself be undone.
+///
+/// Errors: `ALREADY_POSTED` (this cause already reversed something); `NOT_FOUND`
+/// (`transactionId`); `NOT_A_REVERSAL`; `NOT_REVERSIBLE` for an undoing; `ALREADY_REVERSED`
+/// when it was undone before; `INVALID_CAUSE`.
+pub async fn undo_reversal(
+    conn: &mut AsyncPgConnection,
+    reversal: TransactionId,
+    cause: Cause,
+) -> Result<Posted, LedgerError> {
+    cause.validate()?;
+    conn.transaction::<_, LedgerError, _>(async |conn| {
+        let peek = ledger_transactions::table
+            .find(reversal)
+            .select(ledger_transactions::reverses_id)
+            .first::<Option<TransactionId>>(conn)
+            .await
+            .optional()?
+            .ok_or(LedgerError::NotFound)?;
+        let root = peek.ok_or(LedgerError::NotAReversal)?;
+        // The original first, as every reversal of it locks it: an undoing and a new partial
+        // reversal of the same original are serialised.
+        let root_row = lock_transaction(conn, root).await?;
+        if root_row.reverses_id.is_some() {
+            return Err(LedgerError::NotReversible);
+        }
+        let row = lock_transaction(conn, reversal).await?;
+        post_reversal(conn, reversal, row, &cause, Portion::Whole).await
+    })
+    .await
+}
+
+async fn lock_transaction(
+    conn: &mut AsyncPgConnection,
+    id: TransactionId,
+) -> Result<TransactionRow, LedgerError> {
+    ledger_transactions::table
+        .find(id)
+        .select(TransactionRow::as_select())
+        .for_no_key_update()
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(LedgerError::NotFound)
+}
+
+/// Posts the reversal of `portion` of `original` (locked by the caller): what is left of it is
+/// its lines, plus its reversals, plus the undoings of those reversals.
+async fn post_reversal(
+    conn: &mut AsyncPgConnection,
+    original: TransactionId,
+    row: TransactionRow,
+    cause: &Cause,
+    portion: Portion,
+) -> Result<Posted, LedgerError> {
+    // A repeat of this cause must answer ALREADY_POSTED even once nothing is left to reverse.
+    if let Some(existing) =
+        crate::transactions::find_by_cause(conn, TransactionKind::Reversal, cause).await?
+    {
+        return Err(LedgerError::AlreadyPosted(existing.id()));
+    }
+    let currency = crate::accounts::parse_currency(&row.currency)?;
+
+    let lines: Vec<(i64, AccountRow)> = ledger_postings::table
+        .inner_join(ledger_accounts::table)
+        .filter(ledger_postings::transaction_id.eq(original))
+        .order(ledger_postings::line_no.asc())
+        .select((ledger_postings::amount, AccountRow::as_select()))
+        .load(conn)
+        .await?;
+    let mut reversing: Vec<TransactionId> = ledger_transactions::table
+        .filter(ledger_transactions::reverses_id.eq(original))
+        .select(ledger_transactions::id)
+        .load(conn)
+        .await?;
+    reversing.push(original);
+    // Postings of the reversals of `original` and of the undoings of those reversals.
+    let reversed: Vec<(AccountId, i64)> = ledger_postings::table
+        .inner_join(ledger_transactions::table)
+        .filter(ledger_transactions::reverses_id.eq_any(&reversing))
+        .filter(ledger_transactions::id.ne(original))
+        .select((ledger_postings::account_id, ledger_postings::amount))
+        .load(conn)
+        .await?;
+    let mut reversed_by_account: HashMap<AccountId, i64> = HashMap::new();
+    for (account, amount) in reversed {
+        *reversed_by_account.entry(account).or_default() += amount;
+    }
+
+    let mut accounts = Vec::with_capacity(lines.len());
+    let mut remaining = Vec::with_capacity(lines.len());
+    let mut original_gross: i64 = 0;
+    for (amount, account) in lines {
+        let left = amount + reversed_by_account.get(&account.id).copied().unwrap_or(0);
+        // Scaling never overshoots, so what is left keeps the original's sign or is zero.
+        if left != 0 && left.signum() != amount.signum() {
+            return Err(anyhow::anyhow!(
+                "transaction {original} is over-reversed on account {}",
+                account.id
+            )
+            .into());
+        }
+        if amount > 0 {
+            original_gross += amount;
+        }
+        remaining.push(left);
+        accounts.push(Account::try_from(account)?);
+    }
+    let remaining_gross: i64 = remaining.iter().filter(|a| **a > 0).sum();
+    if remaining_gross == 0 {
+        return Err(LedgerError::AlreadyReversed);
+    }
+    let target = match portion {
+        Portion::Whole => remaining_gross,
+        Portion::Amount(amount) => amount,
+        Portion::Fraction {
+            numerator,
+            denominator,
+        } => round_div(
+            i128::from(original_gross) * i128::from(numerator),
+            i128::from(denominator),
+            Rounding::Down,
+        )
+        .ok_or_else(|| anyhow::anyhow!("fraction of {original} out of range"))?,
+    };
+    if target < 1 {
+        return Err(LedgerError::InvalidPortion(
+            "the fraction is less than one minor unit",
+        ));
+    }
+    if target > remaining_gross {
+        return Err(LedgerError::ReversalExceedsRemaining {
+            requested: Money {
+                minor: target,
+                currency,
+            },
+            remaining: Money {
+                minor: remaining_gross,
+                currency,
+            },
+        });
+    }
+    let scaled = scale_balanced(&remaining, target).ok_or_else(|| {
+        anyhow::anyhow!("what is left of transaction {original} does not balance")
+    })?;
+    let reversal_lines: Vec<(Account, i64)> = accounts
+        .into_iter()
+        .zip(scaled)
+        .filter(|(_, amount)| *amount != 0)
+        .map(|(account, amount)| (account, -amount))
+        .collect();
+
+    let whole = target == original_gross;
+    let description = if whole {
+        format!("Reversal of {original}")
+    } else {
+        format!(
+            "Partial reversal of {original}: {}",
+            Money {
+                minor: target,
+                currency
+            }
+        )
+    };
+    let portion_json = serde_json::to_value(portion)
+        .map_err(|e| anyhow::anyhow!("portion not serialisable: {e}"))?;
+    let metadata = serde_json::json!({
+        "reverses": original.to_string(),
+        "original_kind": row.kind,
+        "portion": portion_json,
+        "gross_minor": target,
+    });
+    let header = Header {
+        kind: TransactionKind::Reversal,
+        cause,
+        currency,
+        description: &description,
+        metadata: &metadata,
+        reverses: Some(original),
+    };
+    let inserted = insert_header(conn, &header).await?;
+    insert_postings(conn, inserted, &reversal_lines).await
 }
 
 #[cfg(test)]

@@ -53,11 +53,14 @@ pub enum TransactionKind {
     /// Money leaving the ledger's custody: a Stripe payout to the bank, a settlement with the
     /// insurer or HMRC.
     Payout,
+    /// Money the card network took back for a disputed payment (a chargeback), with Stripe's
+    /// fee, or returned when the dispute was won (see [`crate::chargeback_lines`]).
+    Chargeback,
 }
 
 impl TransactionKind {
     /// Every kind.
-    pub const ALL: [TransactionKind; 7] = [
+    pub const ALL: [TransactionKind; 8] = [
         TransactionKind::TopUp,
         TransactionKind::SessionCharge,
         TransactionKind::Refund,
@@ -65,6 +68,7 @@ impl TransactionKind {
         TransactionKind::Reversal,
         TransactionKind::Fee,
         TransactionKind::Payout,
+        TransactionKind::Chargeback,
     ];
 
     /// The stored name, e.g. `session_charge`.
@@ -77,6 +81,7 @@ impl TransactionKind {
             TransactionKind::Reversal => "reversal",
             TransactionKind::Fee => "fee",
             TransactionKind::Payout => "payout",
+            TransactionKind::Chargeback => "chargeback",
         }
     }
 }

@@ -83,6 +83,13 @@ pub enum Template {
     /// A dispute of a session's charge was resolved. Variables: `certificate`, `outcome` (e.g.
     /// `£4.20 refunded to your wallet`).
     DisputeResolved,
+    /// A running session is taking the wallet towards its overdraft limit. Variables:
+    /// `balance` (what the wallet will hold after the session so far, e.g. `-£15.20`), `limit`
+    /// (e.g. `£20.00`), `link` (where to top up).
+    OverdraftWarning,
+    /// Cover was ended because the wallet reached its overdraft limit. Variables: `certificate`,
+    /// `limit`, `link` (where to top up).
+    CoverEndedOverdraft,
 }
 
 text_enum!(Template {
@@ -94,6 +101,8 @@ text_enum!(Template {
     ClaimReceived => "claim_received",
     ClaimUpdated => "claim_updated",
     DisputeResolved => "dispute_resolved",
+    OverdraftWarning => "overdraft_warning",
+    CoverEndedOverdraft => "cover_ended_overdraft",
 });
 
 /// The sources of one template.
@@ -139,6 +148,26 @@ impl Template {
                        <tr><td>Charged</td><td><strong>{{amount}}</strong></td></tr>\n\
                        <tr><td>Certificate number</td><td>{{certificate}}</td></tr>\n\
                        </table>",
+            },
+            Template::OverdraftWarning => Source {
+                sms: "ShiftCover: your wallet will be at {{balance}} after this shift so far. Cover stops at -{{limit}}: top up to stay covered: {{link}}",
+                subject: "Top up to stay covered",
+                text: "Your cover is running and your wallet will be at {{balance}} once it is paid for so far.\n\n\
+                       Cover stops automatically when the wallet reaches -{{limit}}. Top up now to stay covered:\n{{link}}",
+                html: "<p>Your cover is running and your wallet will be at <strong>{{balance}}</strong> once it is paid for so far.</p>\n\
+                       <p>Cover stops automatically when the wallet reaches -{{limit}}.</p>\n\
+                       <p><a href=\"{{link}}\">Top up now to stay covered</a></p>",
+            },
+            Template::CoverEndedOverdraft => Source {
+                sms: "ShiftCover: your cover has ended: your wallet reached its -{{limit}} limit. You are NOT covered now. Top up to cover again: {{link}}",
+                subject: "Your cover has ended: top up to cover again",
+                text: "Your cover (certificate {{certificate}}) has ended because your wallet reached its \
+                       overdraft limit of -{{limit}} and could not be topped up.\n\n\
+                       You are not covered now. Top up to start cover again:\n{{link}}",
+                html: "<p>Your cover (certificate {{certificate}}) has ended because your wallet reached its \
+                       overdraft limit of -{{limit}} and could not be topped up.</p>\n\
+                       <p><strong>You are not covered now.</strong></p>\n\
+                       <p><a href=\"{{link}}\">Top up to start cover again</a></p>",
             },
             Template::TopUpActionNeeded => Source {
                 sms: "ShiftCover: your {{amount}} top-up needs you. Confirm it with your bank to keep your cover: {{link}}",
@@ -347,6 +376,8 @@ mod tests {
             ("reference", "CLM-000042"),
             ("status", "under review"),
             ("outcome", "£4.20 refunded to your wallet"),
+            ("balance", "-£15.20"),
+            ("limit", "£20.00"),
         ])
     }
 

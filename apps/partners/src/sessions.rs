@@ -37,6 +37,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use shared::Clock;
 use shared::settings::{CoverSettings, Settings};
+use std::collections::HashSet;
 
 /// How far back a link's events are read when its sessions are recomputed (events older than
 /// a day are refused, so two days see every period a new event can change).
@@ -615,6 +616,33 @@ pub(crate) async fn recompute_link(
             }
             outcomes.push((*period, outcome));
         }
+        // A session of this link that no working period accounts for any more: a continuation
+        // started while a period still looked open (its start replayed after the session
+        // before had reached its maximum length), which the period's later end events closed
+        // before it began. Nothing the partner reported covers its time, so it ends where it
+        // began (it continues the session before it, so it costs nothing).
+        let claimed: HashSet<CoverSessionId> = outcomes
+            .iter()
+            .flat_map(|(_, o)| match o {
+                PeriodOutcome::Covered(sessions) => sessions.iter().map(|s| s.id).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let orphans: Vec<CoverSession> = known
+            .iter()
+            .filter(|s| {
+                s.is_active()
+                    && s.started_at >= since
+                    && !claimed.contains(&s.id)
+                    && !periods.iter().any(|p| p.contains(s.started_at))
+            })
+            .cloned()
+            .collect();
+        for orphan in orphans {
+            let start = orphan.started_at;
+            tracing::info!(session_id = %orphan.id, link_id = %link.id, "partner session outside every working period ended where it began");
+            apply_end(conn, clock, &link, orphan, Some(start), events).await?;
+        }
         for r in &rows {
             let found = outcomes.iter().find(|(p, _)| p.contains(r.occurred_at));
             let (result, code, session_id): (&str, Option<String>, Option<CoverSessionId>) =
@@ -755,12 +783,11 @@ pub async fn partner_cover_status(
         .next()
         .and_then(|v| v.registration.map(|r| r.as_str().to_owned()));
     let key = cover::ProofKey::from_settings(&settings.cover)?;
-    let token = key.sign_token(&cover::ProofClaims {
-        certificate_number: session.certificate_number.clone(),
+    let token = key.sign_token(&cover::ProofClaims::for_session(
+        &session,
         registration,
-        valid_from: session.started_at,
-        valid_until: session.covered_until(),
-    })?;
+        clock.now(),
+    ))?;
     answer.covered = true;
     answer.certificate_number = Some(session.certificate_number.clone());
     answer.proof_token = Some(token);

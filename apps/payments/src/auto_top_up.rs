@@ -10,7 +10,11 @@
 //! - a card that needs its holder (Stripe's `authentication_required`, localstripe's
 //!   `requires_action`) or a decline moves the top-up to `needs_driver` and the driver is told by
 //!   SMS and email; it is never retried off-session. While it waits, no other automatic top-up
-//!   is made.
+//!   is made;
+//! - a top-up still `created` or `requires_action` [`STUCK_AFTER_MINUTES`] after it was made
+//!   no longer counts as money on its way ([`auto_top_up_available`], [`top_up_prospect`]);
+//! - the job checks again before Stripe is first asked: auto top-up turned off, an available
+//!   balance back at the threshold, or another top-up under way cancels it without charging.
 
 use crate::env::PaymentsEnv;
 use crate::error::PaymentsError;
@@ -26,6 +30,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use shared::Money;
 use shared::outbox::Job;
+
+/// Minutes after which an automatic top-up that has neither succeeded nor failed no longer
+/// counts as money on its way.
+pub const STUCK_AFTER_MINUTES: i64 = 30;
 
 /// The highest threshold a driver may set.
 pub const MAX_THRESHOLD: Money = Money::gbp(10_000);
@@ -184,10 +192,11 @@ pub async fn auto_top_up(
 }
 
 /// Whether the driver's automatic top-up can charge a card now: enabled, a default card, and no
-/// top-up waiting for the driver.
+/// top-up waiting for the driver or stuck (see [`STUCK_AFTER_MINUTES`]).
 pub async fn auto_top_up_available(
     conn: &mut AsyncPgConnection,
     driver_id: DriverId,
+    now: DateTime<Utc>,
 ) -> Result<bool, PaymentsError> {
     let Some(settings) = auto_top_up(conn, driver_id).await? else {
         return Ok(false);
@@ -201,7 +210,63 @@ pub async fn auto_top_up_available(
     }
     Ok(waiting_auto_top_up(conn, driver_id)
         .await?
-        .is_none_or(|t| t.status != TopUpStatus::NeedsDriver))
+        .is_none_or(|t| given_up_since(&t, now).is_none()))
+}
+
+/// Since when a waiting automatic top-up can no longer be counted on: since it came to need
+/// the driver, or since it became stuck. `None` while it may still succeed by itself.
+fn given_up_since(top_up: &TopUp, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    match top_up.status {
+        TopUpStatus::NeedsDriver => Some(top_up.updated_at),
+        TopUpStatus::Created | TopUpStatus::RequiresAction => {
+            let stuck = top_up.created_at + chrono::Duration::minutes(STUCK_AFTER_MINUTES);
+            (stuck <= now).then_some(stuck)
+        }
+        _ => None,
+    }
+}
+
+/// What the automatic top-up can do for a wallet that is short now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prospect {
+    /// One is being charged and may still succeed.
+    OnItsWay,
+    /// One was scheduled just now.
+    Scheduled,
+    /// It cannot help: off, no card, waiting for the driver or stuck. `since`: when it stopped
+    /// being able to (when known).
+    CannotHelp {
+        /// When it stopped being able to help.
+        since: Option<DateTime<Utc>>,
+    },
+}
+
+/// What the driver's automatic top-up can do now for a wallet that is short; schedules one
+/// (in the caller's transaction) when none is waiting and the settings allow.
+pub async fn top_up_prospect(
+    conn: &mut AsyncPgConnection,
+    env: &PaymentsEnv,
+    driver_id: DriverId,
+) -> Result<Prospect, PaymentsError> {
+    let now = env.clock.now();
+    let Some(settings) = auto_top_up(conn, driver_id).await? else {
+        return Ok(Prospect::CannotHelp { since: None });
+    };
+    if !settings.enabled {
+        return Ok(Prospect::CannotHelp {
+            since: Some(settings.updated_at),
+        });
+    }
+    if let Some(waiting) = waiting_auto_top_up(conn, driver_id).await? {
+        return Ok(match given_up_since(&waiting, now) {
+            Some(since) => Prospect::CannotHelp { since: Some(since) },
+            None => Prospect::OnItsWay,
+        });
+    }
+    match maybe_schedule_auto_top_up(conn, env, driver_id).await? {
+        Some(_) => Ok(Prospect::Scheduled),
+        None => Ok(Prospect::CannotHelp { since: None }),
+    }
 }
 
 /// The driver's automatic top-up that is under way or waiting for them, if any.
@@ -226,7 +291,8 @@ pub async fn waiting_auto_top_up(
 }
 
 /// Schedules an automatic top-up when the driver's settings ask for one: enabled, a saved card,
-/// the wallet below the threshold, and none already waiting. Call it after every change that
+/// the wallet's available balance (posted − holds, the running session's charge so far
+/// included) below the threshold, and none already waiting. Call it after every change that
 /// lowers the wallet (a session charge) and before cover starts. Writes with `conn`, inside the
 /// caller's transaction when there is one; the job runs after commit.
 ///
@@ -242,7 +308,9 @@ pub async fn maybe_schedule_auto_top_up(
     if !settings.enabled {
         return Ok(None);
     }
-    let balance = crate::wallet::wallet_balance(conn, driver_id).await?;
+    let balance = crate::holds::wallet_position(conn, driver_id, env.clock.now())
+        .await?
+        .available;
     if balance.minor >= settings.threshold.minor {
         return Ok(None);
     }
@@ -304,6 +372,12 @@ pub async fn schedule_due_auto_top_ups(
 /// Charges a scheduled automatic top-up off-session (the work of [`ChargeAutoTopUp`]). Does
 /// nothing to a top-up that is no longer `created`.
 ///
+/// While Stripe has never been asked for it (no request recorded on the row), it first checks
+/// again and cancels the top-up without charging when auto top-up was turned off, when the
+/// wallet's available balance is back at the threshold (a manual top-up fixed it), or when
+/// another top-up of the driver's is under way. Once Stripe has been asked, a retry may follow
+/// a call Stripe already answered, so it always charges again, with the same idempotency key.
+///
 /// Errors: `NOT_FOUND` (`topUpId`); internal ones, retryable when Stripe was unavailable.
 pub async fn charge_auto_top_up(
     conn: &mut AsyncPgConnection,
@@ -316,5 +390,39 @@ pub async fn charge_auto_top_up(
     if row.kind()? != TopUpKind::Auto || row.status()? != TopUpStatus::Created {
         return row.to_top_up();
     }
+    if row.stripe_requested_at.is_none()
+        && row.payment_intent_id.is_none()
+        && let Some((code, why)) = no_longer_needed(conn, env, &row).await?
+    {
+        return top_ups::cancel_unsent(conn, env, top_up_id, code, why).await;
+    }
     top_ups::charge_top_up(conn, env, &row).await
+}
+
+/// Why a scheduled automatic top-up should not be charged after all, if so.
+async fn no_longer_needed(
+    conn: &mut AsyncPgConnection,
+    env: &PaymentsEnv,
+    row: &top_ups::TopUpRow,
+) -> Result<Option<(&'static str, &'static str)>, PaymentsError> {
+    let driver_id = row.driver_id;
+    let Some(settings) = auto_top_up(conn, driver_id).await?.filter(|s| s.enabled) else {
+        return Ok(Some(("auto_top_up_off", "Automatic top-up was turned off")));
+    };
+    let available = crate::holds::wallet_position(conn, driver_id, env.clock.now())
+        .await?
+        .available;
+    if available.minor >= settings.threshold.minor {
+        return Ok(Some((
+            "not_needed",
+            "The wallet was back at the threshold before the card was charged",
+        )));
+    }
+    if top_ups::other_top_up_under_way(conn, driver_id, row.id, env.clock.now()).await? {
+        return Ok(Some((
+            "top_up_under_way",
+            "Another top-up was already under way",
+        )));
+    }
+    Ok(None)
 }

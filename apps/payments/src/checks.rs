@@ -7,7 +7,10 @@
 //! - each succeeded top-up credited its wallet exactly once, by its amount: one ledger top-up
 //!   transaction caused by it, the one the top-up row names; and no top-up that has not succeeded
 //!   has one;
-//! - each succeeded refund is booked by the reversal it names, and no pending or failed refund is.
+//! - each succeeded refund is booked by the reversal it names, and no pending or failed refund is,
+//!   except a refund that failed after it succeeded, whose booking is undone by the undoing it
+//!   names;
+//! - each chargeback's withdrawal and reinstatement name chargeback transactions that exist.
 
 use crate::error::PaymentsError;
 use crate::ids::{RefundId, TopUpId};
@@ -27,6 +30,8 @@ pub struct WalletReport {
     pub top_ups_checked: usize,
     /// Refunds examined.
     pub refunds_checked: usize,
+    /// Chargebacks examined.
+    pub chargebacks_checked: usize,
     /// Each problem, in words (empty when all is well).
     pub problems: Vec<String>,
 }
@@ -118,12 +123,17 @@ pub async fn check_wallets(conn: &mut AsyncPgConnection) -> Result<WalletReport,
         }
     }
 
-    let rows: Vec<(RefundId, String, Option<uuid::Uuid>)> = refunds::table
+    let rows: Vec<(RefundId, String, Option<uuid::Uuid>, Option<uuid::Uuid>)> = refunds::table
         .order(refunds::id.asc())
-        .select((refunds::id, refunds::status, refunds::ledger_transaction_id))
+        .select((
+            refunds::id,
+            refunds::status,
+            refunds::ledger_transaction_id,
+            refunds::undone_transaction_id,
+        ))
         .load(conn)
         .await?;
-    for (id, status, booked) in rows {
+    for (id, status, booked, undone) in rows {
         report.refunds_checked += 1;
         let posted = ledger::find_by_cause(
             conn,
@@ -131,17 +141,65 @@ pub async fn check_wallets(conn: &mut AsyncPgConnection) -> Result<WalletReport,
             &Cause::new("refund", id.to_string()),
         )
         .await?;
-        match (status.as_str(), posted) {
-            ("succeeded", Some(p)) if booked == Some(p.id().uuid()) => {}
-            ("succeeded", p) => report.problems.push(format!(
-                "refund {id} succeeded but is booked by {:?}, not {booked:?}",
-                p.map(|p| p.id())
+        let undoing = ledger::find_by_cause(
+            conn,
+            TransactionKind::Reversal,
+            &Cause::new("refund_failure", id.to_string()),
+        )
+        .await?;
+        match (status.as_str(), posted, undoing) {
+            ("succeeded", Some(p), None) if booked == Some(p.id().uuid()) => {}
+            ("succeeded", p, u) => report.problems.push(format!(
+                "refund {id} succeeded but is booked by {:?} (not {booked:?}) and undone by {:?}",
+                p.map(|p| p.id()),
+                u.map(|u| u.id())
             )),
-            (other, Some(p)) => report.problems.push(format!(
-                "refund {id} is {other} but reversal {} booked it",
-                p.id()
+            // Failed after it succeeded: its booking is undone by the undoing it names.
+            ("failed", Some(p), Some(u))
+                if booked == Some(p.id().uuid())
+                    && undone == Some(u.id().uuid())
+                    && u.transaction.reverses == Some(p.id()) => {}
+            (other, Some(p), u) => report.problems.push(format!(
+                "refund {id} is {other} but reversal {} booked it (undone by {:?})",
+                p.id(),
+                u.map(|u| u.id())
             )),
-            (_, None) => {}
+            (other, None, Some(u)) => report.problems.push(format!(
+                "refund {id} is {other} and was never booked, but {} undoes it",
+                u.id()
+            )),
+            (_, None, None) => {}
+        }
+    }
+
+    let chargebacks: Vec<(
+        crate::ids::ChargebackId,
+        Option<uuid::Uuid>,
+        Option<uuid::Uuid>,
+    )> = crate::schema::chargebacks::table
+        .order(crate::schema::chargebacks::id.asc())
+        .select((
+            crate::schema::chargebacks::id,
+            crate::schema::chargebacks::withdrawn_transaction_id,
+            crate::schema::chargebacks::reinstated_transaction_id,
+        ))
+        .load(conn)
+        .await?;
+    for (id, withdrawn, reinstated) in chargebacks {
+        report.chargebacks_checked += 1;
+        for named in [withdrawn, reinstated].into_iter().flatten() {
+            match ledger::get_transaction(conn, ledger::TransactionId(named)).await {
+                Ok(p) if p.transaction.kind == TransactionKind::Chargeback => {}
+                Ok(p) => report.problems.push(format!(
+                    "chargeback {id} names {} of kind {}",
+                    p.id(),
+                    p.transaction.kind
+                )),
+                Err(ledger::LedgerError::NotFound) => report.problems.push(format!(
+                    "chargeback {id} names ledger transaction {named}, which does not exist"
+                )),
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     if !report.is_clean() {

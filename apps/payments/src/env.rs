@@ -26,6 +26,11 @@ impl PaymentsEnv {
         })
     }
 
+    /// The app's wallet page, where a driver tops up.
+    pub fn wallet_link(&self) -> String {
+        format!("{}/wallet", self.public_url)
+    }
+
     /// The page where a driver finishes a top-up that needs them.
     pub fn top_up_link(&self, top_up_id: crate::ids::TopUpId) -> String {
         format!("{}/wallet/top-ups/{top_up_id}", self.public_url)

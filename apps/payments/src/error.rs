@@ -56,10 +56,13 @@ pub enum PaymentsError {
         message: String,
     },
     /// A refund larger than what is left to refund. `REFUND_TOO_LARGE`, field `amount`.
-    #[error("refund larger than the {refundable} refundable")]
+    #[error("refund larger than the {refundable} refundable ({limited_by})")]
     RefundTooLarge {
         /// What can still be refunded.
         refundable: Money,
+        /// What limits it, for people: what is left of the payment, or the wallet's available
+        /// balance.
+        limited_by: &'static str,
     },
     /// The payment cannot be refunded (not succeeded, not charged). `NOT_REFUNDABLE`.
     #[error("not refundable: {0}")]
@@ -149,10 +152,13 @@ impl PaymentsError {
                 (Some(*field), "INVALID_AUTO_TOP_UP", format!("{reason}."))
             }
             CardDeclined { message, .. } => (None, "CARD_DECLINED", message.clone()),
-            RefundTooLarge { refundable } => (
+            RefundTooLarge {
+                refundable,
+                limited_by,
+            } => (
                 Some("amount"),
                 "REFUND_TOO_LARGE",
-                format!("At most {refundable} can be refunded."),
+                format!("At most {refundable} can be refunded: {limited_by}."),
             ),
             NotRefundable(why) => (None, "NOT_REFUNDABLE", format!("Cannot refund: {why}.")),
             InvalidAmount => (

@@ -40,6 +40,9 @@ pub enum WalletEntryKind {
     SessionCharge,
     /// Money given back (to the card, or a session's price back to the wallet).
     Refund,
+    /// Money the card's bank took back for a disputed top-up (a chargeback), or gave back when
+    /// the dispute was won.
+    Chargeback,
     /// Any other correction.
     Adjustment,
 }
@@ -80,6 +83,7 @@ fn entry_kind(kind: TransactionKind, cause_type: &str) -> WalletEntryKind {
         TransactionKind::SessionCharge => WalletEntryKind::SessionCharge,
         TransactionKind::Refund => WalletEntryKind::Refund,
         TransactionKind::Reversal if cause_type == "refund" => WalletEntryKind::Refund,
+        TransactionKind::Chargeback => WalletEntryKind::Chargeback,
         _ => WalletEntryKind::Adjustment,
     }
 }

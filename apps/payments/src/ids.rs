@@ -1,5 +1,5 @@
 //! Typed ids of the payments tables. Stripe's own ids (`cus_…`, `pm_…`, `seti_…`, `pi_…`,
-//! `re_…`, `evt_…`) are kept as text beside them.
+//! `re_…`, `evt_…`, `dp_…`) are kept as text beside them.
 
 shared::typed_id!(
     /// A saved card (`card_…` is Stripe's; ours is `pmt_…`).
@@ -25,4 +25,10 @@ shared::typed_id!(
     /// A stored Stripe webhook event (`sev_…`; Stripe's own id is `evt_…`).
     StripeEventRowId,
     "sev"
+);
+shared::typed_id!(
+    /// A chargeback: a Stripe dispute on one of our top-ups (`cbk_…`; Stripe's own id is
+    /// `dp_…`).
+    ChargebackId,
+    "cbk"
 );

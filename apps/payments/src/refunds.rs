@@ -10,8 +10,11 @@
 //!   original proportions, so IPT goes back at the rate it was charged. No card is involved.
 //!
 //! Invariants:
-//! - a refund row is written (`pending`) before Stripe is asked, under a lock on the top-up, so
-//!   concurrent refunds cannot together exceed what is refundable;
+//! - a refund of a session charge makes the session `adjusted` (cover's
+//!   [`cover::record_charge_change`]) in the same transaction;
+//! - a refund row is written (`pending`, which holds its amount in the wallet) before Stripe
+//!   is asked, under the wallet's lock and then the top-up's, so concurrent refunds, of one
+//!   top-up or of several, cannot together exceed what is refundable;
 //! - the ledger reversal's cause is the refund, so it is posted once, whichever path (the call,
 //!   [`retry_refund`], the `charge.refunded` webhook) learns of the success first;
 //! - every refund is in the audit log with its actor and reason.
@@ -284,7 +287,7 @@ pub async fn refund_with_key(
     let amount = match request.amount {
         Some(amount) => amount,
         None => {
-            let whole = refundable_amount(conn, request.target).await?;
+            let whole = refundable_amount(conn, request.target, env.clock.now()).await?;
             if whole.minor <= 0 {
                 return Err(PaymentsError::NotRefundable("nothing is left to refund"));
             }
@@ -312,13 +315,14 @@ pub async fn refund_with_key(
     }
 }
 
-/// What can still be refunded of a top-up (what is left of it, and no more than the wallet
-/// holds) or of a session charge (what is left of it).
+/// What can still be refunded of a top-up (what is left of it, and no more than the wallet's
+/// available balance as of `now`) or of a session charge (what is left of it).
 ///
 /// Errors: `NOT_FOUND` (`topUpId`, `sessionId`), `NOT_REFUNDABLE`.
 pub async fn refundable_amount(
     conn: &mut AsyncPgConnection,
     target: RefundTarget,
+    now: DateTime<Utc>,
 ) -> Result<Money, PaymentsError> {
     match target {
         RefundTarget::TopUp(top_up_id) => {
@@ -328,13 +332,8 @@ pub async fn refundable_amount(
             if top_up.status()? != TopUpStatus::Succeeded {
                 return Err(PaymentsError::NotRefundable("the top-up has not succeeded"));
             }
-            let amount = top_up.amount()?;
-            let left = amount.minor - refunded_so_far(conn, Some(top_up_id), None).await?;
-            let balance = crate::wallet::wallet_balance(conn, top_up.driver_id).await?;
-            Ok(Money {
-                minor: left.min(balance.minor).max(0),
-                currency: amount.currency,
-            })
+            crate::chargebacks::ensure_not_disputed(conn, top_up_id).await?;
+            Ok(top_up_refundable(conn, &top_up, now).await?.0)
         }
         RefundTarget::SessionCharge(session_id) => {
             let session =
@@ -413,6 +412,15 @@ async fn record_top_up_refund(
 ) -> Result<RefundRow, PaymentsError> {
     let now = env.clock.now();
     conn.transaction::<_, PaymentsError, _>(async |conn| {
+        // The wallet first: every spender takes its lock before the available balance is read.
+        let driver_id: DriverId = top_ups::table
+            .find(top_up_id)
+            .select(top_ups::driver_id)
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or(PaymentsError::NotFound("topUpId"))?;
+        crate::holds::lock_wallet(conn, driver_id).await?;
         let top_up: TopUpRow = top_ups::table
             .find(top_up_id)
             .select(TopUpRow::as_select())
@@ -424,18 +432,18 @@ async fn record_top_up_refund(
         if top_up.status()? != TopUpStatus::Succeeded {
             return Err(PaymentsError::NotRefundable("the top-up has not succeeded"));
         }
+        // Under the top-up's lock: a chargeback recorded since cannot slip past.
+        crate::chargebacks::ensure_not_disputed(conn, top_up_id).await?;
         let amount = top_up.amount()?;
         if request.amount.currency != amount.currency {
             return Err(PaymentsError::UnsupportedCurrency);
         }
-        let left = amount.minor - refunded_so_far(conn, Some(top_up_id), None).await?;
-        let balance = crate::wallet::wallet_balance(conn, top_up.driver_id).await?;
-        let refundable = Money {
-            minor: left.min(balance.minor).max(0),
-            currency: amount.currency,
-        };
+        let (refundable, limited_by) = top_up_refundable(conn, &top_up, now).await?;
         if request.amount.minor > refundable.minor {
-            return Err(PaymentsError::RefundTooLarge { refundable });
+            return Err(PaymentsError::RefundTooLarge {
+                refundable,
+                limited_by,
+            });
         }
         let row = insert_refund(
             conn,
@@ -455,6 +463,36 @@ async fn record_top_up_refund(
         Ok(row)
     })
     .await
+}
+
+/// What can be refunded of a succeeded top-up as of `now`: what is left of it, and no more
+/// than the wallet's available balance; with what limits it.
+async fn top_up_refundable(
+    conn: &mut AsyncPgConnection,
+    top_up: &TopUpRow,
+    now: DateTime<Utc>,
+) -> Result<(Money, &'static str), PaymentsError> {
+    let amount = top_up.amount()?;
+    let left = amount.minor - refunded_so_far(conn, Some(top_up.id), None).await?;
+    let available = crate::holds::wallet_position(conn, top_up.driver_id, now)
+        .await?
+        .available;
+    let (minor, limited_by) = if left <= available.minor {
+        (left, "what is left of the payment")
+    } else {
+        (
+            available.minor,
+            "the wallet's available balance (its balance less cover in progress or not yet \
+             charged, refunds on their way and chargebacks)",
+        )
+    };
+    Ok((
+        Money {
+            minor: minor.max(0),
+            currency: amount.currency,
+        },
+        limited_by,
+    ))
 }
 
 struct NewRefund<'a> {
@@ -755,7 +793,10 @@ async fn refund_session_charge(
             currency: total.currency,
         };
         if request.amount.minor > refundable.minor {
-            return Err(PaymentsError::RefundTooLarge { refundable });
+            return Err(PaymentsError::RefundTooLarge {
+                refundable,
+                limited_by: "what is left of the session's charge",
+            });
         }
         let row = insert_refund(
             conn,
@@ -778,15 +819,27 @@ async fn refund_session_charge(
             })) => {
                 return Err(PaymentsError::RefundTooLarge {
                     refundable: remaining,
+                    limited_by: "what is left of the session's charge",
                 });
             }
             Err(PaymentsError::Ledger(LedgerError::AlreadyReversed)) => {
                 return Err(PaymentsError::RefundTooLarge {
                     refundable: Money::zero(total.currency),
+                    limited_by: "the session's charge was refunded in full",
                 });
             }
             other => other?,
         };
+        // The session's charge was lowered: it is `adjusted` from now on.
+        cover::record_charge_change(
+            conn,
+            env.clock.as_ref(),
+            session_id,
+            cover::ChargeChange::Lowered,
+            request.actor,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("recording session {session_id} adjusted: {e}"))?;
         let updated: RefundRow = diesel::update(refunds::table.find(row.id))
             .set((
                 refunds::status.eq(RefundStatus::Succeeded.as_str()),

@@ -1,6 +1,7 @@
 //! Diesel table definitions for the payments tables. Kept by hand in step with
 //! `migrations/2026-11-23-000600_payments` and
-//! `migrations/2026-11-23-000650_refund_idempotency_keys`.
+//! `migrations/2026-11-23-000650_refund_idempotency_keys` and
+//! `migrations/2026-12-08-000200_chargebacks`.
 
 diesel::table! {
     stripe_customers (driver_id) {
@@ -56,6 +57,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         succeeded_at -> Nullable<Timestamptz>,
+        stripe_requested_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -108,6 +110,29 @@ diesel::table! {
         succeeded_at -> Nullable<Timestamptz>,
         idempotency_key -> Nullable<Text>,
         request_fingerprint -> Nullable<Text>,
+        undone_transaction_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    chargebacks (id) {
+        id -> Uuid,
+        stripe_dispute_id -> Text,
+        driver_id -> Uuid,
+        top_up_id -> Uuid,
+        payment_intent_id -> Text,
+        stripe_charge_id -> Nullable<Text>,
+        amount_minor -> Int8,
+        currency -> Text,
+        reason -> Text,
+        stripe_status -> Text,
+        evidence_due_by -> Nullable<Timestamptz>,
+        withdrawn_transaction_id -> Nullable<Uuid>,
+        reinstated_transaction_id -> Nullable<Uuid>,
+        fee_minor -> Int8,
+        stripe_created_at -> Timestamptz,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -119,4 +144,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     auto_top_up_settings,
     stripe_events,
     refunds,
+    chargebacks,
 );

@@ -3,12 +3,12 @@
 //! the payments code decides on.
 //!
 //! Invariants:
-//! - every write (customer, SetupIntent, PaymentIntent, detach, refund) carries an
+//! - every write (customer, SetupIntent, PaymentIntent, detach, refund, refund metadata) carries an
 //!   `Idempotency-Key` derived from one of our row ids, so a retry after a timeout or a crash gets
 //!   Stripe's first answer back instead of a second charge;
 //! - the base URL comes from settings (`stripe.base_url`): localstripe in tests and development;
 //! - no Stripe object leaves this module: callers see [`Intent`], [`Setup`], [`Card`],
-//!   [`StripeRefund`] and [`StripeFailure`].
+//!   [`StripeRefund`], [`StripeDispute`] and [`StripeFailure`].
 
 use shared::settings::StripeSettings;
 use shared::{Currency, Money};
@@ -16,10 +16,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_core::customer::CreateCustomer;
+use stripe_core::dispute::RetrieveDispute;
 use stripe_core::payment_intent::{
-    CancelPaymentIntent, CreatePaymentIntent, CreatePaymentIntentOffSession, RetrievePaymentIntent,
+    CancelPaymentIntent, CreatePaymentIntent, CreatePaymentIntentOffSession, ListPaymentIntent,
+    RetrievePaymentIntent,
 };
-use stripe_core::refund::{CreateRefund, RetrieveRefund};
+use stripe_core::refund::{CreateRefund, ListRefund, RetrieveRefund, UpdateRefund};
 use stripe_core::setup_intent::{CreateSetupIntent, CreateSetupIntentUsage, RetrieveSetupIntent};
 use stripe_payment::payment_method::{DetachPaymentMethod, RetrievePaymentMethod};
 
@@ -210,6 +212,52 @@ pub struct StripeRefund {
     pub payment_intent: Option<String>,
     /// Why it failed, when it did.
     pub failure_reason: Option<String>,
+    /// The currency code, lower case as Stripe writes it.
+    pub currency: String,
+    /// The metadata on it: ours carry `refund_id`; a refund made in the Stripe dashboard has
+    /// none.
+    pub metadata: HashMap<String, String>,
+}
+
+/// A dispute (chargeback) at Stripe, as far as the wallet cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeDispute {
+    /// `dp_…` (or `du_…`).
+    pub id: String,
+    /// The disputed amount.
+    pub amount: i64,
+    /// The currency code, lower case as Stripe writes it.
+    pub currency: String,
+    /// The disputed charge (`ch_…`).
+    pub charge: String,
+    /// The disputed PaymentIntent, when the charge had one.
+    pub payment_intent: Option<String>,
+    /// `warning_needs_response`, `warning_under_review`, `warning_closed`, `needs_response`,
+    /// `under_review`, `won`, `lost` or `prevented`.
+    pub status: String,
+    /// The cardholder's reason, e.g. `fraudulent`.
+    pub reason: String,
+    /// When evidence is due (Unix time), while it can be given.
+    pub evidence_due_by: Option<i64>,
+    /// When Stripe created it (Unix time).
+    pub created: i64,
+    /// The money it moved in our Stripe balance: a withdrawal, then perhaps a reinstatement.
+    pub balance_transactions: Vec<DisputeMovement>,
+}
+
+/// One balance transaction of a dispute, with Stripe's signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisputeMovement {
+    /// `txn_…`.
+    pub id: String,
+    /// Negative when Stripe withdrew the amount, positive when it returned it.
+    pub amount: i64,
+    /// Stripe's fee: positive when charged, negative when returned.
+    pub fee: i64,
+    /// The currency code, lower case.
+    pub currency: String,
+    /// `dispute` (a withdrawal) or `dispute_reversal` (a reinstatement).
+    pub reporting_category: String,
 }
 
 /// Whether a payment is made with the driver present (who can pass 3-D Secure) or not.
@@ -238,7 +286,7 @@ pub struct NewIntent<'a> {
 
 // Stripe object types live in the shared crate the split crates re-export.
 mod stripe_shared_types {
-    pub use stripe_core::{PaymentIntent, Refund, SetupIntent};
+    pub use stripe_core::{Dispute, PaymentIntent, Refund, SetupIntent};
 }
 
 /// The Stripe client of a process: cheap to clone, safe to share.
@@ -423,6 +471,44 @@ impl StripeApi {
         Ok(Intent::from_stripe(&pi))
     }
 
+    /// The customer's PaymentIntent created since `since` whose metadata has `key` = `value`,
+    /// if any: how a top-up finds the PaymentIntent an earlier request made once Stripe's
+    /// idempotency keys (24 hours) can no longer. Reads at most ten pages of a hundred.
+    pub async fn find_payment_intent(
+        &self,
+        customer: &str,
+        since: i64,
+        key: &str,
+        value: &str,
+    ) -> Result<Option<Intent>, StripeFailure> {
+        let mut after: Option<String> = None;
+        for _ in 0..10 {
+            let mut req = ListPaymentIntent::new()
+                .customer(customer)
+                .created(stripe_types::RangeQueryTs::gte(since))
+                .limit(100);
+            if let Some(a) = &after {
+                req = req.starting_after(a.clone());
+            }
+            let page = req
+                .send(&self.client)
+                .await
+                .map_err(StripeFailure::from_error)?;
+            if let Some(pi) = page
+                .data
+                .iter()
+                .find(|pi| pi.metadata.get(key).is_some_and(|v| v == value))
+            {
+                return Ok(Some(Intent::from_stripe(pi)));
+            }
+            match page.data.last() {
+                Some(last) if page.has_more => after = Some(last.id.as_str().to_owned()),
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
     /// Cancels a PaymentIntent that has not succeeded.
     pub async fn cancel_payment_intent(
         &self,
@@ -471,6 +557,93 @@ impl StripeApi {
             .map_err(StripeFailure::from_error)?;
         Ok(refund_of(&refund))
     }
+
+    /// Adds `metadata` to a refund (keys not given are kept).
+    pub async fn tag_refund(
+        &self,
+        id: &str,
+        metadata: Vec<(&str, String)>,
+        idempotency_key: &str,
+    ) -> Result<StripeRefund, StripeFailure> {
+        let refund = UpdateRefund::new(id)
+            .metadata(
+                metadata
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect::<HashMap<_, _>>(),
+            )
+            .customize()
+            .request_strategy(key(idempotency_key)?)
+            .send(&self.client)
+            .await
+            .map_err(StripeFailure::from_error)?;
+        Ok(refund_of(&refund))
+    }
+
+    /// Every refund of a PaymentIntent, whoever made it, newest first.
+    pub async fn list_refunds(
+        &self,
+        payment_intent: &str,
+    ) -> Result<Vec<StripeRefund>, StripeFailure> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        // A card payment has a handful of refunds; the bound only stops a fake looping forever.
+        for _ in 0..50 {
+            let mut req = ListRefund::new().payment_intent(payment_intent).limit(100);
+            if let Some(a) = &after {
+                req = req.starting_after(a.as_str());
+            }
+            let page = req
+                .send(&self.client)
+                .await
+                .map_err(StripeFailure::from_error)?;
+            out.extend(page.data.iter().map(refund_of));
+            after = page.data.last().map(|r| r.id.as_str().to_owned());
+            if !page.has_more || after.is_none() {
+                return Ok(out);
+            }
+        }
+        Err(StripeFailure::Unreadable(format!(
+            "the refunds of {payment_intent} do not end"
+        )))
+    }
+
+    /// Reads a dispute.
+    pub async fn retrieve_dispute(&self, id: &str) -> Result<StripeDispute, StripeFailure> {
+        let dispute = RetrieveDispute::new(id)
+            .send(&self.client)
+            .await
+            .map_err(StripeFailure::from_error)?;
+        Ok(dispute_of(&dispute))
+    }
+}
+
+fn dispute_of(d: &stripe_shared_types::Dispute) -> StripeDispute {
+    StripeDispute {
+        id: d.id.as_str().to_owned(),
+        amount: d.amount,
+        currency: d.currency.to_string(),
+        charge: d.charge.id().as_str().to_owned(),
+        payment_intent: d
+            .payment_intent
+            .as_ref()
+            .map(|p| p.id().as_str().to_owned()),
+        status: d.status.as_str().to_owned(),
+        reason: d.reason.clone(),
+        evidence_due_by: d.evidence_details.due_by,
+        created: d.created,
+        balance_transactions: d
+            .balance_transactions
+            .iter()
+            .map(|t| DisputeMovement {
+                id: t.id.as_str().to_owned(),
+                amount: t.amount,
+                fee: t.fee,
+                currency: t.currency.to_string(),
+                reporting_category: t.reporting_category.clone(),
+            })
+            .collect(),
+    }
 }
 
 fn refund_of(r: &stripe_shared_types::Refund) -> StripeRefund {
@@ -483,5 +656,7 @@ fn refund_of(r: &stripe_shared_types::Refund) -> StripeRefund {
             .as_ref()
             .map(|p| p.id().as_str().to_owned()),
         failure_reason: r.failure_reason.clone(),
+        currency: r.currency.to_string(),
+        metadata: r.metadata.clone().unwrap_or_default(),
     }
 }

@@ -198,6 +198,8 @@ pub(crate) struct TopUpRow {
     pub(crate) created_at: DateTime<Utc>,
     pub(crate) updated_at: DateTime<Utc>,
     pub(crate) succeeded_at: Option<DateTime<Utc>>,
+    /// When Stripe was first asked for this top-up's PaymentIntent.
+    pub(crate) stripe_requested_at: Option<DateTime<Utc>>,
 }
 
 impl TopUpRow {
@@ -408,6 +410,10 @@ pub async fn top_up_wallet(
 
 /// Asks Stripe for the payment of a `created` top-up and applies the answer. Safe to repeat:
 /// the idempotency key and parameters come from the row.
+/// Hours after which a retried top-up no longer trusts Stripe's idempotency key (which Stripe
+/// keeps for 24) and looks its PaymentIntent up by metadata first.
+pub const IDEMPOTENCY_WINDOW_HOURS: i64 = 23;
+
 pub(crate) async fn charge_top_up(
     conn: &mut AsyncPgConnection,
     env: &PaymentsEnv,
@@ -434,6 +440,32 @@ pub(crate) async fn charge_top_up(
         ],
     };
     let key = format!("top_up:{}", row.id);
+    // Stripe forgets idempotency keys after 24 hours: a request retried later than that would
+    // make a second PaymentIntent. Look for the first one by our metadata instead.
+    if let Some(asked) = row.stripe_requested_at
+        && env.clock.now() - asked > chrono::Duration::hours(IDEMPOTENCY_WINDOW_HOURS)
+        && let Some(intent) = env
+            .stripe
+            .find_payment_intent(
+                &customer,
+                (asked - chrono::Duration::hours(1)).timestamp(),
+                "top_up_id",
+                &row.id.to_string(),
+            )
+            .await?
+    {
+        tracing::info!(top_up_id = %row.id, payment_intent = %intent.id, "late retry found the top-up's PaymentIntent by its metadata");
+        return apply_intent(conn, env, row.id, &intent).await;
+    }
+    // Recorded before the call: from now on Stripe may hold a PaymentIntent for this top-up, so
+    // it is never cancelled without asking Stripe.
+    if row.stripe_requested_at.is_none() {
+        diesel::update(top_ups::table.find(row.id))
+            .filter(top_ups::stripe_requested_at.is_null())
+            .set(top_ups::stripe_requested_at.eq(env.clock.now()))
+            .execute(conn)
+            .await?;
+    }
     match env.stripe.create_payment_intent(&new, &key).await {
         Ok(intent) => {
             let secret = intent.client_secret.clone();
@@ -570,6 +602,7 @@ pub async fn apply_intent(
     }
     if credited {
         crate::wallet::review_after_top_up(conn, env, top_up.driver_id).await?;
+        crate::chargebacks::review_after_top_up(conn, env, top_up.driver_id).await?;
     }
     Ok(top_up)
 }
@@ -625,6 +658,96 @@ pub(crate) async fn apply_failure(
         crate::wallet::after_auto_top_up_failed(conn, env, top_up.driver_id).await?;
     }
     Ok(top_up)
+}
+
+/// Cancels a top-up that was never sent to Stripe (still `created`, no PaymentIntent), with
+/// the reason; anything else is returned as it is.
+pub(crate) async fn cancel_unsent(
+    conn: &mut AsyncPgConnection,
+    env: &PaymentsEnv,
+    top_up_id: TopUpId,
+    code: &str,
+    message: &str,
+) -> Result<TopUp, PaymentsError> {
+    cancel_created(conn, env, top_up_id, code, message, false).await
+}
+
+/// Cancels a top-up Stripe was asked for more than a day ago and holds no PaymentIntent for
+/// (looked up by metadata by the caller): none can appear any more.
+pub(crate) async fn give_up_unanswered(
+    conn: &mut AsyncPgConnection,
+    env: &PaymentsEnv,
+    top_up_id: TopUpId,
+) -> Result<TopUp, PaymentsError> {
+    cancel_created(
+        conn,
+        env,
+        top_up_id,
+        "no_payment_intent",
+        "Stripe made no payment for it; given up after a day",
+        true,
+    )
+    .await
+}
+
+async fn cancel_created(
+    conn: &mut AsyncPgConnection,
+    env: &PaymentsEnv,
+    top_up_id: TopUpId,
+    code: &str,
+    message: &str,
+    even_if_asked: bool,
+) -> Result<TopUp, PaymentsError> {
+    let now = env.clock.now();
+    conn.transaction::<_, PaymentsError, _>(async |conn| {
+        let row = lock_row(conn, top_up_id).await?;
+        if row.status()? != TopUpStatus::Created
+            || row.payment_intent_id.is_some()
+            || (row.stripe_requested_at.is_some() && !even_if_asked)
+        {
+            return row.to_top_up();
+        }
+        let updated = update_row(
+            conn,
+            &row,
+            Update {
+                status: TopUpStatus::Canceled,
+                payment_intent_id: None,
+                failure_code: Some(code),
+                failure_message: Some(message),
+                ledger_transaction_id: None,
+                now,
+            },
+        )
+        .await?;
+        tracing::info!(%top_up_id, code, "top-up canceled before it was charged");
+        updated.to_top_up()
+    })
+    .await
+}
+
+/// Whether the driver has a top-up other than `except` under way (made in the last
+/// [`crate::auto_top_up::STUCK_AFTER_MINUTES`] and neither succeeded nor failed yet).
+pub(crate) async fn other_top_up_under_way(
+    conn: &mut AsyncPgConnection,
+    driver_id: DriverId,
+    except: TopUpId,
+    now: DateTime<Utc>,
+) -> Result<bool, PaymentsError> {
+    let since = now - chrono::Duration::minutes(crate::auto_top_up::STUCK_AFTER_MINUTES);
+    let found: Option<TopUpId> = top_ups::table
+        .filter(top_ups::driver_id.eq(driver_id))
+        .filter(top_ups::id.ne(except))
+        .filter(top_ups::status.eq_any([
+            TopUpStatus::Created.as_str(),
+            TopUpStatus::RequiresAction.as_str(),
+        ]))
+        .filter(top_ups::created_at.ge(since))
+        .select(top_ups::id)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(found.is_some())
 }
 
 async fn lock_row(conn: &mut AsyncPgConnection, id: TopUpId) -> Result<TopUpRow, PaymentsError> {

@@ -1,17 +1,19 @@
 //! The wallet: its balance, paying for cover sessions from it, and whether a driver can pay.
 //!
-//! The balance is the driver's wallet account in the ledger, never a stored number. A session's
-//! charge is always taken when the session has ended (the cover was given): the wallet may go
-//! below zero, down to [`OVERDRAFT_LIMIT`] as far as cover is concerned, so an open session can
-//! finish even when a top-up fails while it runs. Cover asks [`spendable`] to decide how long a
-//! session may run, and [`WalletFunds`] (its [`cover::FundsCheck`]) before one starts.
+//! The balance is the driver's wallet account in the ledger, never a stored number; what can be
+//! spent is the available balance, the posted one less its holds (see [`crate::holds`]). A
+//! session's charge is always taken when the session has ended (the cover was given): the
+//! wallet may go below zero to pay it, down to [`OVERDRAFT_LIMIT`], which
+//! [`crate::overdraft`] enforces on running sessions. Cover asks [`WalletFunds`] (its
+//! [`cover::FundsCheck`]) before a session starts.
 //!
 //! Invariants:
-//! - a session's charge is posted once (the ledger's cause is the session) together with
-//!   whatever it schedules (an automatic top-up), in one transaction;
-//! - an enrolment is suspended for lack of funds only when the balance cannot cover the next
-//!   minimum charge and the automatic top-up has failed (it needs the driver), and never while a
-//!   session is running; it is reactivated once a top-up brings the balance back.
+//! - a session's charge is posted once (the ledger's cause is the session), under the wallet's
+//!   lock, together with whatever it schedules (an automatic top-up), in one transaction;
+//! - an enrolment is suspended for lack of funds when the available balance cannot cover the
+//!   next minimum charge and the automatic top-up has failed (it needs the driver) — never
+//!   while a session is running, which only [`crate::overdraft`] ends — and reactivated once a
+//!   top-up brings the available balance back.
 
 use crate::env::PaymentsEnv;
 use crate::error::PaymentsError;
@@ -37,22 +39,25 @@ pub async fn wallet_balance(
     Ok(ledger::wallet_balance(conn, &driver_id.to_string(), WALLET_CURRENCY).await?)
 }
 
-/// What a running session may still cost before the overdraft limit is reached: the balance
-/// plus [`OVERDRAFT_LIMIT`] (never below zero).
+/// What a new session may still cost before the overdraft limit is reached: the available
+/// balance (holds other than a running session's) plus [`OVERDRAFT_LIMIT`], never below zero.
 pub async fn spendable(
     conn: &mut AsyncPgConnection,
     driver_id: DriverId,
 ) -> Result<Money, PaymentsError> {
-    let balance = wallet_balance(conn, driver_id).await?;
+    let available = crate::holds::settled_available(conn, &[driver_id])
+        .await?
+        .remove(&driver_id)
+        .unwrap_or(Money::zero(WALLET_CURRENCY));
     Ok(Money {
-        minor: (balance.minor + OVERDRAFT_LIMIT.minor).max(0),
-        currency: balance.currency,
+        minor: (available.minor + OVERDRAFT_LIMIT.minor).max(0),
+        currency: available.currency,
     })
 }
 
-/// The wallet-and-card answer to cover's "can this driver pay?": yes when the balance covers
-/// the minimum charge, or when an automatic top-up can charge a saved card (enabled, a default
-/// card, and none waiting for the driver).
+/// The wallet-and-card answer to cover's "can this driver pay?": yes when the available
+/// balance (posted − holds) covers the minimum charge, or when an automatic top-up can charge a
+/// saved card (enabled, a default card, and none waiting for the driver or stuck).
 ///
 /// Reads only. Before a session starts, callers also call
 /// [`crate::maybe_schedule_auto_top_up`] so a low wallet is topped up.
@@ -67,11 +72,15 @@ impl FundsCheck for WalletFunds {
         driver_id: DriverId,
         minimum_charge: Money,
     ) -> Result<Funding, anyhow::Error> {
-        let balance = wallet_balance(conn, driver_id).await?;
+        let balance = crate::holds::settled_available(conn, &[driver_id])
+            .await?
+            .remove(&driver_id)
+            .unwrap_or(Money::zero(WALLET_CURRENCY));
         if minimum_charge.currency == balance.currency && balance.minor >= minimum_charge.minor {
             return Ok(Funding::Ok);
         }
-        if crate::auto_top_up::auto_top_up_available(conn, driver_id).await? {
+        // Stripe's time, not the caller's clock: whether a top-up is stuck is about real time.
+        if crate::auto_top_up::auto_top_up_available(conn, driver_id, chrono::Utc::now()).await? {
             return Ok(Funding::Ok);
         }
         if crate::cards::default_payment_method(conn, driver_id)
@@ -85,18 +94,18 @@ impl FundsCheck for WalletFunds {
         })
     }
 
-    /// The wallets of all in one read; only a driver whose wallet does not cover the charge is
-    /// then asked about as [`WalletFunds::can_pay`] does.
+    /// The wallets of all in a few reads; only a driver whose wallet does not cover the charge
+    /// is then asked about as [`WalletFunds::can_pay`] does.
     async fn can_pay_all(
         &self,
         conn: &mut AsyncPgConnection,
         asks: &[(DriverId, Money)],
     ) -> Result<Vec<Funding>, anyhow::Error> {
-        let owners: Vec<String> = asks.iter().map(|(d, _)| d.to_string()).collect();
-        let balances = ledger::wallet_balances(conn, &owners, WALLET_CURRENCY).await?;
+        let drivers: Vec<DriverId> = asks.iter().map(|(d, _)| *d).collect();
+        let balances = crate::holds::settled_available(conn, &drivers).await?;
         let mut out = Vec::with_capacity(asks.len());
-        for ((driver_id, minimum_charge), owner) in asks.iter().zip(&owners) {
-            let covered = balances.get(owner).is_some_and(|b| {
+        for (driver_id, minimum_charge) in asks {
+            let covered = balances.get(driver_id).is_some_and(|b| {
                 minimum_charge.currency == b.currency && b.minor >= minimum_charge.minor
             });
             if covered {
@@ -122,9 +131,10 @@ pub struct SessionCharged {
     pub auto_top_up: Option<crate::ids::TopUpId>,
 }
 
-/// Takes an ended session's stored charge from the wallet, once: debit the wallet, credit
-/// insurer payable (net premium), commission income and IPT payable; marks the session charged
-/// (cover's [`cover::mark_session_charged`]). Then schedules an automatic top-up when the wallet
+/// Takes an ended session's stored charge from the wallet, once, under the wallet's lock: debit
+/// the wallet, credit insurer payable (net premium), commission income and IPT payable; marks
+/// the session charged (cover's [`cover::mark_session_charged`]), which releases its hold. The
+/// charge is taken whatever the balance (the cover was given). Then schedules an automatic top-up when the wallet
 /// fell below the driver's threshold, and suspends the enrolment when the wallet can no longer
 /// pay and the automatic top-up has failed. All in one transaction (a savepoint inside the
 /// caller's). Repeating it changes nothing.
@@ -147,6 +157,7 @@ pub async fn charge_session(
             return Err(PaymentsError::SessionNotEnded);
         }
         let charge = session.charge.ok_or(PaymentsError::SessionNotEnded)?;
+        crate::holds::lock_wallet(conn, session.driver_id).await?;
         let owner = session.driver_id.to_string();
         let (ledger_transaction_id, newly_charged) = if charge.total.minor > 0 {
             let tx = NewTransaction {
@@ -240,7 +251,9 @@ pub async fn review_funding(
     let Some(minimum) = next_minimum_charge(conn, driver_id).await? else {
         return Ok(0);
     };
-    let balance = wallet_balance(conn, driver_id).await?;
+    let balance = crate::holds::wallet_position(conn, driver_id, env.clock.now())
+        .await?
+        .available;
     if balance.minor >= minimum.minor {
         return Ok(0);
     }
@@ -295,7 +308,9 @@ pub async fn review_after_top_up(
     if suspended.is_empty() {
         return Ok(0);
     }
-    let balance = wallet_balance(conn, driver_id).await?;
+    let balance = crate::holds::wallet_position(conn, driver_id, env.clock.now())
+        .await?
+        .available;
     let minimum = next_minimum_charge(conn, driver_id).await?;
     if minimum.is_some_and(|m| balance.minor < m.minor) {
         return Ok(0);

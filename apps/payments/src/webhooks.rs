@@ -6,8 +6,8 @@
 //! answers 200 at once. The job runs [`apply_stripe_event`].
 //!
 //! Events arrive duplicated and out of order, so applying one never trusts the object in its
-//! payload: it re-reads the SetupIntent, PaymentIntent or refunds from Stripe and hands the
-//! current state to the same idempotent functions the app's own calls use. An event about an
+//! payload: it re-reads the SetupIntent, PaymentIntent, refunds or dispute from Stripe and hands
+//! the current state to the same idempotent functions the app's own calls use. An event about an
 //! object that is not ours, or of a type we do not handle, is kept and flagged for people, never
 //! an error that would make Stripe (or the job) retry forever.
 
@@ -302,6 +302,20 @@ pub enum EventOutcome {
     AlreadyHandled,
 }
 
+/// The events kept for people (`flagged`), newest first, at most `limit` (1 to 500).
+pub async fn flagged_events(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> Result<Vec<StripeEvent>, PaymentsError> {
+    Ok(stripe_events::table
+        .filter(stripe_events::status.eq("flagged"))
+        .order((stripe_events::received_at.desc(), stripe_events::id.desc()))
+        .limit(limit.clamp(1, 500))
+        .select(StripeEvent::as_select())
+        .load(conn)
+        .await?)
+}
+
 /// One stored event.
 ///
 /// Errors: `NOT_FOUND` (`eventId`).
@@ -320,8 +334,10 @@ pub async fn get_event(
 
 /// Applies a stored event by re-reading its object from Stripe (the work of
 /// [`ApplyStripeEvent`]): `setup_intent.*` saves the card, `payment_intent.*` moves the top-up
-/// (crediting the wallet once on success), `charge.refunded` settles pending refunds. Anything
-/// else, or an object that is not ours, is flagged. The effect commits before the event is
+/// (crediting the wallet once on success), `charge.refunded`, `refund.*` and
+/// `charge.refund.updated` apply the PaymentIntent's refunds (ours, made elsewhere, failed),
+/// `charge.dispute.*` applies the dispute to its chargeback. Anything else, or an object that
+/// is not ours, is flagged. The effect commits before the event is
 /// marked, so a crash in between re-applies harmlessly.
 ///
 /// With `job`, the job is completed inside the transaction that marks the event.
@@ -452,14 +468,24 @@ async fn apply(
                 None => Ok(flagged(format!("unknown PaymentIntent {object_id}"))),
             }
         }
+        // charge.dispute.created, .updated, .funds_withdrawn, .funds_reinstated, .closed.
+        ("charge", "dispute") => {
+            let dispute = env.stripe.retrieve_dispute(object_id).await?;
+            crate::chargebacks::apply_dispute(conn, env, &dispute).await
+        }
         ("charge", "charge") if event.event_type == "charge.refunded" => {
             let Some(pi) = event.payload["data"]["object"]["payment_intent"].as_str() else {
                 return Ok(flagged("the refunded charge names no PaymentIntent"));
             };
-            match crate::refunds::sync_refunds_for_intent(conn, env, pi).await? {
-                Some(_) => Ok(EventOutcome::Processed),
+            crate::refund_sync::sync_refunds(conn, env, pi).await
+        }
+        // refund.created, refund.updated, refund.failed, charge.refund.updated.
+        ("refund" | "charge", "refund") => {
+            let refund = env.stripe.retrieve_refund(object_id).await?;
+            match refund.payment_intent.as_deref() {
+                Some(pi) => crate::refund_sync::sync_refunds(conn, env, pi).await,
                 None => Ok(flagged(format!(
-                    "refunded charge of unknown PaymentIntent {pi}"
+                    "refund {object_id} names no PaymentIntent"
                 ))),
             }
         }

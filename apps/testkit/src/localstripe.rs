@@ -286,6 +286,65 @@ impl LocalStripe {
         .await
     }
 
+    /// Opens a dispute (a chargeback) on a PaymentIntent's charge, as a cardholder's bank would,
+    /// through the launcher's test-only route; `form` may set `amount`, `reason`, `status` and
+    /// `due_by`. Returns the dispute (`dp_…`) as Stripe shows it.
+    pub async fn open_dispute(
+        &self,
+        payment_intent_id: &str,
+        form: &[(&str, &str)],
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut all = vec![("payment_intent", payment_intent_id)];
+        all.extend_from_slice(form);
+        self.post("/_test/disputes", &all).await
+    }
+
+    /// Moves a dispute as Stripe would: `withdraw` (the amount and its fee taken; `fee` may be
+    /// given), `respond` (evidence submitted), `reinstate` (won: the amount back, the fee too
+    /// with `return_fee=true`) or `close` (`status` won, lost or warning_closed). Returns the
+    /// dispute.
+    pub async fn move_dispute(
+        &self,
+        dispute_id: &str,
+        action: &str,
+        form: &[(&str, &str)],
+    ) -> anyhow::Result<serde_json::Value> {
+        self.post(&format!("/_test/disputes/{dispute_id}/{action}"), form)
+            .await
+    }
+
+    /// Refunds `amount` of a PaymentIntent as someone in the Stripe dashboard would: a plain
+    /// refund without our metadata. Returns the refund (`re_…`).
+    pub async fn refund_in_dashboard(
+        &self,
+        payment_intent_id: &str,
+        amount: i64,
+    ) -> anyhow::Result<serde_json::Value> {
+        let amount = amount.to_string();
+        self.post(
+            "/v1/refunds",
+            &[
+                ("payment_intent", payment_intent_id),
+                ("amount", amount.as_str()),
+            ],
+        )
+        .await
+    }
+
+    /// Makes a refund that had succeeded fail afterwards (the card's bank returned it), through
+    /// the launcher's test-only route. Returns the refund.
+    pub async fn fail_refund(
+        &self,
+        refund_id: &str,
+        failure_reason: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.post(
+            &format!("/_test/refunds/{refund_id}/fail"),
+            &[("failure_reason", failure_reason)],
+        )
+        .await
+    }
+
     /// Every PaymentIntent of a customer, newest first, as JSON.
     pub async fn payment_intents_of(
         &self,

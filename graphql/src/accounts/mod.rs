@@ -243,6 +243,7 @@ impl Driver {
             crate::payments::Wallet {
                 driver_id: self.inner.id,
                 viewer: self.viewer.clone(),
+                position: Default::default(),
             }
         })
     }

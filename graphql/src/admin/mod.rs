@@ -41,6 +41,7 @@ macro_rules! or_page {
     };
 }
 
+mod chargebacks;
 mod claims;
 mod pages;
 mod render;

@@ -20,7 +20,7 @@ pub(super) type Query = web::Query<HashMap<String, String>>;
 
 /// Registers `/admin` and everything under it.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::claims::routes(
+    cfg.service(super::chargebacks::routes(super::claims::routes(
         web::scope("/admin")
             .route("", web::get().to(home))
             .route("/", web::get().to(home))
@@ -71,7 +71,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/finance/exceptions/{id}/resolve",
                 web::post().to(resolve_exception),
             ),
-    ));
+    )));
 }
 
 /// The page's context: the layout plus a notice or error carried by the redirect.
@@ -288,6 +288,8 @@ const DRIVER_ACTIVITY: &str = "query($id: ID!) { driverActivity(driverId: $id, f
 
 const DRIVER_WALLET: &str = "query($id: ID!) { driverWallet(driverId: $id) {
   balance { formatted }
+  chargebacks { stripeDisputeId stripeStatus open evidenceDueBy withdrawn reinstated
+    amount { formatted } }
   transactions(first: 30) { edges { node { kind amount { formatted } description at } } }
   payments(first: 15) { edges { node { id kind status createdAt amount { minor formatted }
     refundedAmount { minor formatted } refunds { amount { formatted } status reason } } } } } }";
@@ -332,7 +334,11 @@ async fn driver(
             &q,
             json!({
                 "driver": driver,
-                "wallet": { "balance": wallet["balance"], "payments": payments },
+                "wallet": {
+                    "balance": wallet["balance"],
+                    "payments": payments,
+                    "chargebacks": wallet["chargebacks"],
+                },
                 "timeline": timeline,
                 "notifications": activity["notifications"],
                 "sessions": sessions["edges"],

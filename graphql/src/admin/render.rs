@@ -23,6 +23,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("claims.html", include_str!("templates/claims.html")),
     ("claim.html", include_str!("templates/claim.html")),
     ("disputes.html", include_str!("templates/disputes.html")),
+    (
+        "chargebacks.html",
+        include_str!("templates/chargebacks.html"),
+    ),
 ];
 
 /// `2026-12-05T04:05:17.123Z` → `2026-12-05 04:05` (UTC); anything else unchanged.

@@ -55,6 +55,8 @@ pub enum CoverEndReason {
     EnrolmentCancelled,
     /// An ops user ended it.
     Ops,
+    /// The wallet reached its overdraft limit and could not be topped up.
+    OverdraftLimit,
 }
 
 /// Who started a session.
@@ -178,6 +180,9 @@ pub struct CoverCertificate {
     pub valid_from: DateTime<Utc>,
     /// Cover ends (ended), or ends at the latest (active).
     pub valid_until: DateTime<Utc>,
+    /// When `proofToken` stops proving cover offline (minutes after it was issued, never past
+    /// the cover's end): the app fetches the certificate again for a fresh one while cover runs.
+    pub proof_expires_at: DateTime<Utc>,
 }
 
 /// One period on cover.
@@ -363,12 +368,7 @@ impl CoverSession {
         }
         let core = core(ctx)?;
         let registration = registration_of(ctx, self.inner.vehicle_id).await?;
-        let claims = cover::ProofClaims {
-            certificate_number: self.inner.certificate_number.clone(),
-            registration,
-            valid_from: self.inner.started_at,
-            valid_until: self.inner.covered_until(),
-        };
+        let claims = cover::ProofClaims::for_session(&self.inner, registration, core.clock.now());
         let key =
             cover::ProofKey::from_settings(&core.settings.cover).map_err(|e| internal(ctx, e))?;
         let token = key.sign_token(&claims).map_err(|e| internal(ctx, e))?;
@@ -383,7 +383,8 @@ impl CoverSession {
             html_url: certificate_url(core, number, "html"),
             pdf_url: certificate_url(core, number, "pdf"),
             valid_from: claims.valid_from,
-            valid_until: claims.valid_until,
+            valid_until: self.inner.covered_until(),
+            proof_expires_at: claims.valid_until,
         })
     }
 }

@@ -16,6 +16,7 @@
 //! entry) go through one [`PaymentsLoader`] made for that page, so a page costs one query per
 //! kind of edge, not one per row.
 
+pub mod chargebacks;
 pub mod mutation;
 pub mod query;
 
@@ -34,6 +35,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use crate::money::Money;
+pub use chargebacks::ChargebacksQuery;
 pub use mutation::{PaymentsAdjustMutation, PaymentsMutation};
 pub use query::PaymentsQuery;
 
@@ -156,6 +158,9 @@ pub enum WalletTransactionKind {
     SessionCharge,
     /// Money given back (to the card, or a session's price back to the wallet).
     Refund,
+    /// Money the card's bank took back for a disputed top-up (a chargeback), or gave back when
+    /// the dispute was won.
+    Chargeback,
     /// Any other correction.
     Adjustment,
 }
@@ -258,6 +263,68 @@ fn loader_failed(ctx: &Context<'_>, e: LoadError) -> async_graphql::Error {
 pub struct Wallet {
     pub(crate) driver_id: DriverId,
     pub(crate) viewer: Principal,
+    /// The balances and holds, read once per wallet in a response.
+    pub(crate) position: Arc<tokio::sync::OnceCell<payments::WalletPosition>>,
+}
+
+impl Wallet {
+    async fn position(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<&payments::WalletPosition> {
+        self.check()?;
+        self.position
+            .get_or_try_init(|| async {
+                let mut conn = crate::accounts::conn(ctx).await?;
+                let now = payments_env(ctx)?.clock.now();
+                payments::wallet_position(&mut conn, self.driver_id, now)
+                    .await
+                    .map_err(|e| internal(ctx, e))
+            })
+            .await
+    }
+}
+
+/// What a hold on a wallet is for.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "payments::HoldKind")]
+pub enum WalletHoldKind {
+    /// The charge so far of the session on cover now.
+    RunningSession,
+    /// An ended session whose charge has not been taken yet.
+    UnchargedSession,
+    /// A refund to the card that the card network has not confirmed.
+    PendingRefund,
+    /// A chargeback under review; the bank has not taken the money yet.
+    Chargeback,
+}
+
+/// Money the wallet already owes to something not yet booked; it is not available to spend.
+pub struct WalletHold {
+    inner: payments::Hold,
+}
+
+#[Object]
+impl WalletHold {
+    /// What it is for.
+    async fn kind(&self) -> WalletHoldKind {
+        self.inner.kind.into()
+    }
+    /// How much it holds back.
+    async fn amount(&self) -> Money {
+        self.inner.amount.into()
+    }
+    /// The global id of its cause (a `CoverSession`, a `Refund`, …).
+    async fn cause_id(&self) -> ID {
+        let type_name = match self.inner.kind {
+            payments::HoldKind::RunningSession | payments::HoldKind::UnchargedSession => {
+                "CoverSession"
+            }
+            payments::HoldKind::PendingRefund => "Refund",
+            payments::HoldKind::Chargeback => "Chargeback",
+        };
+        to_global_id(type_name, &self.inner.cause_id)
+    }
 }
 
 /// A driver's prepaid balance, what it is topped up with, and what moved it. Visible to the
@@ -269,14 +336,53 @@ impl Wallet {
         load_driver(ctx, &self.viewer, self.driver_id).await
     }
 
-    /// What the driver holds (negative when they owe for cover already given).
+    /// The posted balance: what the driver holds once everything booked is counted (negative
+    /// when they owe for cover already given). What can be spent is `available`.
     async fn balance(&self, ctx: &Context<'_>) -> async_graphql::Result<Money> {
+        Ok(self.position(ctx).await?.posted.into())
+    }
+
+    /// What can be spent or refunded now: `balance` less `held`. A running session, sessions not
+    /// yet charged, refunds on their way and chargebacks under review are held back.
+    async fn available(&self, ctx: &Context<'_>) -> async_graphql::Result<Money> {
+        Ok(self.position(ctx).await?.available.into())
+    }
+
+    /// The total of `holds`.
+    async fn held(&self, ctx: &Context<'_>) -> async_graphql::Result<Money> {
+        Ok(self.position(ctx).await?.held.into())
+    }
+
+    /// What is held back from the balance, largest first.
+    async fn holds(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WalletHold>> {
+        Ok(self
+            .position(ctx)
+            .await?
+            .holds
+            .iter()
+            .map(|h| WalletHold { inner: h.clone() })
+            .collect())
+    }
+
+    /// How far below zero the wallet may go while a session runs; cover ends there.
+    async fn overdraft_limit(&self) -> Money {
+        payments::OVERDRAFT_LIMIT.into()
+    }
+
+    /// Chargebacks on the driver's top-ups (their bank disputing a payment), newest first.
+    async fn chargebacks(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<chargebacks::Chargeback>> {
         self.check()?;
         let mut conn = crate::accounts::conn(ctx).await?;
-        let balance = payments::wallet_balance(&mut conn, self.driver_id)
+        let list = payments::chargebacks_of_driver(&mut conn, self.driver_id)
             .await
             .map_err(|e| internal(ctx, e))?;
-        Ok(balance.into())
+        Ok(list
+            .into_iter()
+            .map(|c| chargebacks::Chargeback::new(c, self.viewer.clone()))
+            .collect())
     }
 
     /// The automatic top-up settings; null until the driver first sets them.
@@ -477,7 +583,7 @@ impl WalletTransaction {
     async fn cause_id(&self) -> ID {
         let type_name = match self.inner.cause_type.as_str() {
             "top_up" => "Payment",
-            "refund" => "Refund",
+            "refund" | "refund_failure" => "Refund",
             "cover_session" => "CoverSession",
             other => other,
         };

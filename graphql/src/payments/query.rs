@@ -22,6 +22,7 @@ impl PaymentsQuery {
         Ok(Wallet {
             driver_id: driver.driver_id,
             viewer: guard::principal(ctx).clone(),
+            position: Default::default(),
         })
     }
 
@@ -66,6 +67,7 @@ impl PaymentsQuery {
             Ok(_) => Ok(Some(Wallet {
                 driver_id,
                 viewer: guard::principal(ctx).clone(),
+                position: Default::default(),
             })),
             Err(AccountsError::NotFound(_)) => Ok(None),
             Err(e) => Err(internal(ctx, e)),

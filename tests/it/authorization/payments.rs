@@ -122,6 +122,22 @@ pub(super) fn entries() -> Vec<Entry> {
             expect: drivers_only(),
         },
         Entry {
+            field: "Query.chargebacks",
+            case: "-",
+            doc: "{ chargebacks(first: 5) { id stripeStatus amount { minor } driver { id } } }",
+            vars: |_: &Fx, _| json!({}),
+            judge: "/chargebacks",
+            expect: money_staff(),
+        },
+        Entry {
+            field: "Query.flaggedStripeEvents",
+            case: "-",
+            doc: "{ flaggedStripeEvents(first: 5) { eventId eventType reason } }",
+            vars: |_: &Fx, _| json!({}),
+            judge: "/flaggedStripeEvents",
+            expect: money_staff(),
+        },
+        Entry {
             field: "Query.driverWallet",
             case: "driver A's wallet",
             doc: "query($id: ID!) { driverWallet(driverId: $id) { balance { minor } paymentMethods { id } } }",

@@ -4,6 +4,7 @@
 use crate::states::{count, staff};
 use crate::support::*;
 use claims::{DisputeCharge, DisputeReason, DisputeStatus, Resolution};
+use cover::SessionStatus;
 use partners::ShiftEventKind::{JobAccepted, JobCompleted};
 use shared::Money;
 
@@ -17,6 +18,11 @@ fn not_working(session: cover::CoverSessionId) -> DisputeCharge {
         reason: DisputeReason::NotWorking,
         details: Some("I had logged off the app at 9:30.".into()),
     }
+}
+
+async fn status_of(h: &Harness, session: cover::CoverSessionId) -> SessionStatus {
+    let mut conn = h.conn().await;
+    cover::get_session(&mut conn, session).await.unwrap().status
 }
 
 async fn ledger_is_clean(h: &Harness) {
@@ -146,6 +152,7 @@ async fn an_adjustment_refunds_part_and_an_uphold_refunds_nothing() {
     )
     .await
     .unwrap();
+    assert_eq!(status_of(&h, first.id).await, SessionStatus::Disputed);
     let total = first.charge.unwrap().total;
     for bad in [0, -5, total.minor] {
         let e = claims::resolve_dispute(
@@ -175,6 +182,7 @@ async fn an_adjustment_refunds_part_and_an_uphold_refunds_nothing() {
     .unwrap();
     assert_eq!(adjusted.status, DisputeStatus::Adjusted);
     assert_eq!(adjusted.refunded, Some(part));
+    assert_eq!(status_of(&h, first.id).await, SessionStatus::Adjusted);
     ledger_is_clean(&h).await;
 
     let b = claims::dispute_charge(
@@ -201,6 +209,28 @@ async fn an_adjustment_refunds_part_and_an_uphold_refunds_nothing() {
     .unwrap();
     assert_eq!(upheld.status, DisputeStatus::Upheld);
     assert_eq!(upheld.refund_id, None);
+    // The charge stands: the session is charged again.
+    assert_eq!(status_of(&h, second.id).await, SessionStatus::Charged);
+    // The driver's list finds each by its status.
+    for (status, expected) in [
+        (SessionStatus::Adjusted, first.id),
+        (SessionStatus::Charged, second.id),
+    ] {
+        let page = cover::list_sessions(
+            &mut conn,
+            d.id,
+            &cover::SessionFilter {
+                status: Some(status),
+                ..Default::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+        let ids: Vec<_> = page.edges.iter().map(|e| e.node.id).collect();
+        assert_eq!(ids, vec![expected], "{status:?}");
+    }
     assert_eq!(
         count(&h, "SELECT count(*) AS n FROM refunds").await,
         1,

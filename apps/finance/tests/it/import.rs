@@ -178,3 +178,109 @@ async fn a_failed_page_is_resumed_without_refetching_or_duplicates_and_unknown_t
     .unwrap_err();
     assert_eq!(code(&err), "PERIOD_IN_FUTURE");
 }
+
+#[tokio::test]
+async fn dispute_and_refund_failure_balance_transactions_carry_their_ledger_keys() {
+    let db = TestDb::new().await.unwrap();
+    let mut conn = db.conn().await.unwrap();
+    let stripe = MockServer::start().await;
+    let mut settings = testkit::settings_for(&db);
+    settings.stripe.base_url = stripe.uri();
+    let reader = finance::StripeReader::new(&settings.stripe).unwrap();
+    let clock = FixedClock::at(Utc::now());
+    let start = Utc::now() - Duration::days(1);
+    let end = Utc::now();
+    let t = start.timestamp() + 60;
+
+    let with = |mut txn: serde_json::Value, category: &str, source: serde_json::Value| {
+        txn["reporting_category"] = serde_json::json!(category);
+        txn["source"] = source;
+        txn
+    };
+    let refund = serde_json::json!({
+        "id": "re_failed1", "object": "refund", "amount": 500, "created": t, "currency": "gbp",
+        "metadata": { "refund_id": "rfd_0190f4b2c3d47e8f9a0b1c2d3e4f5a6b" },
+        "payment_intent": null, "status": "failed", "failure_reason": "lost_or_stolen_card",
+    });
+    let data = vec![
+        with(
+            txn("txn_d1", "adjustment", -2000, 1500, t + 2),
+            "dispute",
+            serde_json::json!("dp_1"),
+        ),
+        with(
+            txn("txn_d2", "adjustment", 2000, 0, t + 1),
+            "dispute_reversal",
+            serde_json::json!("dp_1"),
+        ),
+        with(
+            txn("txn_r1", "refund_failure", 500, 0, t),
+            "refund_failure",
+            refund,
+        ),
+    ];
+    Mock::given(method("GET"))
+        .and(path("/v1/balance_transactions"))
+        .respond_with(page(data, false))
+        .mount(&stripe)
+        .await;
+    finance::import_balance_transactions(&mut conn, &reader, &clock, start, end)
+        .await
+        .unwrap();
+
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Keyed {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        match_kind: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        match_cause_type: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        match_cause_id: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        known_type: bool,
+    }
+    let stored: Vec<Keyed> = diesel::sql_query(
+        "SELECT id, match_kind, match_cause_type, match_cause_id, known_type
+           FROM finance_stripe_balance_transactions ORDER BY id",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    fn key(k: &Keyed) -> (&str, Option<&str>, Option<&str>, Option<&str>, bool) {
+        (
+            k.id.as_str(),
+            k.match_kind.as_deref(),
+            k.match_cause_type.as_deref(),
+            k.match_cause_id.as_deref(),
+            k.known_type,
+        )
+    }
+    assert_eq!(
+        stored.iter().map(key).collect::<Vec<_>>(),
+        [
+            (
+                "txn_d1",
+                Some("chargeback"),
+                Some("stripe_balance_transaction"),
+                Some("txn_d1"),
+                true
+            ),
+            (
+                "txn_d2",
+                Some("chargeback"),
+                Some("stripe_balance_transaction"),
+                Some("txn_d2"),
+                true
+            ),
+            (
+                "txn_r1",
+                Some("reversal"),
+                Some("refund_failure"),
+                Some("rfd_0190f4b2c3d47e8f9a0b1c2d3e4f5a6b"),
+                true
+            ),
+        ]
+    );
+}

@@ -10,6 +10,88 @@ use shared::{Currency, Money};
 use testkit::TestDb;
 
 #[tokio::test]
+async fn an_undone_reversal_gives_back_once_and_can_be_taken_again() {
+    let db = TestDb::new().await.unwrap();
+    let mut conn = db.conn().await.unwrap();
+    let me = new_owner();
+    let top_up = ledger::post(&mut conn, top_up_tx(&me, 2000, 0, "top_u"))
+        .await
+        .unwrap();
+    let refund = reverse(
+        &mut conn,
+        top_up.id(),
+        Cause::new("refund", "rfd_1"),
+        Portion::Amount(1500),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bal(&mut conn, &wallet(&me)).await, -500);
+
+    let undone = ledger::undo_reversal(
+        &mut conn,
+        refund.id(),
+        Cause::new("refund_failure", "rfd_1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(undone.transaction.reverses, Some(refund.id()));
+    assert_eq!(bal(&mut conn, &wallet(&me)).await, -2000);
+    // Once: the same cause is ALREADY_POSTED, another finds nothing left.
+    let again = ledger::undo_reversal(
+        &mut conn,
+        refund.id(),
+        Cause::new("refund_failure", "rfd_1"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(again.already_posted(), Some(undone.id()));
+    let other = ledger::undo_reversal(&mut conn, refund.id(), Cause::new("refund_failure", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&other), "ALREADY_REVERSED");
+    // An undoing is not undone, and only reversals are.
+    let err = ledger::undo_reversal(&mut conn, undone.id(), Cause::new("oops", "1"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "NOT_REVERSIBLE");
+    let err = ledger::undo_reversal(&mut conn, top_up.id(), Cause::new("oops", "2"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "NOT_A_REVERSAL");
+    let err = reverse(
+        &mut conn,
+        undone.id(),
+        Cause::new("oops", "3"),
+        Portion::Whole,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(code(&err), "NOT_REVERSIBLE");
+
+    // The whole top-up can be reversed again, and no more.
+    let err = reverse(
+        &mut conn,
+        top_up.id(),
+        Cause::new("refund", "rfd_2"),
+        Portion::Amount(2001),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(code(&err), "REVERSAL_EXCEEDS_REMAINING");
+    reverse(
+        &mut conn,
+        top_up.id(),
+        Cause::new("refund", "rfd_3"),
+        Portion::Whole,
+    )
+    .await
+    .unwrap();
+    assert_eq!(bal(&mut conn, &wallet(&me)).await, 0);
+    assert_eq!(bal(&mut conn, &gbp(SystemAccount::StripeClearing)).await, 0);
+    assert!(check_integrity(&mut conn).await.unwrap().is_clean());
+}
+
+#[tokio::test]
 async fn a_whole_reversal_restores_every_balance() {
     let db = TestDb::new().await.unwrap();
     let mut conn = db.conn().await.unwrap();

@@ -858,3 +858,54 @@ async fn a_late_replay_across_midnight_is_covered_once_each_day_capped_and_none_
     .unwrap();
     assert_eq!(jobs_queued, i64::try_from(sessions.len()).unwrap());
 }
+
+#[tokio::test]
+async fn a_start_replayed_after_its_session_reached_its_maximum_leaves_no_cover_open() {
+    let h = Harness::new().await;
+    let d = h.driver("07911 100095").await;
+    h.link(h.partner, d, "old-shift").await;
+    // A ten-minute shift seventeen hours ago: its session is past its maximum length already.
+    let on = t(6, 0);
+    h.clock.set(on + Duration::hours(17));
+    let start = [
+        ev("old-on", "old-shift", Online, on),
+        ev("old-a", "old-shift", JobAccepted, on + Duration::minutes(1)),
+    ];
+    let end = [
+        ev(
+            "old-c",
+            "old-shift",
+            JobCompleted,
+            on + Duration::minutes(9),
+        ),
+        ev("old-off", "old-shift", Offline, on + Duration::minutes(10)),
+    ];
+    h.send(h.partner, &start).await;
+    // The clock's job closes it at its maximum length before the rest arrives.
+    {
+        let mut conn = h.conn().await;
+        let closed = cover::close_due_sessions(&mut conn, &h.clock, 100)
+            .await
+            .unwrap();
+        assert_eq!(closed.sessions.len(), 1);
+    }
+    let first = h.sessions(d).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].end_reason, Some(EndReason::MaxLength));
+    // The start is delivered again (its answer was lost): the period still looks open, so the
+    // work is covered on from the maximum length.
+    let replayed = h.send(h.partner, &start).await;
+    assert!(
+        replayed
+            .iter()
+            .all(|r| r.status == ShiftEventStatus::Duplicate)
+    );
+    assert!(h.sessions(d).await.iter().any(|s| s.is_active()));
+    // The end arrives: nothing stays open, and the session nothing covered costs nothing.
+    h.send(h.partner, &end).await;
+    let sessions = h.sessions(d).await;
+    assert!(sessions.iter().all(|s| !s.is_active()), "{sessions:#?}");
+    let orphan = sessions.last().unwrap();
+    assert_eq!(orphan.ended_at, Some(orphan.started_at));
+    assert_eq!(orphan.charge.unwrap().total.minor, 0, "{orphan:#?}");
+}

@@ -3,7 +3,7 @@
 use crate::support::*;
 use payments::stripe::{NewIntent, Presence};
 use payments::{TopUpKind, TopUpStatus};
-use shared::Money;
+use shared::{Clock, Money};
 
 #[tokio::test]
 async fn an_auto_top_up_charges_off_session_when_the_wallet_is_low() {
@@ -220,7 +220,7 @@ async fn a_card_that_needs_the_driver_is_never_retried_off_session() {
     assert_eq!(w.run_jobs(&mut conn).await, 0);
     assert_eq!(w.stripe_intents(&mut conn, driver).await.len(), 1);
     assert!(
-        !payments::auto_top_up_available(&mut conn, driver)
+        !payments::auto_top_up_available(&mut conn, driver, w.clock.now())
             .await
             .unwrap()
     );
@@ -242,7 +242,7 @@ async fn a_card_that_needs_the_driver_is_never_retried_off_session() {
     assert_eq!(done.status, TopUpStatus::Succeeded);
     assert_eq!(w.balance(&mut conn, driver).await, Money::gbp(2500));
     assert!(
-        payments::auto_top_up_available(&mut conn, driver)
+        payments::auto_top_up_available(&mut conn, driver, w.clock.now())
             .await
             .unwrap()
     );

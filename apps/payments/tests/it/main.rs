@@ -9,6 +9,9 @@ extern crate shiftcover_payments as payments;
 
 mod auto_top_up;
 mod cards;
+mod chargebacks;
+mod holds;
+mod limbo;
 mod refunds;
 mod sessions;
 mod support;

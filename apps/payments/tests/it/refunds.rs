@@ -67,7 +67,7 @@ async fn a_top_up_is_refunded_in_parts_and_the_ledger_reversed() {
     assert_eq!(code(&err), "REFUND_TOO_LARGE");
     assert!(matches!(
         err,
-        payments::PaymentsError::RefundTooLarge { refundable } if refundable == Money::gbp(1500)
+        payments::PaymentsError::RefundTooLarge { refundable, .. } if refundable == Money::gbp(1500)
     ));
     let rest = payments::refund(&mut conn, &w.env, request(1500, "Closing the account"))
         .await

@@ -11,9 +11,9 @@ use cover::{
 use diesel_async::AsyncPgConnection;
 use ledger::{AccountRef, SystemAccount};
 use payments::{RefundRequest, RefundStatus, RefundTarget, TopUpStatus, WalletFunds};
-use shared::{Currency, Money};
+use shared::{Clock, Currency, Money};
 
-async fn car_enrolled(
+pub(crate) async fn car_enrolled(
     w: &World,
     conn: &mut AsyncPgConnection,
     driver: DriverId,
@@ -50,7 +50,7 @@ async fn car_enrolled(
     (car.id, enrolment)
 }
 
-async fn ride(
+pub(crate) async fn ride(
     w: &World,
     conn: &mut AsyncPgConnection,
     driver: DriverId,
@@ -403,15 +403,20 @@ async fn no_suspension_while_a_session_runs() {
     )
     .await
     .unwrap();
-    // The wallet is drained (an ops refund of the rest) and the auto top-up fails mid-session.
-    let balance = w.balance(&mut conn, driver).await;
+    // The wallet is drained (an ops refund of all but the running session's charge so far,
+    // which is held) and the auto top-up fails mid-session.
     let top_up = payments::list_top_ups(&mut conn, driver, 10).await.unwrap();
+    let target = RefundTarget::TopUp(top_up.last().unwrap().id);
+    let refundable = payments::refundable_amount(&mut conn, target, w.clock.now())
+        .await
+        .unwrap();
+    assert!(refundable.minor < w.balance(&mut conn, driver).await.minor);
     payments::refund(
         &mut conn,
         &w.env,
         RefundRequest {
-            target: RefundTarget::TopUp(top_up.last().unwrap().id),
-            amount: balance,
+            target,
+            amount: refundable,
             reason: "Driver asked for the balance back".into(),
             actor: Actor::Staff(StaffId::new()),
         },

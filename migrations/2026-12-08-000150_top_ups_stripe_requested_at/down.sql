@@ -1,0 +1,1 @@
+ALTER TABLE top_ups DROP COLUMN stripe_requested_at;
