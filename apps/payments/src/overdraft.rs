@@ -96,7 +96,8 @@ fn most_it_can_cost(session: &CoverSession) -> i64 {
 }
 
 /// Reviews every running session as of `now` (see the module documentation). Each session's
-/// ending commits on its own; an error on one is logged and the others go on.
+/// ending commits on its own; an error on one (pricing, the text, the ending) is logged and the
+/// others go on. Errors: reading the running sessions or the wallets.
 pub async fn enforce_overdraft(
     conn: &mut AsyncPgConnection,
     env: &PaymentsEnv,
@@ -115,15 +116,20 @@ pub async fn enforce_overdraft(
         if most_it_can_cost(&session) <= warning_line(funds) {
             continue;
         }
-        let so_far = cover::preview_charge(conn, &session, now)
-            .await
-            .map_err(|e| anyhow::anyhow!("pricing session {}: {e}", session.id))?
-            .breakdown
-            .total;
+        // One session that cannot be priced or texted must not stop the review of the others.
+        let so_far = match cover::preview_charge(conn, &session, now).await {
+            Ok(charge) => charge.breakdown.total,
+            Err(e) => {
+                tracing::error!(session_id = %session.id, error = %e, "overdraft review: the session could not be priced");
+                continue;
+            }
+        };
         if so_far.minor <= warning_line(funds) {
             continue;
         }
-        warn(conn, env, &session, funds, so_far).await?;
+        if let Err(e) = warn(conn, env, &session, funds, so_far).await {
+            tracing::error!(session_id = %session.id, error = %e, "overdraft review: the driver could not be warned");
+        }
         review.warned.push(session.id);
         if so_far.minor <= headroom(funds) {
             continue;
