@@ -640,6 +640,14 @@ pub(crate) async fn apply_stripe_refund(
 ) -> Result<Refund, PaymentsError> {
     let now = env.clock.now();
     conn.transaction::<_, PaymentsError, _>(async |conn| {
+        // Settling turns the refund's hold into a posting: under the wallet's lock, so a spender
+        // holding it never reads the balance before the posting and the holds after it.
+        let driver_id: DriverId = refunds::table
+            .find(refund_id)
+            .select(refunds::driver_id)
+            .first(conn)
+            .await?;
+        crate::holds::lock_wallet(conn, driver_id).await?;
         let row: RefundRow = refunds::table
             .find(refund_id)
             .select(RefundRow::as_select())
