@@ -14,7 +14,9 @@
 //! (the session, the refund, the chargeback), so a hold is created and released in the same
 //! transaction as its cause, by construction. Every spender that could take money the wallet
 //! does not have (a top-up refund) first takes the wallet's lock ([`lock_wallet`]), then checks
-//! the available balance, so two spenders cannot both take the same money.
+//! the available balance, so two spenders cannot both take the same money. What turns a hold
+//! into a posting (a refund Stripe confirmed, a session charged, a chargeback withdrawn) takes
+//! the lock too, so a spender never reads the balance before the posting and the holds after.
 
 use crate::error::PaymentsError;
 use crate::schema::refunds;
@@ -85,21 +87,6 @@ impl WalletPosition {
                 currency: posted.currency,
             },
             holds,
-        }
-    }
-
-    /// The position without the running session's hold (what a session's funds are measured
-    /// against: its own charge is what it spends).
-    pub fn before_running_session(&self) -> Money {
-        let running: i64 = self
-            .holds
-            .iter()
-            .filter(|h| h.kind == HoldKind::RunningSession)
-            .map(|h| h.amount.minor)
-            .sum();
-        Money {
-            minor: self.available.minor + running,
-            currency: self.available.currency,
         }
     }
 }

@@ -1,51 +1,15 @@
 //! Chargebacks (Stripe disputes on top-ups), refunds made in the Stripe dashboard, and refunds
 //! that fail after they succeeded, delivered as signed webhooks and checked against localstripe.
 
+use crate::sessions::car_enrolled;
 use crate::support::*;
-use accounts::{Actor, DriverId, NewVehicle, StaffId, VehicleType};
+use accounts::{Actor, DriverId, StaffId};
 use chrono::Duration;
-use cover::{EndReason, EnrolInput, EnrolmentStatus, SessionSource, StartCover};
+use cover::{EndReason, EnrolmentStatus, SessionSource, StartCover};
 use diesel_async::AsyncPgConnection;
 use ledger::{AccountRef, SystemAccount, TransactionKind};
 use payments::{RefundRequest, RefundStatus, RefundTarget, StripeEvent, WalletFunds};
 use shared::{Clock, Currency, Money};
-
-async fn car_enrolled(
-    w: &World,
-    conn: &mut AsyncPgConnection,
-    driver: DriverId,
-) -> (accounts::VehicleId, cover::Enrolment) {
-    let mut versions = pricing::seed_demo_products(conn).await.unwrap();
-    let _hire = versions.pop().unwrap();
-    let food = versions.pop().unwrap();
-    let car = accounts::add_vehicle(
-        conn,
-        &w.clock,
-        driver,
-        NewVehicle {
-            vehicle_type: VehicleType::Car,
-            registration: Some("AB12CDE".into()),
-            make: Some("Toyota".into()),
-            model: Some("Prius".into()),
-        },
-    )
-    .await
-    .unwrap();
-    let enrolment = cover::enrol(
-        conn,
-        &w.clock,
-        driver,
-        EnrolInput {
-            product_id: food.product_id,
-            vehicle_id: car.id,
-            accept_terms: true,
-        },
-        &WalletFunds,
-    )
-    .await
-    .unwrap();
-    (car.id, enrolment)
-}
 
 async fn start(
     w: &World,

@@ -1,13 +1,11 @@
 //! Holds and the available balance: refunds that cannot take promised money, the overdraft
 //! limit enforced on running sessions, and automatic top-ups that are checked again.
 
-use crate::sessions::{car_enrolled, ride};
+use crate::sessions::{car_enrolled, car_enrolled_in, ride};
 use crate::support::*;
-use accounts::{Actor, DriverId, NewVehicle, StaffId, VehicleType};
+use accounts::{Actor, DriverId, StaffId};
 use chrono::Duration;
-use cover::{
-    EndReason, EnrolInput, EnrolmentStatus, Funding, FundsCheck, SessionSource, StartCover,
-};
+use cover::{EndReason, EnrolmentStatus, Funding, FundsCheck, SessionSource, StartCover};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use payments::{HoldKind, RefundRequest, RefundTarget, TopUpStatus, WalletFunds};
@@ -177,41 +175,14 @@ async fn on_hire_cover(w: &World, conn: &mut AsyncPgConnection, pence: i64) -> c
     let driver = w.driver(conn, PHONE).await;
     w.save_card(conn, driver, cards::VISA).await;
     top_up(w, conn, driver, pence, "t-1").await;
-    let mut versions = pricing::seed_demo_products(conn).await.unwrap();
-    let hire = versions.pop().unwrap();
-    let car = accounts::add_vehicle(
-        conn,
-        &w.clock,
-        driver,
-        NewVehicle {
-            vehicle_type: VehicleType::Car,
-            registration: Some("AB12CDE".into()),
-            make: Some("Toyota".into()),
-            model: Some("Prius".into()),
-        },
-    )
-    .await
-    .unwrap();
-    cover::enrol(
-        conn,
-        &w.clock,
-        driver,
-        EnrolInput {
-            product_id: hire.product_id,
-            vehicle_id: car.id,
-            accept_terms: true,
-        },
-        &WalletFunds,
-    )
-    .await
-    .unwrap();
+    let (car, _) = car_enrolled_in(w, conn, driver, true).await;
     cover::start_session(
         conn,
         &w.clock,
         &Default::default(),
         driver,
         StartCover {
-            vehicle_id: car.id,
+            vehicle_id: car,
             product_id: None,
             quote_id: None,
             idempotency_key: "s-1".into(),

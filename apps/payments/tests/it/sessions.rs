@@ -18,9 +18,20 @@ pub(crate) async fn car_enrolled(
     conn: &mut AsyncPgConnection,
     driver: DriverId,
 ) -> (accounts::VehicleId, cover::Enrolment) {
+    car_enrolled_in(w, conn, driver, false).await
+}
+
+/// A car of the driver's enrolled in a demo product: food delivery, or private hire (the dearer).
+pub(crate) async fn car_enrolled_in(
+    w: &World,
+    conn: &mut AsyncPgConnection,
+    driver: DriverId,
+    private_hire: bool,
+) -> (accounts::VehicleId, cover::Enrolment) {
     let mut versions = pricing::seed_demo_products(conn).await.unwrap();
-    let _hire = versions.pop().unwrap();
+    let hire = versions.pop().unwrap();
     let food = versions.pop().unwrap();
+    let product = if private_hire { hire } else { food };
     let car = accounts::add_vehicle(
         conn,
         &w.clock,
@@ -39,7 +50,7 @@ pub(crate) async fn car_enrolled(
         &w.clock,
         driver,
         EnrolInput {
-            product_id: food.product_id,
+            product_id: product.product_id,
             vehicle_id: car.id,
             accept_terms: true,
         },
